@@ -1,0 +1,5 @@
+"""Shared test set-up: quiet TensorFlow, and a session-wide scratch directory."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
