@@ -1,0 +1,98 @@
+"""`mbt pipeline run | compile | submit`: the TFX pipeline from the command line.
+
+Every PipelineSettings field a user changes is a flag; nothing needs a code edit.
+"""
+import argparse
+
+from pipeline.settings import PipelineSettings, parse_overrides
+
+_DEFAULTS = PipelineSettings()
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by run and compile, one per PipelineSettings field a user changes."""
+    d = _DEFAULTS
+    parser.add_argument("--data", dest="videos", default=d.videos,
+                        help="folder or gs:// prefix holding the clips")
+    parser.add_argument("--labels", default=d.labels, help="label file (CSV/JSONL)")
+    parser.add_argument("--label-format", default=d.label_format,
+                        choices=["generic", "audioset", "vggsound"])
+    parser.add_argument("--class-map", default=d.class_map,
+                        help="class map (index,name CSV; AudioSet class_labels_indices.csv)")
+    parser.add_argument("--missing-audio", default=d.missing_audio, choices=["reject", "silence"])
+    parser.add_argument("--preset", default=d.preset)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a model config field (repeatable)")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument("--tpu", default=d.tpu, help="TPU name/address for TPUStrategy")
+    parser.add_argument("--pretrained", default=d.pretrained, help="ViT .npz to initialise from")
+    parser.add_argument("--min-metric", type=float, default=d.min_metric,
+                        help="absolute lower bound on mAP (multi-label) or top-1")
+    parser.add_argument("--max-metric-drop", type=float, default=d.max_metric_drop,
+                        help="allowed drop against the latest blessed model")
+    parser.add_argument("--pipeline-name", default=d.pipeline_name)
+    parser.add_argument("--pipeline-root", default=d.pipeline_root)
+    parser.add_argument("--metadata-path", default=d.metadata_path)
+    parser.add_argument("--serving-base", default=d.serving_base)
+    parser.add_argument("--model-name", default=d.model_name)
+    parser.add_argument("--beam-arg", dest="beam_args", action="append", default=None,
+                        help="Beam pipeline option for all components (repeatable)")
+    parser.add_argument("--no-cache", dest="enable_cache", action="store_false")
+
+
+def settings_from_args(args) -> PipelineSettings:
+    fields = {k: getattr(args, k) for k in (
+        "videos", "labels", "label_format", "class_map", "missing_audio", "preset", "epochs",
+        "batch_size", "learning_rate", "tpu", "pretrained", "min_metric", "max_metric_drop",
+        "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
+        "enable_cache")}
+    fields["overrides"] = parse_overrides(args.overrides)
+    if args.beam_args:
+        fields["beam_args"] = tuple(args.beam_args)
+        fields["decode_beam_args"] = tuple(args.beam_args)
+    return PipelineSettings(**fields)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    add_settings_arguments(sub.add_parser("run", help="run locally with LocalDagRunner"))
+    comp = sub.add_parser("compile", help="compile a KFP v2 PipelineJob spec")
+    add_settings_arguments(comp)
+    comp.add_argument("--target", choices=["vertex", "kubeflow"], default="vertex")
+    comp.add_argument("--out", required=True, help="output JSON file")
+    comp.add_argument("--image", default=None, help="pipeline container image")
+    comp.add_argument("--bucket", required=True, help="gs:// bucket for pipeline root and serving")
+    comp.add_argument("--project", default=None, help="GCP project (enables Dataflow for Beam)")
+    comp.add_argument("--region", default="us-central1")
+    sub_ = sub.add_parser("submit", help="submit a compiled spec to Vertex AI Pipelines")
+    sub_.add_argument("spec", help="compiled PipelineJob JSON")
+    sub_.add_argument("--project", required=True)
+    sub_.add_argument("--region", required=True)
+    sub_.add_argument("--bucket", required=True, help="gs:// staging bucket / pipeline root")
+    sub_.add_argument("--service-account", default=None)
+    sub_.add_argument("--job-id", default=None)
+
+
+def run(args) -> int:
+    if args.action == "run":
+        from pipeline.local_runner import run_local
+        run_local(settings_from_args(args))
+        return 0
+    if args.action == "compile":
+        from kubeflow import compile as kfp_compile
+        settings = kfp_compile.cloud_settings(settings_from_args(args), target=args.target,
+                                              bucket=args.bucket, project=args.project,
+                                              region=args.region)
+        path = kfp_compile.compile_pipeline(settings, args.out,
+                                            image=args.image or kfp_compile.DEFAULT_IMAGE)
+        print(f"compiled {args.target} pipeline spec: {path}")
+        return 0
+    if not args.bucket.startswith("gs://"):
+        raise SystemExit(f"--bucket {args.bucket!r}: expected a gs:// URI")
+    from kubeflow.submit import submit
+    job = submit(args.spec, project=args.project, region=args.region, bucket=args.bucket,
+                 service_account=args.service_account, job_id=args.job_id)
+    print(f"submitted: {job.resource_name}")
+    return 0

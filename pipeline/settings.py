@@ -1,0 +1,81 @@
+"""Everything a user changes about a pipeline run, as one dataclass (configuration as data).
+
+`mbt pipeline run` flags, the demo and the Kubeflow/Vertex compiler all build one of these;
+`create_pipeline` reads nothing else.
+"""
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+# In-memory Beam keeps the small stock components fast; the clip ExampleGen, which decodes
+# video, gets worker processes so both cores decode (see with_beam_pipeline_args).
+LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+LOCAL_DECODE_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings:
+    pipeline_name: str = "mbt"
+    pipeline_root: str = "out/pipeline_root"
+    metadata_path: Optional[str] = "out/metadata.sqlite"  # None on Kubeflow/Vertex
+    # Data.
+    videos: str = "demo_data/clips"          # folder or bucket prefix the label paths resolve against
+    labels: str = "demo_data/labels.csv"
+    label_format: str = "generic"            # generic | audioset | vggsound
+    class_map: Optional[str] = "demo_data/class_map.csv"
+    missing_audio: str = "reject"            # reject | silence
+    # Model and training.
+    preset: str = "mbt-tiny"
+    overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
+    epochs: int = 3
+    batch_size: int = 8
+    learning_rate: Optional[float] = None    # None: the paper's 0.5 scaled with batch size
+    warmup_epochs: float = 2.5
+    train_steps: int = 0                     # 0: epochs * examples / batch (TFX needs a value)
+    tpu: Optional[str] = None
+    pretrained: Optional[str] = None         # ViT .npz for init-from-vit
+    # Evaluation and push.
+    min_metric: float = 0.3                  # absolute lower bound (mAP or top-1)
+    max_metric_drop: float = 0.0             # allowed drop vs the latest blessed model
+    serving_base: str = "out/serving"
+    model_name: str = "mbt"
+    # Beam.
+    beam_args: Tuple[str, ...] = LOCAL_BEAM_ARGS
+    decode_beam_args: Tuple[str, ...] = LOCAL_DECODE_BEAM_ARGS
+    enable_cache: bool = True
+
+    @property
+    def push_dir(self) -> str:
+        return os.path.join(self.serving_base, self.model_name)
+
+    def replace(self, **changes) -> "PipelineSettings":
+        return dataclasses.replace(self, **changes)
+
+    def trainer_config(self) -> Dict[str, object]:
+        """The Trainer's custom_config: JSON-safe hyperparameters for run_fn."""
+        return {
+            "preset": self.preset,
+            "overrides": json.dumps(self.overrides),
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "warmup_epochs": self.warmup_epochs,
+            "tpu": self.tpu,
+            "pretrained": self.pretrained,
+            "class_map": self.class_map,
+        }
+
+
+def parse_overrides(items: List[str]) -> Dict[str, object]:
+    """`field=value` pairs from the command line; values are JSON when they parse as JSON."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like field=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
