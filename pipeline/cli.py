@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     module = _module(known.command)
     cmd_parser = argparse.ArgumentParser(prog=f"mbt {known.command}",
                                          description=SUBCOMMANDS[known.command][1])
-    add = getattr(module, f"add_{known.command.replace('-', '_')}_arguments", module.add_arguments)
+    add = (getattr(module, f"add_{known.command.replace('-', '_')}_arguments", None)
+           or module.add_arguments)
     add(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
     args.command = known.command
