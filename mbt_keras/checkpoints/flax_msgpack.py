@@ -23,13 +23,13 @@ def _dtype(name: bytes) -> np.dtype:
 
 
 def _ndarray(data: bytes) -> np.ndarray:
-    """An ndarray leaf: msgpack (shape, dtype name, C-order bytes)."""
+    """An ndarray leaf: msgpack (shape, dtype name, C-order bytes); read-only, no copy."""
     shape, dtype_name, buffer = msgpack.unpackb(data, raw=True)
     if dtype_name == b"bfloat16":
         # bfloat16 is the top half of a float32: widen without needing ml_dtypes.
         bits = np.frombuffer(buffer, dtype="<u2").astype(np.uint32) << 16
         return bits.view(np.float32).reshape(shape)
-    return np.frombuffer(buffer, dtype=_dtype(dtype_name)).reshape(shape).copy()
+    return np.frombuffer(buffer, dtype=_dtype(dtype_name)).reshape(shape)
 
 
 def _ext_hook(code: int, data: bytes):

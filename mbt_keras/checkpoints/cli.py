@@ -1,0 +1,49 @@
+"""`mbt init-from-vit` and `mbt import-scenic`: pretrained weights to a `.keras` model."""
+import argparse
+
+from mbt_keras.checkpoints import scenic_import, vit_npz
+from mbt_keras.config import PRESETS, from_preset
+
+
+def add_init_from_vit_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("npz", help="ViT checkpoint, e.g. ViT-B_16.npz (ImageNet-21k)")
+    parser.add_argument("--preset", default="mbt-b16", choices=sorted(PRESETS))
+    parser.add_argument("--num-classes", help="override the preset's classes, e.g. 527 or 97,300")
+    parser.add_argument("--kernel-init", default="central", choices=vit_npz.KERNEL_INITS,
+                        help="how the 2D patch kernel becomes a tubelet kernel")
+    parser.add_argument("--out", required=True, help="the .keras file to write")
+
+
+def run_init_from_vit(args) -> int:
+    from mbt_keras.model import build_model
+    overrides = {"num_classes": args.num_classes} if args.num_classes else {}
+    config = from_preset(args.preset, **overrides)
+    model = build_model(config)
+    for line in vit_npz.init_from_vit(model, config, args.npz, kernel_init=args.kernel_init):
+        print(line)
+    model.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_import_scenic_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("checkpoint", help="Scenic checkpoint file or directory, e.g. "
+                                           "mbtb32_as-500k_rgb-spec")
+    parser.add_argument("--out", required=True, help="the .keras file to write")
+    parser.add_argument("--class-labels", help="AudioSet class_labels_indices.csv for class names")
+    parser.add_argument("--saved-model", help="also export the serving SavedModel to this "
+                                              "directory (e.g. models/mbt/1)")
+    parser.add_argument("--fusion-layer", type=int, default=None,
+                        help="Lf of the checkpoint (the released models: 8, the preset's)")
+
+
+def run_import_scenic(args) -> int:
+    overrides = {} if args.fusion_layer is None else {"fusion_layer": args.fusion_layer}
+    model, config, report = scenic_import.import_scenic(args.checkpoint, **overrides)
+    for line in report:
+        print(line)
+    names = (scenic_import.read_class_names(args.class_labels, sum(config.num_classes))
+             if args.class_labels else None)
+    scenic_import.save_imported(model, config, args.out, names, args.saved_model)
+    print(f"wrote {args.out}" + (f" and SavedModel {args.saved_model}" if args.saved_model else ""))
+    return 0
