@@ -32,7 +32,8 @@ def cloud_settings(settings: PipelineSettings, *, target: str, bucket: str,
                    serving_base=f"{root}/serving")
     if project:
         beam = dataflow_beam_args(project, region, f"{root}/tmp")
-        changes.update(beam_args=beam, decode_beam_args=beam)
+        # Pipeline-level args reach every Beam component, the ExampleGen included.
+        changes.update(beam_args=beam, decode_beam_args=())
     return settings.replace(**changes)
 
 

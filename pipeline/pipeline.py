@@ -23,9 +23,11 @@ def create_pipeline(settings: PipelineSettings,
         labels=settings.labels,
         videos=settings.videos,
         label_format=settings.label_format,
-        class_map=settings.class_map or "",
+        class_map=settings.class_map,
         missing_audio=settings.missing_audio,
-    ).with_beam_pipeline_args(list(settings.decode_beam_args))
+    )
+    if settings.decode_beam_args:
+        example_gen = example_gen.with_beam_pipeline_args(list(settings.decode_beam_args))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
     example_validator = tfx.components.ExampleValidator(

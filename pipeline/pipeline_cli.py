@@ -4,7 +4,7 @@ Every PipelineSettings field a user changes is a flag; nothing needs a code edit
 """
 import argparse
 
-from pipeline.settings import PipelineSettings, parse_overrides
+from pipeline.settings import PipelineSettings, parse_overrides, with_class_count
 
 _DEFAULTS = PipelineSettings()
 
@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     if args.action == "run":
         from pipeline.local_runner import run_local
-        run_local(settings_from_args(args))
+        run_local(with_class_count(settings_from_args(args)))
         return 0
     if args.action == "compile":
         from kubeflow import compile as kfp_compile

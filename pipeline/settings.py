@@ -79,3 +79,13 @@ def parse_overrides(items: List[str]) -> Dict[str, object]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def with_class_count(settings: PipelineSettings) -> PipelineSettings:
+    """Set num_classes from the class map unless the user overrode it: the class map, not
+    the preset, knows how many classes the data has."""
+    if not settings.class_map or "num_classes" in settings.overrides:
+        return settings
+    from components.preprocess.label_files import read_class_map
+    count = len(read_class_map(settings.class_map))
+    return settings.replace(overrides={**settings.overrides, "num_classes": count})
