@@ -38,6 +38,7 @@ OUTPUT_LOGITS = "logits"
 SIG_SERVING = "serving_default"   # JPEG frames + waveform -> scores, top-k
 SIG_UINT8 = "serving_uint8"       # uint8 frames + waveform -> scores, top-k
 SIG_EXAMPLES = "examples"         # serialized SequenceExamples -> scores (TFMA)
+SIG_LABELS = "transformed_labels"  # serialized SequenceExamples -> LABEL_KEY (TFMA runs it by default)
 
 IN_FRAMES_JPEG = "frames"         # tf.string [B, F]
 IN_FRAMES_UINT8 = "frames_uint8"  # tf.uint8 [B, F, H, W, 3]

@@ -10,30 +10,25 @@ import tempfile
 
 import tensorflow as tf
 
-from mbt_keras import contract
+from mbt_keras import augment, contract, input_pipeline, training
 from mbt_keras.config import ModelConfig
-from mbt_keras.input_pipeline import parse_eval_examples
 from mbt_keras.log_mel import log_mel_spectrogram
-from mbt_keras.frames import resize_and_centre_crop, uniform_frame_indices
-
-
-def scores_from_logits(logits: tf.Tensor, config: ModelConfig) -> tf.Tensor:
-    """Sigmoid per class (multi-label), softmax (single-label) or softmax per head (verb+noun)."""
-    if config.head == "multilabel":
-        return tf.sigmoid(logits)
-    if config.head == "singlelabel":
-        return tf.nn.softmax(logits, axis=-1)
-    heads = tf.split(logits, list(config.num_classes), axis=-1)
-    return tf.concat([tf.nn.softmax(h, axis=-1) for h in heads], axis=-1)
 
 
 class _ExportModule(tf.Module):
     """Holds the Keras model, the class-name table and the signature functions."""
 
-    def __init__(self, model, config: ModelConfig, class_names_file: str, top_k: int):
+    def __init__(self, model, config: ModelConfig, class_names_file: str, top_k: int,
+                 eval_views: int):
         super().__init__()
         self.model = model
         self._config = config
+        self._eval_views = eval_views
+        shapes = {contract.INPUT_RGB: [config.num_frames, config.image_size, config.image_size, 3],
+                  contract.INPUT_SPEC: [config.spec_frames, config.mel_bins]}
+        self._eval_signature = (
+            {m: tf.TensorSpec([eval_views] + shapes[m], tf.float32) for m in config.modalities},
+            tf.TensorSpec([sum(config.num_classes)], tf.float32))
         self._top_k = min(top_k, sum(config.num_classes))
         self.class_names_asset = tf.saved_model.Asset(class_names_file)
         self.class_names = tf.lookup.StaticHashTable(
@@ -42,9 +37,32 @@ class _ExportModule(tf.Module):
                 tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
             default_value="")
 
-    def _scores(self, inputs):
-        model_inputs = {m: inputs[m] for m in self._config.modalities}
-        return scores_from_logits(self.model(model_inputs, training=False), self._config)
+    def _scores(self, inputs, views: int = 1):
+        """Scores as the trainer's evaluation computes them: logits averaged over `views`
+        consecutive rows, then sigmoid (multi-label) or softmax per head."""
+        logits = self.model({m: inputs[m] for m in self._config.modalities}, training=False)
+        logits = tf.reshape(logits, [-1, views, sum(self._config.num_classes)])
+        return training.scores_and_labels(self._config, logits, None)[0]
+
+    def _example_scores(self, serialized):
+        """Scores of serialized SequenceExamples under the trainer's evaluation protocol.
+
+        The windows, centre crop and view averaging are `input_pipeline`'s, so TFMA's metrics
+        are computed on exactly what the trainer's evaluation sees.
+        """
+        cfg, views = self._config, self._eval_views
+        inputs, _ = tf.map_fn(lambda s: input_pipeline._eval_example(s, cfg, views), serialized,
+                              fn_output_signature=self._eval_signature)
+        flat = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)) for k, v in inputs.items()}
+        return self._scores(flat, views)
+
+    def _example_labels(self, serialized):
+        """Dense labels [B, C] (multi-hot, one-hot, or verb then noun one-hot) for TFMA."""
+        return tf.map_fn(
+            lambda s: input_pipeline.label_vector(input_pipeline.parse(s, self._config)["labels"],
+                                                  self._config),
+            serialized, fn_output_signature=tf.TensorSpec([sum(self._config.num_classes)],
+                                                          tf.float32))
 
     def _predict(self, frames_uint8_or_jpeg, waveform, decode_jpeg: bool):
         cfg = self._config
@@ -53,23 +71,21 @@ class _ExportModule(tf.Module):
             frames = tf.gather(frames_uint8_or_jpeg,
                                uniform_frame_indices(tf.shape(frames_uint8_or_jpeg)[1], cfg.num_frames),
                                axis=1)
+            clip_spec = tf.TensorSpec([cfg.num_frames, cfg.image_size, cfg.image_size, 3],
+                                      tf.float32)
             if decode_jpeg:
-                flat = tf.reshape(frames, [-1])
-                images = tf.map_fn(
-                    lambda jpeg: resize_and_centre_crop(
-                        tf.io.decode_jpeg(jpeg, channels=3)[tf.newaxis], cfg.image_size)[0],
-                    flat, fn_output_signature=tf.TensorSpec([cfg.image_size, cfg.image_size, 3],
-                                                            tf.float32))
-                rgb = tf.reshape(images, [-1, cfg.num_frames, cfg.image_size, cfg.image_size, 3])
+                # The evaluation code itself: one centre crop per clip, from its first frame.
+                rgb = tf.map_fn(lambda jpegs: input_pipeline.decode_frames(
+                    jpegs, augment.centre_crop_window(jpegs[0]), cfg.image_size),
+                    frames, fn_output_signature=clip_spec)
             else:
-                shape = tf.shape(frames)
-                images = tf.reshape(frames, tf.concat([[-1], shape[2:]], 0))
-                rgb = tf.reshape(resize_and_centre_crop(images, cfg.image_size),
-                                 [-1, cfg.num_frames, cfg.image_size, cfg.image_size, 3])
+                rgb = tf.map_fn(lambda clip: _decoded_frames(clip, cfg.image_size), frames,
+                                fn_output_signature=clip_spec)
             inputs[contract.INPUT_RGB] = rgb
         if contract.INPUT_SPEC in cfg.modalities:
             inputs[contract.INPUT_SPEC] = _spectrogram_window(waveform, cfg.spec_frames)
         scores = self._scores(inputs)
+        # verb_noun: one ranking over verbs and nouns together, each scored by its own softmax.
         top_scores, top_indices = tf.math.top_k(scores, k=self._top_k)
         return {
             contract.OUT_SCORES: scores,
@@ -88,17 +104,33 @@ class _ExportModule(tf.Module):
                                            name=contract.IN_FRAMES_UINT8),
                              tf.TensorSpec([None, None], tf.float32, name=contract.IN_WAVEFORM)])
         examples_spec = [tf.TensorSpec([None], tf.string, name=contract.IN_EXAMPLES)]
-        examples = tf.function(
-            lambda serialized: {contract.OUT_SCORES: self._scores(
-                parse_eval_examples(serialized, self._config)[0])},
-            input_signature=examples_spec)
-        labels = tf.function(
-            lambda serialized: {contract.LABEL_KEY: parse_eval_examples(serialized, self._config)[1]},
-            input_signature=examples_spec)
+        examples = tf.function(lambda examples: {contract.OUT_SCORES: self._example_scores(examples)},
+                               input_signature=examples_spec)
+        labels = tf.function(lambda examples: {contract.LABEL_KEY: self._example_labels(examples)},
+                             input_signature=examples_spec)
         return {contract.SIG_SERVING: jpeg.get_concrete_function(),
                 contract.SIG_UINT8: uint8.get_concrete_function(),
                 contract.SIG_EXAMPLES: examples.get_concrete_function(),
                 contract.SIG_LABELS: labels.get_concrete_function()}
+
+
+def uniform_frame_indices(available, wanted: int) -> tf.Tensor:
+    """`wanted` indices at the stride available / wanted from the first frame, as the
+    trainer's `input_pipeline.frame_indices` picks frames at its stride t * fps / num_frames."""
+    stride = tf.cast(available, tf.float32) / wanted
+    return tf.cast(tf.floor(tf.range(wanted, dtype=tf.float32) * stride + 1e-4), tf.int32)
+
+
+def _decoded_frames(frames, image_size: int):
+    """`input_pipeline.decode_frames` for frames already decoded: uint8 [F, H, W, 3] ->
+    the same centre crop (`augment.centre_crop_window`) and resize, float32 in [0, 1]."""
+    height, width = tf.shape(frames)[1], tf.shape(frames)[2]
+    side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * augment.CENTRE_CROP_FRACTION,
+                   tf.int32)
+    top, left = (height - side) // 2, (width - side) // 2
+    crop = frames[:, top:top + side, left:left + side]
+    resized = tf.image.resize(tf.cast(crop, tf.float32) / 255.0, [image_size, image_size])
+    return tf.clip_by_value(resized, 0.0, 1.0)
 
 
 def _spectrogram_window(waveform: tf.Tensor, spec_frames: int) -> tf.Tensor:
@@ -111,8 +143,12 @@ def _spectrogram_window(waveform: tf.Tensor, spec_frames: int) -> tf.Tensor:
 
 
 def export_saved_model(model, config: ModelConfig, class_names, export_dir: str, *,
-                       top_k: int = contract.OUT_TOP_K) -> str:
-    """Write the SavedModel with the signatures of `mbt_keras.contract`; returns `export_dir`."""
+                       top_k: int = contract.OUT_TOP_K, eval_views: int = 1) -> str:
+    """Write the SavedModel with the signatures of `mbt_keras.contract`; returns `export_dir`.
+
+    `eval_views` is the number of windows the examples signature averages per clip; pass the
+    trainer's evaluation `views` so TFMA and the trainer score clips the same way.
+    """
     class_names = list(class_names)
     if len(class_names) != sum(config.num_classes):
         raise ValueError(f"got {len(class_names)} class names for num_classes={config.num_classes}")
@@ -123,6 +159,6 @@ def export_saved_model(model, config: ModelConfig, class_names, export_dir: str,
         names_file = os.path.join(tmp, contract.CLASS_NAMES_ASSET)
         with open(names_file, "w", encoding="utf-8") as f:
             f.write("\n".join(class_names) + "\n")
-        module = _ExportModule(model, config, names_file, top_k)
+        module = _ExportModule(model, config, names_file, top_k, eval_views)
         tf.saved_model.save(module, export_dir, signatures=module.signatures())
     return export_dir

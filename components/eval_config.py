@@ -1,0 +1,65 @@
+"""The Evaluator's EvalConfig, built from the model's task (paper section 4.1).
+
+Multi-label (AudioSet): mAP and AP per class. Single-label (VGGSound): top-1 and top-5.
+Verb+noun (Epic-Kitchens): verb, noun and action top-1. The blessing gate sits on the
+headline metric (the first one): an absolute lower bound `min_metric`, and "no worse than
+the latest blessed model by more than `max_metric_drop`" when the pipeline resolves a
+baseline. A lower bound is always set, because without any threshold the Evaluator writes no
+blessing. A deliberately worse model fails the second test and is not pushed.
+"""
+import json
+from typing import Sequence
+
+import tensorflow_model_analysis as tfma
+
+from components import eval_metrics
+from mbt_keras import contract
+from mbt_keras.config import ModelConfig
+
+
+def task_metrics(config: ModelConfig):
+    """[(class name, kwargs)] of the task's metrics; the first is the headline metric."""
+    if config.head == "multilabel":
+        return [("MeanAveragePrecision", {"name": eval_metrics.MEAN_AVERAGE_PRECISION})]
+    if config.head == "singlelabel":
+        top_5 = min(5, config.num_classes[0])
+        return [("TopKAccuracy", {"name": eval_metrics.TOP_1, "k": 1}),
+                ("TopKAccuracy", {"name": eval_metrics.TOP_5, "k": top_5})]
+    verbs, nouns = config.num_classes
+    return [("ActionAccuracy", {"name": eval_metrics.ACTION_TOP_1, "num_verbs": verbs}),
+            ("TopKAccuracy", {"name": eval_metrics.VERB_TOP_1, "k": 1, "num_classes": verbs}),
+            ("TopKAccuracy", {"name": eval_metrics.NOUN_TOP_1, "k": 1, "offset": verbs,
+                              "num_classes": nouns})]
+
+
+def headline_metric(config: ModelConfig) -> str:
+    """Name of the metric the blessing is decided on."""
+    return task_metrics(config)[0][1]["name"]
+
+
+def build_eval_config(config: ModelConfig, *, min_metric: float = 0.0,
+                      max_metric_drop: float = 0.0,
+                      slice_features: Sequence[str] = ()) -> tfma.EvalConfig:
+    """EvalConfig over the exported model's SIG_EXAMPLES scores and SIG_LABELS labels.
+
+    Blessed when headline >= min_metric and headline >= baseline headline - max_metric_drop.
+    """
+    gate = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_metric}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -max_metric_drop}))
+    metrics = [tfma.MetricConfig(class_name="ExampleCount")]
+    for index, (class_name, kwargs) in enumerate(task_metrics(config)):
+        metrics.append(tfma.MetricConfig(
+            class_name=class_name, module=eval_metrics.__name__, config=json.dumps(kwargs),
+            threshold=gate if index == 0 else None))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name=contract.SIG_EXAMPLES,
+            preprocessing_function_names=[contract.SIG_LABELS],
+            label_key=contract.LABEL_KEY,
+            prediction_key=contract.OUT_SCORES)],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f])
+                                              for f in slice_features])

@@ -1,0 +1,68 @@
+"""`mbt report RUN_DIR`: one screen on a pipeline run: metrics, blessing, push, logs.
+
+RUN_DIR is the pipeline root (`<root>/<component>/<output>/<execution id>/`); the newest
+execution of each component is reported. The evaluation is also written to TensorBoard
+next to the Trainer's logs, so the command can be re-run on any finished run.
+"""
+import argparse
+import os
+
+from pipeline.settings import PipelineSettings
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    defaults = PipelineSettings()
+    parser.add_argument("run_dir", help="pipeline root of the run")
+    parser.add_argument("--serving-base", default=defaults.serving_base,
+                        help="where the Pusher pushes (<base>/<model-name>/<version>)")
+    parser.add_argument("--model-name", default=defaults.model_name)
+    parser.add_argument("--class-map", default=defaults.class_map,
+                        help="CSV of index,name (names for the per-class AP chart)")
+
+
+def newest_output(run_dir: str, component: str, output: str):
+    """`<run_dir>/<component>/<output>/<newest execution id>`, or None."""
+    parent = os.path.join(run_dir, component, output)
+    ids = [int(n) for n in os.listdir(parent) if n.isdigit()] if os.path.isdir(parent) else []
+    return os.path.join(parent, str(max(ids))) if ids else None
+
+
+def _class_names(path):
+    if not path or not os.path.isfile(path):
+        return []
+    rows = [line.strip().split(",", 1) for line in open(path, encoding="utf-8") if line.strip()]
+    by_index = {int(i): name for i, name in rows if i.strip().isdigit()}
+    return [by_index.get(i, f"class {i}") for i in range(max(by_index) + 1)] if by_index else []
+
+
+def run(args) -> int:
+    from components import eval_report
+
+    evaluation = newest_output(args.run_dir, "Evaluator", "evaluation")
+    model_run = newest_output(args.run_dir, "Trainer", "model_run")
+    print(f"run:          {os.path.abspath(args.run_dir)}")
+    if evaluation is None:
+        print("evaluation:   none yet (the Evaluator has not run)")
+        return 1
+    log_dir = model_run or evaluation
+    summary = eval_report.write_eval_summaries(evaluation, log_dir, _class_names(args.class_map))
+    print(f"evaluation:   {evaluation}")
+    for name, value in sorted(summary.metrics.items()):
+        print(f"  {name:<28} {value:.4f}")
+    if summary.per_class_ap:
+        ranked = sorted(((ap, c) for c, ap in summary.per_class_ap.items() if ap == ap), reverse=True)
+        print(f"  AP per class: best {ranked[0][0]:.3f} (class {ranked[0][1]}), "
+              f"worst {ranked[-1][0]:.3f} (class {ranked[-1][1]})")
+    print("blessing:     " + eval_report.blessing_text(summary).replace("\n\n", "\n  ")
+          .replace("\n*", "\n  *"))
+    pushed_model = newest_output(args.run_dir, "Pusher", "pushed_model")
+    if pushed_model is not None:
+        print(f"this run:     {'pushed' if os.listdir(pushed_model) else 'not pushed'} by the Pusher")
+    model_dir = os.path.join(args.serving_base, args.model_name)
+    versions = sorted(int(v) for v in os.listdir(model_dir) if v.isdigit()) if os.path.isdir(
+        model_dir) else []
+    print(f"serving:      {os.path.join(model_dir, str(versions[-1])) if versions else 'nothing'}"
+          f"{' (serving version ' + str(versions[-1]) + ')' if versions else ''}")
+    print(f"TensorBoard:  tensorboard --logdir {log_dir}   "
+          f"(evaluation under {eval_report.SUMMARY_SUBDIR}/)")
+    return 0

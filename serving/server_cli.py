@@ -1,0 +1,52 @@
+"""`mbt serve`: the official `tensorflow_model_server` when installed, else our gRPC server.
+
+Both read `<model-base>/<model-name>/<version>/`, the layout the Pusher writes.
+"""
+import argparse
+import logging
+import os
+import shutil
+import sys
+
+OFFICIAL_BINARY = "tensorflow_model_server"
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("--model-base", required=True,
+                        help="directory holding <model-name>/<version>/ SavedModels")
+    parser.add_argument("--port", type=int, required=True, help="gRPC port (0: pick a free one)")
+    parser.add_argument("--model-name", default="mbt")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (our server only; the official binary binds all)")
+    parser.add_argument("--poll-seconds", type=float, default=1.0,
+                        help="how often to look for a newly pushed version")
+    parser.add_argument("--builtin", action="store_true",
+                        help="use our server even when tensorflow_model_server is on PATH")
+
+
+def official_command(binary: str, args) -> list:
+    return [binary, f"--port={args.port}", f"--model_name={args.model_name}",
+            f"--model_base_path={os.path.abspath(os.path.join(args.model_base, args.model_name))}",
+            f"--file_system_poll_wait_seconds={max(1, round(args.poll_seconds))}"]
+
+
+def run(args) -> int:
+    binary = shutil.which(OFFICIAL_BINARY)
+    if binary and not args.builtin:
+        command = official_command(binary, args)
+        print("exec " + " ".join(command), flush=True)
+        os.execv(binary, command)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from serving.server import serve  # TensorFlow only when our server is the one that runs
+    serve(args.model_base, args.model_name, args.host, args.port, poll_seconds=args.poll_seconds)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.server_cli", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

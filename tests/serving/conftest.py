@@ -1,0 +1,78 @@
+"""Session fixtures for the serving tests: two exported mbt-micro versions, a real clip's
+request inputs, and a real server process (`python -m serving.server_cli`, what `mbt serve`
+runs) on a free localhost port."""
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLIP = os.path.join(REPO, "tests", "data", "bigbuckbunny_5s.mp4")
+CLASS_NAMES = ["speech", "music", "dog", "engine"]
+MODEL_NAME = "mbt"
+
+
+def export_micro(export_dir: str, seed: int) -> str:
+    import keras
+
+    from mbt_keras.config import from_preset
+    from mbt_keras.export import export_saved_model
+    from mbt_keras.model import build_model
+
+    keras.utils.set_random_seed(seed)
+    config = from_preset("mbt-micro")
+    return export_saved_model(build_model(config), config, CLASS_NAMES, export_dir)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """{version: SavedModel dir} of two mbt-micro models with different weights."""
+    root = tmp_path_factory.mktemp("exports")
+    return {1: export_micro(str(root / "v1"), seed=1), 2: export_micro(str(root / "v2"), seed=2)}
+
+
+@pytest.fixture(scope="session")
+def clip_request(exported):
+    """JPEG frames + waveform of a 2 s window of a real H.264/AAC clip, as `mbt predict` sends."""
+    from serving.client import clip_inputs
+    return clip_inputs(CLIP, num_frames=4, seconds=2.0)
+
+
+def start_server(model_base: str, timeout: float = 120.0):
+    """(process, 'host:port') of a server on a free port, once it says it is listening."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.server_cli", "--model-base", model_base, "--port", "0",
+         "--model-name", MODEL_NAME, "--poll-seconds", "0.3", "--builtin"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    log = []
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            process.kill()
+            raise RuntimeError("server did not start:\n" + "".join(log))
+        log.append(line)
+        match = re.search(r"on (127\.0\.0\.1:\d+)$", line.strip())
+        if match:
+            return process, match.group(1), log
+        if process.poll() is not None:
+            raise RuntimeError("server exited:\n" + "".join(log))
+
+
+@pytest.fixture(scope="session")
+def server(exported, tmp_path_factory):
+    """A running server over a base dir that holds version 1; yields (target, model dir)."""
+    base = tmp_path_factory.mktemp("serving_base")
+    shutil.copytree(exported[1], base / MODEL_NAME / "1")
+    process, target, _ = start_server(str(base))
+    yield target, str(base / MODEL_NAME)
+    process.terminate()
+    process.wait(timeout=30)

@@ -1,0 +1,152 @@
+"""A real server process, real gRPC through the official tensorflow-serving-api stubs."""
+import re
+import shutil
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, prediction_service_pb2_grpc)
+
+from mbt_keras import contract
+from serving.client import PredictClient, predict_request, predict_saved_model
+from tests.serving.conftest import CLASS_NAMES, MODEL_NAME
+
+
+def test_grpc_round_trip_on_a_real_clip_matches_the_in_process_saved_model(
+        server, exported, clip_request):
+    target, _ = server
+    client = PredictClient(target, MODEL_NAME)
+    outputs, version = client.predict(clip_request)
+    local = predict_saved_model(exported[1], clip_request)
+    assert version == 1
+    assert outputs[contract.OUT_SCORES].shape == (1, len(CLASS_NAMES))
+    np.testing.assert_allclose(outputs[contract.OUT_SCORES], local[contract.OUT_SCORES], atol=1e-6)
+    assert outputs[contract.OUT_TOP_K_NAMES].tolist() == local[contract.OUT_TOP_K_NAMES].tolist()
+    # Names come from the asset and follow the scores, best first.
+    best = np.argsort(-local[contract.OUT_SCORES][0], kind="stable")
+    assert [n.decode() for n in outputs[contract.OUT_TOP_K_NAMES][0]] == [CLASS_NAMES[i] for i in best]
+
+
+def test_uint8_signature_answers_over_grpc(server, exported):
+    target, _ = server
+    frames = np.random.default_rng(0).integers(0, 256, (1, 3, 40, 60, 3), dtype=np.uint8)
+    inputs = {contract.IN_FRAMES_UINT8: frames,
+              contract.IN_WAVEFORM: np.zeros((1, 8000), np.float32)}
+    outputs, _ = PredictClient(target, MODEL_NAME).predict(inputs, contract.SIG_UINT8)
+    local = predict_saved_model(exported[1], inputs, contract.SIG_UINT8)
+    np.testing.assert_allclose(outputs[contract.OUT_SCORES], local[contract.OUT_SCORES], atol=1e-6)
+
+
+def _bad_requests(clip):
+    jpegs, wave = clip[contract.IN_FRAMES_JPEG], clip[contract.IN_WAVEFORM]
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    not_found = grpc.StatusCode.NOT_FOUND
+    return {
+        "missing input": (invalid, r"missing input\(s\) \['waveform'\]",
+                          predict_request({contract.IN_FRAMES_JPEG: jpegs}, MODEL_NAME)),
+        "wrong dtype": (invalid, r"'waveform' has dtype float64, expected float32",
+                        predict_request({contract.IN_FRAMES_JPEG: jpegs,
+                                         contract.IN_WAVEFORM: wave.astype(np.float64)}, MODEL_NAME)),
+        "wrong shape": (invalid, r"'waveform' has shape \[\d+\], expected \[-1, -1\]",
+                        predict_request({contract.IN_FRAMES_JPEG: jpegs,
+                                         contract.IN_WAVEFORM: wave[0]}, MODEL_NAME)),
+        "undecodable JPEG": (invalid, r"(?i)jpeg",
+                             predict_request({contract.IN_FRAMES_JPEG: np.array([[b"not a jpeg"] * 2],
+                                                                                dtype=object),
+                                              contract.IN_WAVEFORM: wave}, MODEL_NAME)),
+        "unknown model": (not_found, r"model 'nope' not found",
+                          predict_request(clip, "nope")),
+        "unknown version": (not_found, r"version 99 of 'mbt' is not loaded",
+                            predict_request(clip, MODEL_NAME, version=99)),
+        "unknown signature": (not_found, r"signature 'nope' not found",
+                              predict_request(clip, MODEL_NAME, signature="nope")),
+    }
+
+
+def test_bad_requests_are_rejected_with_a_message_and_the_server_keeps_serving(
+        server, clip_request):
+    target, _ = server
+    client = PredictClient(target, MODEL_NAME)
+    for problem, (code, message, request) in _bad_requests(clip_request).items():
+        with pytest.raises(grpc.RpcError) as error:
+            client.stub.Predict(request, timeout=30)
+        assert error.value.code() == code, problem
+        assert re.search(message, error.value.details() or ""), (
+            problem, error.value.details())
+        outputs, _ = client.predict(clip_request)  # still serving
+        assert np.all(np.isfinite(outputs[contract.OUT_SCORES]))
+
+
+def test_model_status_and_metadata(server):
+    target, _ = server
+    channel = grpc.insecure_channel(target)
+    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME}), timeout=30)
+    assert [(s.version, s.state) for s in status.model_version_status] == [
+        (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+    request = get_model_metadata_pb2.GetModelMetadataRequest(
+        model_spec={"name": MODEL_NAME}, metadata_field=["signature_def"])
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
+        request, timeout=30)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    serving = signatures.signature_def[contract.SIG_SERVING]
+    assert set(serving.inputs) == {contract.IN_FRAMES_JPEG, contract.IN_WAVEFORM}
+    assert serving.inputs[contract.IN_FRAMES_JPEG].dtype == tf.string.as_datatype_enum
+    assert set(serving.outputs) == {contract.OUT_SCORES, contract.OUT_TOP_K_NAMES,
+                                    contract.OUT_TOP_K_SCORES}
+    assert {contract.SIG_UINT8, contract.SIG_EXAMPLES, contract.SIG_LABELS} <= set(
+        signatures.signature_def)
+    with pytest.raises(grpc.RpcError) as error:
+        model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "nope"}), timeout=30)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_load_from_8_clients_picks_up_a_pushed_version_with_zero_failures(
+        server, exported, clip_request):
+    """>= 200 requests from 8 threads; version 2 is copied in (file by file) mid-load."""
+    target, model_dir = server
+    results, failures, lock = [], [], threading.Lock()
+    deadline = time.monotonic() + 120
+
+    def worker():
+        client = PredictClient(target, MODEL_NAME)  # one channel per client
+        done = 0
+        while done < 25 or (not _saw_version(results, 2) and time.monotonic() < deadline):
+            try:
+                outputs, version = client.predict(clip_request)
+                with lock:
+                    results.append((version, outputs[contract.OUT_SCORES]))
+            except grpc.RpcError as exc:
+                with lock:
+                    failures.append(f"{exc.code().name}: {exc.details()}")
+            done += 1
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    while len(results) < 40 and not failures and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.copytree(exported[2], f"{model_dir}/2")  # not atomic, as the Pusher's copy
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert len(results) >= 200
+    versions = [v for v, _ in results]
+    assert versions[0] == 1 and _saw_version(results, 2), sorted(set(versions))
+    expected = {v: predict_saved_model(exported[v], clip_request)[contract.OUT_SCORES]
+                for v in (1, 2)}
+    assert not np.allclose(expected[1], expected[2])
+    for version, scores in results:
+        np.testing.assert_allclose(scores, expected[version], atol=1e-6)
+
+
+def _saw_version(results, version):
+    return any(v == version for v, _ in results[-50:])
