@@ -53,18 +53,19 @@ class PipelineSettings:
         return dataclasses.replace(self, **changes)
 
     def trainer_config(self) -> Dict[str, object]:
-        """The Trainer's custom_config: JSON-safe hyperparameters for run_fn."""
-        return {
+        """The Trainer's custom_config (keys documented in components/trainer_module.py)."""
+        config = {
             "preset": self.preset,
-            "overrides": json.dumps(self.overrides),
+            "overrides": dict(self.overrides),
             "epochs": self.epochs,
             "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "warmup_epochs": self.warmup_epochs,
-            "tpu": self.tpu,
-            "pretrained": self.pretrained,
+            "train": {"warmup_epochs": self.warmup_epochs},
             "class_map": self.class_map,
+            "tpu": self.tpu,
+            "init_checkpoint": self.pretrained,
+            "learning_rate": self.learning_rate,
         }
+        return {k: v for k, v in config.items() if v is not None}
 
 
 def parse_overrides(items: List[str]) -> Dict[str, object]:

@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from mbt_keras.log_mel import log_mel_spectrogram
 
-# float32 TF vs float64 NumPy on broadband audio: log-mel differences stay far below this.
+# float32 TF vs float64 NumPy: measured max 5e-4 on these signals and on 2 s of real Big Buck
+# Bunny audio (AST-level agreement, LOGMEL.md); 2e-3 leaves room for BLAS/FFT variation.
 TOLERANCE = 2e-3
 
 

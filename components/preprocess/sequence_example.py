@@ -1,0 +1,66 @@
+"""DecodedClip -> tf.train.SequenceExample with the DMVR keys Scenic's MBT loaders read.
+
+Feature lists: one JPEG per frame, one element per whole second of audio holding 100 log-mel
+frames x 128 bins flattened (and optionally that second's 16000 samples). The trailing
+fraction of a second is not stored in the audio lists so every element has the fixed length
+those parsers expect. See docs/data_format.md.
+"""
+import io
+from typing import Dict, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from components.preprocess.clip_decoder import DecodedClip
+from mbt_keras import contract
+from mbt_keras.log_mel import log_mel_spectrogram
+
+try:  # PIL encodes a NumPy frame without an eager TensorFlow op per frame.
+    from PIL import Image
+except ImportError:  # pragma: no cover - Pillow ships with matplotlib, a dependency
+    Image = None
+
+JPEG_QUALITY = 90
+_log_mel = tf.function(log_mel_spectrogram, input_signature=[tf.TensorSpec([None], tf.float32)])
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    if Image is None:
+        return tf.io.encode_jpeg(frame, quality=quality).numpy()
+    out = io.BytesIO()
+    Image.fromarray(frame).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def clip_to_sequence_example(clip: DecodedClip, *, clip_id: str, uri: str,
+                             labels: Sequence[str], class_map: Dict[str, int],
+                             include_waveform: bool = False,
+                             jpeg_quality: int = JPEG_QUALITY) -> tf.train.SequenceExample:
+    """Builds the record; `labels` are class names, looked up in `class_map`."""
+    seconds = len(clip.waveform) // contract.SAMPLE_RATE
+    waveform = clip.waveform[:seconds * contract.SAMPLE_RATE]
+    mel = _log_mel(waveform).numpy().reshape(seconds, -1)
+    example = tf.train.SequenceExample()
+    context = example.context.feature
+    context[contract.LABEL_INDEX].int64_list.value.extend(class_map[n] for n in labels)
+    context[contract.LABEL_STRING].bytes_list.value.extend(n.encode() for n in labels)
+    context[contract.VIDEO_FILENAME].bytes_list.value.append(uri.encode())
+    context[contract.CLIP_ID].bytes_list.value.append(clip_id.encode())
+    context[contract.CLIP_FPS].float_list.value.append(clip.fps)
+    context[contract.CLIP_SAMPLE_RATE].int64_list.value.append(clip.sample_rate)
+    context[contract.CLIP_START].float_list.value.append(clip.start)
+    context[contract.CLIP_END].float_list.value.append(clip.end)
+    context[contract.CLIP_DURATION].float_list.value.append(clip.duration)
+    context[contract.HAS_AUDIO].int64_list.value.append(int(clip.has_audio))
+    lists = example.feature_lists.feature_list
+    images = lists[contract.IMAGE_ENCODED].feature
+    for frame in clip.frames:
+        images.add().bytes_list.value.append(encode_jpeg(frame, jpeg_quality))
+    mels = lists[contract.MELSPEC].feature
+    for second in mel:
+        mels.add().float_list.value.extend(second)
+    if include_waveform:
+        waves = lists[contract.WAVEFORM].feature
+        for second in waveform.reshape(seconds, contract.SAMPLE_RATE):
+            waves.add().float_list.value.extend(second)
+    return example

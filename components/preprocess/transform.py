@@ -1,0 +1,168 @@
+"""`ClipsToExamples`: the one Beam PTransform from ClipRecords to SequenceExamples.
+
+Used by the TFX ExampleGen executor and by `mbt preprocess`. Every input ends in exactly one
+of two outputs, so read = written + rejected: `examples` (tf.train.SequenceExample) and
+`dead_letters` (dicts with the item and a reason naming it). Beam counters in the
+`mbt_preprocess` namespace count read / written / rejected and rejected_<kind>.
+"""
+import io
+import json
+import os
+from typing import Dict
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from components.preprocess.clip_decoder import ClipError, decode_clip
+from components.preprocess.label_files import ClipRecord
+from components.preprocess.sequence_example import clip_to_sequence_example
+from mbt_keras import contract
+
+EXAMPLES = "examples"
+DEAD_LETTERS = "dead_letters"
+METRICS_NAMESPACE = "mbt_preprocess"
+
+
+def dead_letter(record: ClipRecord, kind: str, reason: str) -> dict:
+    """The dead-letter record: the item as read, the failure kind and a reason naming it."""
+    return {"item": record._asdict(), "kind": kind, "reason": reason}
+
+
+def dead_letter_to_json(letter: dict) -> str:
+    return json.dumps(letter, sort_keys=True)
+
+
+class _ClipToExampleFn(beam.DoFn):
+
+    def __init__(self, class_map, decode_options, include_waveform, progress):
+        self._class_map = class_map
+        self._decode_options = decode_options
+        self._include_waveform = include_waveform
+        self._progress = progress
+        self._counters = {}
+
+    def _count(self, name):
+        if name not in self._counters:
+            self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
+        self._counters[name].inc()
+
+    def process(self, record: ClipRecord):
+        self._count("read")
+        try:
+            example = self._convert(record)
+        except ClipError as error:
+            yield from self._reject(record, error.kind, f"{record.clip_id}: {error}")
+            return
+        except Exception as error:  # pylint: disable=broad-except  # never crash the job
+            yield from self._reject(record, "internal",
+                                    f"{record.clip_id} ({record.uri}): unexpected "
+                                    f"{type(error).__name__}: {error}")
+            return
+        self._count("written")
+        if self._progress:
+            print(f"[written] {record.clip_id}", flush=True)
+        yield example
+
+    def _reject(self, record, kind, reason):
+        self._count("rejected")
+        self._count(f"rejected_{kind}")
+        if self._progress:
+            print(f"[rejected] {reason}", flush=True)
+        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(record, kind, reason))
+
+    def _convert(self, record: ClipRecord):
+        if record.error:
+            kind = "unknown_label" if record.error.startswith("unknown label") else "bad_row"
+            raise ClipError(kind, record.error)
+        clip = decode_clip(_open(record.uri), start=record.start, end=record.end,
+                           sample_rate=contract.SAMPLE_RATE, name=record.uri,
+                           **self._decode_options)
+        return clip_to_sequence_example(clip, clip_id=record.clip_id, uri=record.uri,
+                                        labels=record.labels, class_map=self._class_map,
+                                        include_waveform=self._include_waveform)
+
+
+def _open(uri: str):
+    """Local paths go to FFmpeg directly; other filesystems (gs://) are read through
+    tf.io.gfile into memory, since FFmpeg cannot open them."""
+    if "://" not in uri or uri.startswith("file://"):
+        return uri.replace("file://", "", 1)
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if not tf.io.gfile.exists(uri):
+        raise ClipError("missing_file", f"missing file: {uri} does not exist")
+    with tf.io.gfile.GFile(uri, "rb") as f:
+        data = io.BytesIO(f.read())
+    data.name = os.path.basename(uri)
+    return data
+
+
+class ClipsToExamples(beam.PTransform):
+    """PCollection[ClipRecord] -> DoOutputsTuple with `examples` and `dead_letters`.
+
+    `decode_options` are passed to `decode_clip` (fps, short_side, missing_audio,
+    min_duration); the sample rate is always contract.SAMPLE_RATE, the log-mel's rate.
+    """
+
+    def __init__(self, class_map: Dict[str, int], *, include_waveform: bool = False,
+                 progress: bool = False, **decode_options):
+        super().__init__()
+        unknown = set(decode_options) - {"fps", "short_side", "missing_audio", "min_duration"}
+        if unknown:
+            raise ValueError(f"unknown decode option(s) {sorted(unknown)}")
+        self._fn = _ClipToExampleFn(dict(class_map), decode_options, include_waveform, progress)
+
+    def expand(self, records):
+        return records | "DecodeAndEncode" >> beam.ParDo(self._fn).with_outputs(
+            DEAD_LETTERS, main=EXAMPLES)
+
+
+class WriteOutcome(beam.PTransform):
+    """Writes one split's dead letters (JSON lines) and a counts file next to them.
+
+    Input: {EXAMPLES: examples, DEAD_LETTERS: dead letters}, e.g. from ClipsToExamples via
+    `as_dict`. The counts file `<directory>/counts-<split>.json` holds read / written / rejected and
+    rejected per kind, so the numbers survive on any runner and can be checked later.
+    """
+
+    def __init__(self, directory: str, split: str, read: int):
+        super().__init__()
+        self._directory, self._split, self._read = directory, split, read
+
+    def expand(self, outputs):
+        examples, dead = outputs[EXAMPLES], outputs[DEAD_LETTERS]
+        _ = (dead | "DeadLettersToJson" >> beam.Map(dead_letter_to_json)
+             | "WriteDeadLetters" >> beam.io.WriteToText(
+                 os.path.join(self._directory, f"dead_letters-{self._split}"),
+                 file_name_suffix=".jsonl"))
+        written = examples | "CountWritten" >> beam.combiners.Count.Globally()
+        kinds = (dead | "Kinds" >> beam.Map(lambda letter: letter["kind"])
+                 | "CountKinds" >> beam.combiners.Count.PerElement())
+        read = self._read
+        return (examples.pipeline | "Once" >> beam.Create([None])
+                | "Counts" >> beam.Map(
+                    lambda _, w, k: json.dumps({"read": read, "written": w,
+                                                "rejected": sum(k.values()),
+                                                "rejected_by_kind": dict(sorted(k.items()))}),
+                    w=beam.pvalue.AsSingleton(written), k=beam.pvalue.AsDict(kinds))
+                | "WriteCounts" >> beam.io.WriteToText(
+                    os.path.join(self._directory, f"counts-{self._split}"),
+                    file_name_suffix=".json", shard_name_template=""))
+
+
+def as_dict(outputs) -> dict:
+    """ClipsToExamples' outputs as the dict WriteOutcome takes."""
+    return {EXAMPLES: outputs[EXAMPLES], DEAD_LETTERS: outputs[DEAD_LETTERS]}
+
+
+def read_outcome(directory: str) -> dict:
+    """Sums the counts files under `directory` into read/written/rejected/rejected_by_kind."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    total = {"read": 0, "written": 0, "rejected": 0, "rejected_by_kind": {}}
+    for path in sorted(tf.io.gfile.glob(os.path.join(directory, "counts-*.json"))):
+        with tf.io.gfile.GFile(path) as f:
+            counts = json.loads(f.read())
+        for key in ("read", "written", "rejected"):
+            total[key] += counts[key]
+        for kind, n in counts["rejected_by_kind"].items():
+            total["rejected_by_kind"][kind] = total["rejected_by_kind"].get(kind, 0) + n
+    return total

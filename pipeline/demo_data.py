@@ -1,0 +1,152 @@
+"""`mbt make-demo-data`: synthetic audio-visual clips whose classes show what fusion is for.
+
+Every clip shows a disc flashing on a noisy background and plays a sound; one label per clip.
+Six classes in three groups (documented in docs/data_format.md):
+- visual only: `visual_green` / `visual_yellow` (disc colour); the sound is noise drawn
+  from one distribution for both.
+- audio only: `audio_beeps` (4 Hz 1 kHz beeps) / `audio_sweep` (rising chirp); the disc is
+  grey for both.
+- relation: the disc is red or blue and the sound a steady high (2 kHz) or low (300 Hz)
+  tone, each drawn independently; `av_match` for (red, high) or (blue, low), `av_mismatch`
+  otherwise. Either modality alone is at chance, and since match - mismatch would need
+  g(colour) + h(tone) to be an XOR, averaging per-modality logits (late fusion) cannot
+  separate them: only fusion inside the model can.
+Containers, codecs, sizes, frame rates and audio rates/layouts vary so the decoder earns its
+keep. Content is a pure function of (seed, clip index).
+"""
+import csv
+import os
+import time
+
+import av
+import numpy as np
+
+from components.preprocess.label_files import write_class_map
+
+CLASSES = ("visual_green", "visual_yellow", "audio_beeps", "audio_sweep", "av_match",
+           "av_mismatch")
+DURATION_S = 3.0
+EVAL_EVERY = 4  # every 4th clip of each class goes to eval
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 230), "green": (30, 200, 40),
+           "yellow": (230, 220, 30), "grey": (128, 128, 128)}
+# (container, video codec, audio codec, video options) cycled over clips.
+FORMATS = (("mp4", "libx264", "aac", {"preset": "ultrafast"}),
+           ("webm", "libvpx-vp9", "libopus", {"deadline": "realtime", "cpu-used": "8"}))
+SIZES = ((160, 120), (240, 180), (320, 240))
+FRAME_RATES = (24, 25, 30)
+AAC_RATES = (22050, 44100, 48000)
+LAYOUTS = ("mono", "stereo")
+
+
+def add_arguments(parser):
+    parser.add_argument("out", help="output folder (videos/, labels.csv, class_map.csv)")
+    parser.add_argument("--clips", type=int, default=48, help="number of clips")
+    parser.add_argument("--seed", type=int, default=0, help="content seed")
+
+
+def run(args) -> int:
+    began = time.time()
+    rows = make_demo_data(args.out, args.clips, args.seed)
+    counts = {c: sum(r["labels"] == c for r in rows) for c in CLASSES}
+    print(f"wrote {len(rows)} clips to {args.out} in {time.time() - began:.1f} s: {counts}")
+    return 0
+
+
+def make_demo_data(out: str, clips: int = 48, seed: int = 0):
+    """Writes `clips` videos, labels.csv (generic format with a split column) and
+    class_map.csv under `out`; returns the label rows."""
+    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    rows = []
+    for index in range(clips):
+        rng = np.random.default_rng([seed, index])
+        label = CLASSES[index % len(CLASSES)]
+        colour, audio_kind = _cues(label, rng)
+        container, vcodec, acodec, options = FORMATS[rng.integers(len(FORMATS))]
+        path = f"videos/clip_{index:04d}.{container}"
+        width, height = SIZES[rng.integers(len(SIZES))]
+        fps = int(FRAME_RATES[rng.integers(len(FRAME_RATES))])
+        rate = 48000 if acodec == "libopus" else int(AAC_RATES[rng.integers(len(AAC_RATES))])
+        layout = LAYOUTS[rng.integers(len(LAYOUTS))]
+        frames = _frames(rng, colour, width, height, fps)
+        audio = _audio(rng, audio_kind, rate)
+        _write(os.path.join(out, path), frames, fps, vcodec, options, audio, rate, acodec,
+               layout)
+        split = "eval" if (index // len(CLASSES)) % EVAL_EVERY == EVAL_EVERY - 1 else "train"
+        rows.append({"clip_id": f"clip_{index:04d}", "path": path, "labels": label,
+                     "split": split})
+    with open(os.path.join(out, "labels.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["clip_id", "path", "labels", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    write_class_map({name: i for i, name in enumerate(CLASSES)},
+                    os.path.join(out, "class_map.csv"))
+    return rows
+
+
+def _cues(label, rng):
+    """(disc colour, sound) for a label; nuisance cues are drawn independently of it."""
+    if label.startswith("visual_"):
+        return label.split("_")[1], "noise"
+    if label.startswith("audio_"):
+        return "grey", label.split("_")[1]
+    colour = ("red", "blue")[rng.integers(2)]
+    tone = ("high", "low")[rng.integers(2)]
+    if (label == "av_match") != ((colour, tone) in (("red", "high"), ("blue", "low"))):
+        tone = "low" if tone == "high" else "high"
+    return colour, tone
+
+
+def _frames(rng, colour, width, height, fps):
+    count = int(DURATION_S * fps)
+    yy, xx = np.mgrid[0:height, 0:width]
+    radius = min(width, height) * rng.uniform(0.25, 0.35)
+    cx = width * rng.uniform(0.35, 0.65)
+    cy = height * rng.uniform(0.35, 0.65)
+    disc = (xx - cx) ** 2 + (yy - cy) ** 2 < radius ** 2
+    flash_hz, phase = rng.uniform(1.5, 3.0), rng.uniform(0, 1)
+    # Blocky noise: a textured background that still compresses to a few kB per second.
+    blocks = rng.integers(0, 50, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    background = blocks.repeat(8, axis=0).repeat(8, axis=1)[:height, :width]
+    out = np.empty((count, height, width, 3), np.uint8)
+    for k in range(count):
+        lit = ((k / fps) * flash_hz + phase) % 1.0 < 0.7
+        frame = background.copy()
+        frame[disc] = np.array(COLOURS[colour]) if lit else np.array(COLOURS[colour]) // 3
+        out[k] = frame
+    return out
+
+
+def _audio(rng, kind, rate):
+    t = np.arange(int(DURATION_S * rate)) / rate
+    if kind == "noise":
+        wave = rng.uniform(0.05, 0.2) * rng.standard_normal(t.shape)
+    elif kind == "beeps":
+        wave = 0.5 * np.sin(2 * np.pi * 1000 * t) * (((t * 4) % 1.0) < 0.5)
+    elif kind == "sweep":
+        period = t % 1.0
+        wave = 0.5 * np.sin(2 * np.pi * (300 * period + 1350 * period ** 2))
+    else:
+        wave = 0.5 * np.sin(2 * np.pi * (2000 if kind == "high" else 300) * t)
+    wave = wave + 0.01 * rng.standard_normal(t.shape)
+    return np.clip(wave, -1, 1).astype(np.float32)
+
+
+def _write(path, frames, fps, vcodec, options, audio, rate, acodec, layout):
+    with av.open(path, "w") as container:
+        video = container.add_stream(vcodec, rate=fps, options=options)
+        video.width, video.height = frames.shape[2], frames.shape[1]
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream(acodec, rate=rate, layout=layout)
+        for frame in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode(None))
+        channels = 1 if layout == "mono" else 2
+        planar = np.ascontiguousarray(np.repeat(audio[None], channels, axis=0))
+        chunk = 1024
+        for begin in range(0, planar.shape[1], chunk):
+            frame = av.AudioFrame.from_ndarray(planar[:, begin:begin + chunk], format="fltp",
+                                               layout=layout)
+            frame.sample_rate = rate
+            frame.pts = begin
+            container.mux(sound.encode(frame))
+        container.mux(sound.encode(None))

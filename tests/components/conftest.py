@@ -1,0 +1,56 @@
+"""Real media for the preprocessing tests: clips written with PyAV and real broken files."""
+import os
+import shutil
+
+import av
+import numpy as np
+import pytest
+
+BUNNY = os.path.join(os.path.dirname(__file__), "..", "data", "bigbuckbunny_5s.mp4")
+
+
+def write_clip(path, seconds, *, fps=10, size=(64, 48), audio_hz=440.0, rate=44100,
+               layout="stereo", with_audio=True):
+    """An H.264/AAC clip whose frame k has brightness 8 * k (so frames can be told apart)
+    and whose audio is a sine at `audio_hz`."""
+    width, height = size
+    with av.open(path, "w") as container:
+        video = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = container.add_stream("aac", rate=rate, layout=layout) if with_audio else None
+        for k in range(int(seconds * fps)):
+            image = np.full((height, width, 3), (8 * k) % 256, np.uint8)
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(video.encode(None))
+        if sound is not None:
+            t = np.arange(int(seconds * rate)) / rate
+            channels = 1 if layout == "mono" else 2
+            wave = np.repeat((0.5 * np.sin(2 * np.pi * audio_hz * t))[None], channels, 0)
+            frame = av.AudioFrame.from_ndarray(wave.astype(np.float32), format="fltp",
+                                               layout=layout)
+            frame.sample_rate, frame.pts = rate, 0
+            container.mux(sound.encode(frame))
+            container.mux(sound.encode(None))
+    return path
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """Good and broken inputs, named by what is wrong with them."""
+    root = tmp_path_factory.mktemp("media")
+    good = write_clip(str(root / "good.mp4"), 3.0)
+    paths = {"good": good, "bunny": BUNNY,
+             "short": write_clip(str(root / "short.mp4"), 0.5),
+             "silent": write_clip(str(root / "silent.mp4"), 2.0, with_audio=False),
+             "missing": str(root / "missing.mp4")}
+    with open(good, "rb") as f:
+        data = f.read()
+    truncated = root / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    paths["truncated"] = str(truncated)
+    text = root / "notes.mp4"
+    text.write_text("these are meeting notes, not a video\n" * 20)
+    paths["text"] = str(text)
+    shutil.copy(good, root / "good_copy.mp4")
+    paths["good_copy"] = str(root / "good_copy.mp4")
+    return paths

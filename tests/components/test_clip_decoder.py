@@ -1,0 +1,72 @@
+"""decode_clip on real encoded media: resampling, resizing, trimming and every bad input."""
+import numpy as np
+import pytest
+
+from components.preprocess.clip_decoder import ClipError, decode_clip
+
+
+def test_bunny_51_channel_48k_is_downmixed_resampled_and_resized(media):
+    clip = decode_clip(media["bunny"])
+    assert clip.frames.dtype == np.uint8 and clip.frames.shape == (132, 256, 455, 3)
+    assert clip.waveform.dtype == np.float32 and clip.waveform.shape == (84480,)
+    assert clip.has_audio and clip.sample_rate == 16000 and clip.fps == 25
+    assert clip.duration == pytest.approx(5.28) and clip.start == 0.0
+    assert 0.005 < clip.waveform.std() < 0.5 and np.abs(clip.waveform).max() <= 1.0
+
+
+def test_start_end_trim_frames_and_samples(media):
+    clip = decode_clip(media["bunny"], start=2.0, end=4.0, short_side=64)
+    assert clip.frames.shape == (50, 64, 114, 3)
+    assert clip.waveform.shape == (32000,)
+    assert (clip.start, clip.end, clip.duration) == (2.0, 4.0, 2.0)
+    full = decode_clip(media["bunny"], short_side=64)
+    np.testing.assert_array_equal(clip.frames[0], full.frames[50])
+    np.testing.assert_allclose(clip.waveform[:16000], full.waveform[32000:48000], atol=1e-3)
+
+
+def test_frames_are_picked_by_nearest_timestamp(media):
+    # Source is 10 fps with frame k at brightness 8k: at 25 fps target j sits at j / 25 s,
+    # nearest source frame round(j * 10 / 25).
+    clip = decode_clip(media["good"], fps=25, short_side=None)
+    assert clip.frames.shape == (75, 48, 64, 3)
+    brightness = clip.frames.mean(axis=(1, 2, 3))
+    for j in range(0, 75, 5):
+        assert brightness[j] == pytest.approx(8 * round(j * 10 / 25), abs=3)
+    slower = decode_clip(media["good"], fps=5, short_side=None)
+    assert slower.frames.shape[0] == 15
+    assert slower.frames.mean(axis=(1, 2, 3))[3] == pytest.approx(8 * 6, abs=3)
+
+
+def test_audio_tone_survives_resampling(media):
+    clip = decode_clip(media["good"])
+    spectrum = np.abs(np.fft.rfft(clip.waveform[4000:20000]))
+    assert np.argmax(spectrum) == pytest.approx(440, abs=2)  # 16000 samples: 1 Hz per bin
+
+
+@pytest.mark.parametrize("name, kwargs, kind, words", [
+    ("missing", {}, "missing_file", "missing file"),
+    ("text", {}, "not_a_video", "not a video file"),
+    ("truncated", {}, "corrupt", "corrupt or truncated"),
+    ("silent", {}, "no_audio", "no audio stream"),
+    ("short", {"min_duration": 1.0}, "too_short", "shorter than asked"),
+    ("good", {"start": 0.0, "end": 8.0}, "too_short", "shorter than asked"),
+    ("good", {"start": 10.0}, "out_of_range", "outside"),
+    ("good", {"start": 2.0, "end": 1.0}, "out_of_range", "need 0 <= start < end"),
+])
+def test_bad_input_raises_clip_error_naming_the_file(media, name, kwargs, kind, words):
+    with pytest.raises(ClipError, match=words) as caught:
+        decode_clip(media[name], **kwargs)
+    assert caught.value.kind == kind
+    assert media[name].split("/")[-1] in str(caught.value)
+
+
+def test_missing_audio_policy_silence_keeps_the_clip(media):
+    clip = decode_clip(media["silent"], missing_audio="silence")
+    assert not clip.has_audio and clip.frames.shape[0] == 50
+    assert clip.waveform.shape == (32000,) and not clip.waveform.any()
+
+
+def test_file_object_source(media):
+    with open(media["good"], "rb") as f:
+        clip = decode_clip(f, name="in-memory.mp4")
+    assert clip.frames.shape[0] == 75

@@ -1,0 +1,42 @@
+"""ClipExampleGen in a real LocalDagRunner pipeline with StatisticsGen and SchemaGen."""
+import csv
+import os
+
+from ml_metadata.metadata_store import metadata_store
+from tfx import v1 as tfx
+from tfx.orchestration import metadata
+
+from components.clip_example_gen import ClipExampleGen, dead_letters_of
+from pipeline.demo_data import make_demo_data
+
+
+def test_examples_artifact_feeds_statistics_and_schema_and_keeps_dead_letters(tmp_path):
+    data = str(tmp_path / "data")
+    make_demo_data(data, clips=6, seed=2)
+    with open(os.path.join(data, "videos", "fake.mp4"), "w") as f:
+        f.write("not a video\n")
+    with open(os.path.join(data, "labels.csv"), "a", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerow(["fake", "videos/fake.mp4", "av_match", ""])
+    example_gen = ClipExampleGen(labels=os.path.join(data, "labels.csv"), videos=data,
+                                 class_map=os.path.join(data, "class_map.csv"), short_side=64)
+    statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema = tfx.components.SchemaGen(statistics=statistics.outputs["statistics"])
+    db = str(tmp_path / "mlmd.sqlite")
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name="clip-example-gen", pipeline_root=str(tmp_path / "root"),
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(db),
+        components=[example_gen, statistics, schema],
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+
+    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(db))
+    [examples] = store.get_artifacts_by_type("Examples")
+    props = {k: v.string_value or v.int_value for k, v in examples.custom_properties.items()}
+    assert props["payload_format"] == "FORMAT_TF_SEQUENCE_EXAMPLE"
+    assert (props["read"], props["written"], props["rejected"]) == (7, 6, 1)
+    assert os.listdir(os.path.join(examples.uri, "Split-train"))
+    [(clip_id, reason)] = dead_letters_of(examples)
+    assert clip_id == "fake" and "not a video file" in reason
+    [schema_artifact] = store.get_artifacts_by_type("Schema")
+    with open(os.path.join(schema_artifact.uri, "schema.pbtxt")) as f:
+        text = f.read()
+    assert '"clip/label/index"' in text and '"image/encoded"' in text

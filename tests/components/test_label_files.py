@@ -1,0 +1,100 @@
+"""Label-file parsers: every format, unknown labels and malformed rows become rejected items."""
+import json
+
+import pytest
+
+from components.preprocess.label_files import parse_label_file, read_class_map, write_class_map
+from components.preprocess.splits import assign_splits
+
+AUDIOSET_INDICES = """index,mid,display_name
+0,/m/09x0r,Speech
+1,/m/04rlf,Music
+2,/m/0bt9lr,"Dog, bark"
+"""
+AUDIOSET_SEGMENTS = """# Segments csv created Sun Mar  5 10:54:31 2017
+# num_ytids=3, num_segs=3, num_unique_labels=3, num_positive_labels=4
+# YTID, start_seconds, end_seconds, positive_labels
+--PJHxphWEs, 30.000, 40.000, "/m/09x0r,/m/0bt9lr"
+--ZhevVpy1s, 50.000, 60.000, "/m/04rlf"
+--aE2O5G5WE, 0.000, 10.000, "/m/0zzzzz"
+"""
+
+
+def test_generic_csv_resolves_paths_and_splits_labels(tmp_path):
+    (tmp_path / "labels.csv").write_text(
+        "path,labels,start,end,split\n"
+        "a.mp4,dog;cat,1.5,4,train\n"
+        "gs://bucket/b.webm,cat,,,eval\n"
+        "/abs/c.mp4,bird|dog,,,\n")
+    records, class_map = parse_label_file(str(tmp_path / "labels.csv"), "/videos")
+    assert class_map == {"bird": 0, "cat": 1, "dog": 2}
+    a, b, c = records
+    assert (a.clip_id, a.uri, a.labels, a.start, a.end, a.split, a.error) == (
+        "a", "/videos/a.mp4", ("dog", "cat"), 1.5, 4.0, "train", None)
+    assert (b.uri, b.start, b.end, b.split) == ("gs://bucket/b.webm", None, None, "eval")
+    assert (c.uri, c.labels, c.split) == ("/abs/c.mp4", ("bird", "dog"), None)
+
+
+def test_generic_jsonl_with_class_map_rejects_unknown_labels_and_bad_lines(tmp_path):
+    write_class_map({"dog": 0, "cat": 1}, str(tmp_path / "class_map.csv"))
+    lines = [json.dumps({"uri": "x.mp4", "labels": ["cat"], "clip_id": "x1", "split": "train"}),
+             json.dumps({"uri": "y.mp4", "labels": ["unicorn"]}),
+             "{not json",
+             json.dumps({"labels": ["cat"]})]
+    (tmp_path / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    records, class_map = parse_label_file(str(tmp_path / "labels.jsonl"), str(tmp_path),
+                                          class_map_path=str(tmp_path / "class_map.csv"))
+    assert class_map == {"dog": 0, "cat": 1}
+    assert records[0].error is None and records[0].clip_id == "x1"
+    assert "unknown label(s) ['unicorn']" in records[1].error and "y.mp4" in records[1].error
+    assert records[2].error.startswith("malformed row") and "labels.jsonl:3" in records[2].error
+    assert "no 'path' or 'uri'" in records[3].error
+
+
+def test_audioset_segments_with_class_indices(tmp_path):
+    (tmp_path / "indices.csv").write_text(AUDIOSET_INDICES)
+    (tmp_path / "segments.csv").write_text(AUDIOSET_SEGMENTS)
+    records, class_map = parse_label_file(str(tmp_path / "segments.csv"), "/v", "audioset",
+                                          class_map_path=str(tmp_path / "indices.csv"))
+    assert class_map == {"Speech": 0, "Music": 1, "Dog, bark": 2}
+    first = records[0]
+    assert (first.clip_id, first.uri, first.labels, first.start, first.end) == (
+        "--PJHxphWEs_30000", "/v/--PJHxphWEs.mp4", ("Speech", "Dog, bark"), 30.0, 40.0)
+    assert records[1].labels == ("Music",) and records[1].error is None
+    assert "unknown label(s) ['/m/0zzzzz']" in records[2].error
+
+
+def test_vggsound_presegmented_template(tmp_path):
+    (tmp_path / "vggsound.csv").write_text("---g-f_I2yQ,1,people marching,test\n"
+                                           "--0PQM4-hqg,30,waterfall burbling,train\n"
+                                           "broken,row\n")
+    records, class_map = parse_label_file(str(tmp_path / "vggsound.csv"), "/v", "vggsound",
+                                          video_template="{ytid}_{start:06d}.mp4",
+                                          presegmented=True)
+    assert class_map == {"people marching": 0, "waterfall burbling": 1}
+    assert records[0].uri == "/v/---g-f_I2yQ_000001.mp4" and records[0].start is None
+    assert records[1].split == "train" and records[1].labels == ("waterfall burbling",)
+    assert records[2].error.startswith("malformed row")
+
+
+def test_splits_from_label_file_else_stable_hash(tmp_path):
+    (tmp_path / "labels.csv").write_text(
+        "path,labels,split\n" + "".join(f"c{i}.mp4,a,\n" for i in range(200))
+        + "t.mp4,a,test\nq.mp4,a,holdout\n")
+    records, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
+    out = assign_splits(records, {"train": 3, "eval": 1})
+    hashed = [r.split for r in out[:200]]
+    assert 0.6 < hashed.count("train") / 200 < 0.9 and set(hashed) == {"train", "eval"}
+    assert assign_splits(records, {"train": 3, "eval": 1})[:200] == out[:200]
+    assert out[200].split == "eval" and out[200].error is None
+    assert "split 'holdout'" in out[201].error
+
+
+def test_class_map_round_trip_with_commas(tmp_path):
+    write_class_map({"Dog, bark": 1, "Speech": 0}, str(tmp_path / "m.csv"))
+    assert read_class_map(str(tmp_path / "m.csv")) == {"Speech": 0, "Dog, bark": 1}
+
+
+def test_unknown_format_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="fmt='kinetics'"):
+        parse_label_file(str(tmp_path / "x.csv"), "/v", "kinetics")
