@@ -25,6 +25,7 @@ def create_pipeline(settings: PipelineSettings,
         label_format=settings.label_format,
         class_map=settings.class_map,
         missing_audio=settings.missing_audio,
+        short_side=settings.short_side,
     )
     if settings.decode_beam_args:
         example_gen = example_gen.with_beam_pipeline_args(list(settings.decode_beam_args))

@@ -20,6 +20,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class-map", default=d.class_map,
                         help="class map (index,name CSV; AudioSet class_labels_indices.csv)")
     parser.add_argument("--missing-audio", default=d.missing_audio, choices=["reject", "silence"])
+    parser.add_argument("--short-side", type=int, default=d.short_side,
+                        help="shorter side of the stored frames (>= the model's image size)")
     parser.add_argument("--preset", default=d.preset)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable)")
@@ -44,7 +46,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args) -> PipelineSettings:
     fields = {k: getattr(args, k) for k in (
-        "videos", "labels", "label_format", "class_map", "missing_audio", "preset", "epochs",
+        "videos", "labels", "label_format", "class_map", "missing_audio", "short_side", "preset", "epochs",
         "batch_size", "learning_rate", "tpu", "pretrained", "min_metric", "max_metric_drop",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
         "enable_cache")}

@@ -25,6 +25,7 @@ class PipelineSettings:
     label_format: str = "generic"            # generic | audioset | vggsound
     class_map: Optional[str] = "demo_data/class_map.csv"
     missing_audio: str = "reject"            # reject | silence
+    short_side: int = 256                    # stored frames' shorter side (paper crops 224)
     # Model and training.
     preset: str = "mbt-tiny"
     overrides: Dict[str, object] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,69 @@
+"""`mbt train`: train outside TFX from TFRecord globs, with the same library calls as
+the TFX Trainer's run_fn (checkpoints and TensorBoard logs under --model-dir; a
+rerun with the same --model-dir resumes from the last epoch)."""
+import argparse
+import dataclasses
+import json
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("--data", required=True, nargs="+", help="training TFRecord glob(s)")
+    parser.add_argument("--eval-data", nargs="+", help="evaluation TFRecord glob(s)")
+    parser.add_argument("--preset", default="mbt-tiny", help="ModelConfig preset")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="ModelConfig override (JSON value or plain string); repeatable")
+    parser.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="TrainConfig override, e.g. label_smoothing=0.3; repeatable")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
+    parser.add_argument("--learning-rate", type=float, default=0.5,
+                        help="base learning rate at batch 64 (scaled by batch/64)")
+    parser.add_argument("--steps-per-epoch", type=int, default=0)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--export-dir", help="write the SavedModel here after training")
+    parser.add_argument("--init-checkpoint", help="ViT checkpoint to initialise from")
+    parser.add_argument("--tpu", help="TPU name or address")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def parse_assignments(pairs) -> dict:
+    """['a=1', 'b=x'] -> {'a': 1, 'b': 'x'}: JSON values where they parse, else strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"expected FIELD=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run(args) -> int:
+    from mbt_keras import input_pipeline, strategy as strategies, training
+    from mbt_keras.config import from_preset
+
+    config = from_preset(args.preset, **parse_assignments(args.set))
+    train_config = training.TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, base_learning_rate=args.learning_rate,
+        steps_per_epoch=args.steps_per_epoch, **parse_assignments(args.train_set))
+    strategy = strategies.make_strategy(args.tpu)
+    init_fn = None
+    if args.init_checkpoint:
+        from mbt_keras.checkpoints.vit_init import init_from_vit
+
+        def init_fn(model):
+            init_from_vit(model, args.init_checkpoint)
+    model, history = training.train(config, train_config, args.model_dir, args.data,
+                                    eval_data=args.eval_data, strategy=strategy,
+                                    init_fn=init_fn, verbose=not args.quiet)
+    with open(os.path.join(args.model_dir, "config.json"), "w") as f:
+        json.dump({"model": config.to_dict(), "train": dataclasses.asdict(train_config),
+                   "history": history}, f, indent=1)
+    if args.export_dir and strategies.is_chief(strategy):
+        from mbt_keras.export import export_saved_model
+        names = input_pipeline.class_names(args.data, sum(config.num_classes))
+        export_saved_model(model, config, names, args.export_dir)
+    return 0
