@@ -2,8 +2,9 @@
 
 Same PTransform (ClipsToExamples), same split rule and same output layout as the
 ExampleGen: OUT/Split-<name>/data_tfrecord-*.gz and OUT/DeadLetters/. Runs on the
-DirectRunner with several worker processes by default; `--beam-arg` passes any Beam
-pipeline option through (e.g. --beam-arg=--runner=DataflowRunner --beam-arg=--project=...).
+DirectRunner in-process by default, with worker processes for `--workers N`; `--beam-arg`
+passes any Beam pipeline option through (e.g. --beam-arg=--runner=DataflowRunner
+--beam-arg=--project=...).
 """
 import os
 import sys
@@ -39,16 +40,20 @@ def add_arguments(parser):
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)
     parser.add_argument("--include-waveform", action="store_true")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="DirectRunner worker processes (ignored by other runners)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="DirectRunner workers: 1 runs in-process (in_memory), more start "
+                        "that many worker processes (ignored by other runners)")
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="Beam pipeline option passed through, repeatable")
     parser.add_argument("--quiet", action="store_true", help="no per-clip progress lines")
 
 
 def beam_options(workers: int, beam_args) -> PipelineOptions:
-    """DirectRunner in multi_processing mode unless `beam_args` choose otherwise."""
-    defaults = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+    """DirectRunner in_memory for one worker, multi_processing for several, unless
+    `beam_args` choose otherwise. in_memory is the default: worker processes cost 12-30 s of
+    start-up, more than decoding a few hundred demo clips takes (docs/benchmarks.md)."""
+    mode = "in_memory" if workers <= 1 else "multi_processing"
+    defaults = ["--runner=DirectRunner", f"--direct_running_mode={mode}",
                 f"--direct_num_workers={workers}"]
     given = {a.split("=")[0] for a in beam_args}
     return PipelineOptions([d for d in defaults if d.split("=")[0] not in given] + beam_args)

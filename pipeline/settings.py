@@ -11,7 +11,9 @@ from typing import Dict, List, Optional, Tuple
 # In-memory Beam keeps the small stock components fast; the clip ExampleGen, which decodes
 # video, gets worker processes so both cores decode (see with_beam_pipeline_args).
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-LOCAL_DECODE_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+# The ClipExampleGen runs in-process too: on demo-size data (48 clips) multi_processing's worker
+# start-up makes it 3x slower end to end (docs/benchmarks.md); raise it for large datasets.
+LOCAL_DECODE_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -197,8 +197,11 @@ class _FramePicker:
         self.size = _resized(width, height, short_side) or (width, height)
         # AREA averages when shrinking (no aliasing); BILINEAR is 2x cheaper when enlarging.
         self.interpolation = "AREA" if self.size[0] <= width else "BILINEAR"
-        # One reformatter keeps FFmpeg's scaler context: 20x faster than frame.to_ndarray(...).
-        self.reformatter = VideoReformatter()
+        # Reused reformatters keep FFmpeg's scaler contexts (20x faster than a fresh one per
+        # frame). Scaling in the decoder's own pixel format (planar YUV, where swscale has SIMD
+        # paths) and then converting at the target size to RGB is 3x faster than swscale's
+        # one-pass scale-to-rgb24; the two differ by under 2 levels on average (chroma edges).
+        self.scaler, self.converter = VideoReformatter(), VideoReformatter()
         self.frames, self.previous, self.previous_rgb, self.count = [], None, None, 0
         self.last_time = None
 
@@ -225,9 +228,9 @@ class _FramePicker:
 
     def _keep_previous(self):
         if self.previous_rgb is None:
-            self.previous_rgb = self.reformatter.reformat(
-                self.previous[1], width=self.size[0], height=self.size[1], format="rgb24",
-                interpolation=self.interpolation).to_ndarray()
+            scaled = self.scaler.reformat(self.previous[1], width=self.size[0],
+                                          height=self.size[1], interpolation=self.interpolation)
+            self.previous_rgb = self.converter.reformat(scaled, format="rgb24").to_ndarray()
         self.frames.append(self.previous_rgb)
 
     def finish(self):

@@ -5,7 +5,6 @@ frames x 128 bins flattened (and optionally that second's 16000 samples). The tr
 fraction of a second is not stored in the audio lists so every element has the fixed length
 those parsers expect. See docs/data_format.md.
 """
-import io
 from typing import Dict, Sequence
 
 import numpy as np
@@ -15,21 +14,15 @@ from components.preprocess.clip_decoder import DecodedClip
 from mbt_keras import contract
 from mbt_keras.log_mel import log_mel_spectrogram
 
-try:  # PIL encodes a NumPy frame without an eager TensorFlow op per frame.
-    from PIL import Image
-except ImportError:  # pragma: no cover - Pillow ships with matplotlib, a dependency
-    Image = None
-
 JPEG_QUALITY = 90
+# One trace for every clip length (a [None] signature), not one per waveform shape.
 _log_mel = tf.function(log_mel_spectrogram, input_signature=[tf.TensorSpec([None], tf.float32)])
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    if Image is None:
-        return tf.io.encode_jpeg(frame, quality=quality).numpy()
-    out = io.BytesIO()
-    Image.fromarray(frame).save(out, format="JPEG", quality=quality)
-    return out.getvalue()
+    """TF's libjpeg-turbo encoder: the same bytes as Pillow's at this quality (both 4:2:0),
+    measured 4x faster per 341x256 frame (bench/preprocess.py)."""
+    return tf.io.encode_jpeg(frame, quality=quality).numpy()
 
 
 def clip_to_sequence_example(clip: DecodedClip, *, clip_id: str, uri: str,
@@ -58,9 +51,9 @@ def clip_to_sequence_example(clip: DecodedClip, *, clip_id: str, uri: str,
         images.add().bytes_list.value.append(encode_jpeg(frame, jpeg_quality))
     mels = lists[contract.MELSPEC].feature
     for second in mel:
-        mels.add().float_list.value.extend(second)
+        mels.add().float_list.value.extend(second.tolist())
     if include_waveform:
         waves = lists[contract.WAVEFORM].feature
         for second in waveform.reshape(seconds, contract.SAMPLE_RATE):
-            waves.add().float_list.value.extend(second)
+            waves.add().float_list.value.extend(second.tolist())
     return example
