@@ -16,7 +16,7 @@ DEFAULT_IMAGE = "gcr.io/YOUR_PROJECT/mbt-pipeline:latest"
 
 
 def dataflow_beam_args(project: str, region: str, temp_location: str) -> tuple:
-    return (f"--runner=DataflowRunner", f"--project={project}", f"--region={region}",
+    return ("--runner=DataflowRunner", f"--project={project}", f"--region={region}",
             f"--temp_location={temp_location}", "--experiments=use_runner_v2")
 
 

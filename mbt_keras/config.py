@@ -4,6 +4,7 @@ Every fusion variant of the paper (sections 3.2-3.4) is one `ModelConfig`; a
 preset is a set of field values, never a subclass.
 """
 import dataclasses
+import json
 from typing import Optional, Tuple
 
 FUSIONS = ("vanilla", "cross", "bottleneck")
@@ -146,3 +147,17 @@ def from_preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
     return ModelConfig.from_dict({**PRESETS[name], **overrides})
+
+
+def parse_assignments(items) -> dict:
+    """`field=value` command-line pairs -> dict; values are JSON where they parse, else strings."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected FIELD=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

@@ -1,8 +1,7 @@
 """`mbt summary` and `mbt flops`: parameter counts and graph-counted GFLOPs of a preset."""
-import json
 import re
 
-from mbt_keras.config import from_preset
+from mbt_keras.config import from_preset, parse_assignments
 
 FLOPS_FUSIONS = ("bottleneck", "cross")
 
@@ -15,16 +14,7 @@ def _add_model_arguments(parser):
 
 def config_from_args(args):
     """The preset's config with `--set field=value` overrides (values parsed as JSON if they can be)."""
-    overrides = {}
-    for item in args.overrides:
-        field, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
-        try:
-            overrides[field] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[field] = value
-    return from_preset(args.preset, **overrides)
+    return from_preset(args.preset, **parse_assignments(args.overrides))
 
 
 def parameter_breakdown(model) -> dict:

@@ -1,6 +1,5 @@
 """The transformer layer of eq. 2-3 (pre-LN), with the cross-attention form of eq. 6."""
 import keras
-from keras import ops
 
 from mbt_keras.drop_path import DropPath
 

@@ -4,7 +4,8 @@ Every PipelineSettings field a user changes is a flag; nothing needs a code edit
 """
 import argparse
 
-from pipeline.settings import PipelineSettings, parse_overrides, with_class_count
+from mbt_keras.config import parse_assignments
+from pipeline.settings import PipelineSettings, with_class_count
 
 _DEFAULTS = PipelineSettings()
 
@@ -25,6 +26,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=d.preset)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable)")
+    parser.add_argument("--train-set", dest="train_overrides", action="append", default=[],
+                        metavar="FIELD=VALUE",
+                        help="override a training field, e.g. mixup_alpha=0.5 (repeatable)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -46,11 +50,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args) -> PipelineSettings:
     fields = {k: getattr(args, k) for k in (
-        "videos", "labels", "label_format", "class_map", "missing_audio", "short_side", "preset", "epochs",
+        "videos", "labels", "label_format", "class_map", "missing_audio", "short_side", "preset",
+        "epochs",
         "batch_size", "learning_rate", "tpu", "pretrained", "min_metric", "max_metric_drop",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
         "enable_cache")}
-    fields["overrides"] = parse_overrides(args.overrides)
+    fields["overrides"] = parse_assignments(args.overrides)
+    fields["train_overrides"] = parse_assignments(args.train_overrides)
     if args.beam_args:
         fields["beam_args"] = tuple(args.beam_args)
         fields["decode_beam_args"] = tuple(args.beam_args)

@@ -4,9 +4,8 @@
 `create_pipeline` reads nothing else.
 """
 import dataclasses
-import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 # In-memory Beam keeps the small stock components fast; the clip ExampleGen, which decodes
 # video, gets worker processes so both cores decode (see with_beam_pipeline_args).
@@ -35,6 +34,7 @@ class PipelineSettings:
     batch_size: int = 8
     learning_rate: Optional[float] = None    # None: the paper's 0.5 scaled with batch size
     warmup_epochs: float = 2.5
+    train_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)  # TrainConfig
     train_steps: int = 0                     # 0: epochs * examples / batch (TFX needs a value)
     tpu: Optional[str] = None
     pretrained: Optional[str] = None         # ViT .npz for init-from-vit
@@ -62,27 +62,13 @@ class PipelineSettings:
             "overrides": dict(self.overrides),
             "epochs": self.epochs,
             "batch_size": self.batch_size,
-            "train": {"warmup_epochs": self.warmup_epochs},
+            "train": {"warmup_epochs": self.warmup_epochs, **self.train_overrides},
             "class_map": self.class_map,
             "tpu": self.tpu,
             "init_checkpoint": self.pretrained,
             "learning_rate": self.learning_rate,
         }
         return {k: v for k, v in config.items() if v is not None}
-
-
-def parse_overrides(items: List[str]) -> Dict[str, object]:
-    """`field=value` pairs from the command line; values are JSON when they parse as JSON."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like field=value")
-        key, value = item.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def with_class_count(settings: PipelineSettings) -> PipelineSettings:

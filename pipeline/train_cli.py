@@ -27,35 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--quiet", action="store_true")
 
 
-def parse_assignments(pairs) -> dict:
-    """['a=1', 'b=x'] -> {'a': 1, 'b': 'x'}: JSON values where they parse, else strings."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"expected FIELD=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def run(args) -> int:
     from mbt_keras import input_pipeline, strategy as strategies, training
-    from mbt_keras.config import from_preset
+    from mbt_keras.checkpoints import vit_npz
+    from mbt_keras.config import from_preset, parse_assignments
 
     config = from_preset(args.preset, **parse_assignments(args.set))
     train_config = training.TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, base_learning_rate=args.learning_rate,
         steps_per_epoch=args.steps_per_epoch, **parse_assignments(args.train_set))
     strategy = strategies.make_strategy(args.tpu)
-    init_fn = None
-    if args.init_checkpoint:
-        from mbt_keras.checkpoints.vit_init import init_from_vit
-
-        def init_fn(model):
-            init_from_vit(model, args.init_checkpoint)
+    init_fn = vit_npz.vit_init_fn(config, args.init_checkpoint) if args.init_checkpoint else None
     model, history = training.train(config, train_config, args.model_dir, args.data,
                                     eval_data=args.eval_data, strategy=strategy,
                                     init_fn=init_fn, verbose=not args.quiet)

@@ -60,7 +60,7 @@ class LoadedVersion:
     def run(self, signature_name: str, inputs: dict, output_filter=()) -> dict:
         """Validate `inputs` (TensorProtos) against the signature, call it, return numpy outputs."""
         if signature_name not in self.signatures:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"signature {signature_name!r} not found in version {self.version}; "
                                f"available: {sorted(self.signatures)}")
         function = self.signatures[signature_name]
@@ -169,21 +169,22 @@ class ModelWatcher:
                 LOG.warning("polling %s: %s", self.model_dir, exc)
 
     def resolve(self, model_spec) -> LoadedVersion:
-        """The loaded version a request's ModelSpec names, or a NOT_FOUND RequestError."""
+        """The loaded version a request's ModelSpec names; an unknown model, version or
+        signature is a bad request (INVALID_ARGUMENT), like a malformed input."""
         if model_spec.name != self.model_name:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"model {model_spec.name!r} not found; this server serves "
                                f"{self.model_name!r}")
         current = self._current
         if current is None:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"no version of {self.model_name!r} is loaded yet under {self.model_dir}")
         if model_spec.HasField("version") and model_spec.version.value != current.version:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"version {model_spec.version.value} of {self.model_name!r} is not "
                                f"loaded; loaded version: {current.version}")
         if model_spec.version_label:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"version label {model_spec.version_label!r} is not defined")
         return current
 

@@ -6,6 +6,7 @@ bilinearly (aligned corners, as scipy.ndimage.zoom order 1) and tiled over time,
 2D patch kernel inflated to tubelets, the bottleneck tokens taken from the resized
 positional grid. The classifier stays freshly initialised.
 """
+import logging
 import math
 import re
 
@@ -164,3 +165,12 @@ def init_from_vit(model, config: ModelConfig, path: str, kernel_init: str = "cen
                       + (f" ({how})" if how else ""))
     report += [f"unused   {n} {shape_text(vit[n].shape)}" for n in sorted(set(vit) - used)]
     return report
+
+
+def vit_init_fn(config: ModelConfig, path: str, kernel_init: str = "central"):
+    """`init_fn(model)` for `training.train`: loads the ViT weights before training starts
+    (not on resume) and logs the one-line-per-weight report."""
+    def init_fn(model):
+        for line in init_from_vit(model, config, path, kernel_init=kernel_init):
+            logging.info("init-from-vit: %s", line)
+    return init_fn

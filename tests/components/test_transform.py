@@ -1,7 +1,6 @@
 """ClipsToExamples on real good and broken files: nothing crashes, nothing disappears."""
 import glob
 import json
-import os
 
 import apache_beam as beam
 import numpy as np

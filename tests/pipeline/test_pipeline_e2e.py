@@ -46,7 +46,8 @@ def e2e(tmp_path_factory):
         pipeline_name="mbt-e2e", pipeline_root=str(root / "pipeline_root"),
         metadata_path=str(root / "metadata.sqlite"), videos=data,
         labels=os.path.join(data, "labels.csv"), class_map=os.path.join(data, "class_map.csv"),
-        short_side=40, preset="mbt-micro", epochs=8, batch_size=4, learning_rate=0.05, min_metric=0.05,
+        short_side=40, preset="mbt-micro", epochs=20, batch_size=4, learning_rate=2.0,
+        train_overrides={"augment": False, "mixup_alpha": 0.0}, min_metric=0.05,
         max_metric_drop=0.0, serving_base=str(root / "serving")))
     run_local(settings)
     return settings

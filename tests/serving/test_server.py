@@ -44,7 +44,6 @@ def test_uint8_signature_answers_over_grpc(server, exported):
 def _bad_requests(clip):
     jpegs, wave = clip[contract.IN_FRAMES_JPEG], clip[contract.IN_WAVEFORM]
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    not_found = grpc.StatusCode.NOT_FOUND
     return {
         "missing input": (invalid, r"missing input\(s\) \['waveform'\]",
                           predict_request({contract.IN_FRAMES_JPEG: jpegs}, MODEL_NAME)),
@@ -58,11 +57,11 @@ def _bad_requests(clip):
                              predict_request({contract.IN_FRAMES_JPEG: np.array([[b"not a jpeg"] * 2],
                                                                                 dtype=object),
                                               contract.IN_WAVEFORM: wave}, MODEL_NAME)),
-        "unknown model": (not_found, r"model 'nope' not found",
+        "unknown model": (invalid, r"model 'nope' not found",
                           predict_request(clip, "nope")),
-        "unknown version": (not_found, r"version 99 of 'mbt' is not loaded",
+        "unknown version": (invalid, r"version 99 of 'mbt' is not loaded",
                             predict_request(clip, MODEL_NAME, version=99)),
-        "unknown signature": (not_found, r"signature 'nope' not found",
+        "unknown signature": (invalid, r"signature 'nope' not found",
                               predict_request(clip, MODEL_NAME, signature="nope")),
     }
 
@@ -104,7 +103,7 @@ def test_model_status_and_metadata(server):
     with pytest.raises(grpc.RpcError) as error:
         model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
             get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "nope"}), timeout=30)
-    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_load_from_8_clients_picks_up_a_pushed_version_with_zero_failures(

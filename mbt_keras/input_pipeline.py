@@ -1,0 +1,242 @@
+"""tf.data input pipeline from the preprocessed TFRecords (paper section 4.2).
+
+Training: one random window of t = spec_frames / 100 seconds per clip; num_frames
+RGB frames at a uniform stride of t * fps / num_frames over the window (the
+stride follows each clip's stored fps) and the matching spec_frames log-mel
+frames. Windows are synchronous across modalities by default; asynchronous
+sampling draws one window per modality. Only the selected JPEGs are decoded,
+and only their crop. Evaluation: `views` uniformly spaced windows per clip with
+a centre crop; the trainer averages the logits over the views.
+
+Clips shorter than the window are looped (indices wrap around), so every clip
+yields a full window. Everything runs as TensorFlow ops in parallel maps.
+"""
+import tensorflow as tf
+
+from mbt_keras import augment, contract
+from mbt_keras.config import ModelConfig
+
+AUTOTUNE = tf.data.AUTOTUNE
+SAMPLINGS = ("sync", "async")
+
+
+def list_files(patterns):
+    """Sorted files matching one glob or a list of globs / paths; errors when none match."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {patterns}")
+    return files
+
+
+def _records(patterns, input_context, shuffle: bool, seed=None):
+    """GZIP TFRecords read in parallel, sharded per input pipeline (one per worker).
+
+    With at least one file per pipeline, files are sharded and may be read in any
+    order. With fewer, records are sharded, which needs the same record order on
+    every worker: files are then read in a fixed order (the example shuffle buffer
+    still mixes them).
+    """
+    files = list_files(patterns)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    shards = input_context.num_input_pipelines if input_context else 1
+    shard_records = shards > 1 and len(files) < shards
+    if shards > 1 and not shard_records:
+        dataset = dataset.shard(shards, input_context.input_pipeline_id)
+    any_order = shuffle and not shard_records
+    if any_order:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+        cycle_length=min(len(files), 16), num_parallel_calls=AUTOTUNE, deterministic=not any_order)
+    if shard_records:
+        dataset = dataset.shard(shards, input_context.input_pipeline_id)
+    return dataset
+
+
+def parse(serialized, config: ModelConfig):
+    """The fields the model needs from one SequenceExample: JPEG list, log-mel [T, M], fps, labels."""
+    sequence_spec = {}
+    if "rgb" in config.modalities:
+        sequence_spec[contract.IMAGE_ENCODED] = tf.io.FixedLenSequenceFeature([], tf.string)
+    if "spec" in config.modalities:
+        sequence_spec[contract.MELSPEC] = tf.io.FixedLenSequenceFeature(
+            [contract.SPEC_FRAMES_PER_SECOND * config.mel_bins], tf.float32)
+    context, sequence = tf.io.parse_single_sequence_example(
+        serialized,
+        context_features={
+            contract.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+            contract.CLIP_FPS: tf.io.FixedLenFeature([], tf.float32, default_value=contract.FPS),
+        },
+        sequence_features=sequence_spec)
+    parsed = {"fps": context[contract.CLIP_FPS],
+              "labels": tf.sparse.to_dense(context[contract.LABEL_INDEX])}
+    if "rgb" in config.modalities:
+        parsed["jpegs"] = sequence[contract.IMAGE_ENCODED]
+    if "spec" in config.modalities:
+        parsed["spec"] = tf.reshape(sequence[contract.MELSPEC], [-1, config.mel_bins])
+    return parsed
+
+
+def label_vector(label_index, config: ModelConfig):
+    """Dense float labels [sum(num_classes)]: multi-hot, one-hot, or verb one-hot + noun one-hot."""
+    index = tf.cast(label_index, tf.int32)
+    if config.head == "multilabel":
+        return tf.minimum(tf.reduce_sum(tf.one_hot(index, config.num_classes[0]), axis=0), 1.0)
+    if config.head == "singlelabel":
+        return tf.one_hot(index[0], config.num_classes[0])
+    verbs, nouns = config.num_classes
+    return tf.concat([tf.one_hot(index[0], verbs), tf.one_hot(index[1], nouns)], axis=0)
+
+
+def window_seconds(config: ModelConfig) -> float:
+    """t of the paper: the spectrogram window spec_frames / 100 seconds."""
+    return config.spec_frames / contract.SPEC_FRAMES_PER_SECOND
+
+
+def _durations(parsed):
+    """Seconds stored per modality."""
+    seconds = {}
+    if "jpegs" in parsed:
+        seconds["rgb"] = tf.cast(tf.shape(parsed["jpegs"])[0], tf.float32) / parsed["fps"]
+    if "spec" in parsed:
+        seconds["spec"] = (tf.cast(tf.shape(parsed["spec"])[0], tf.float32)
+                           / contract.SPEC_FRAMES_PER_SECOND)
+    return seconds
+
+
+def _random_start(duration, t):
+    """A start time in [0, duration - t], on the 10 ms grid of the spectrogram."""
+    last = tf.maximum(duration - t, 0.0) * contract.SPEC_FRAMES_PER_SECOND
+    step = tf.random.uniform([], 0, tf.cast(tf.floor(last), tf.int32) + 1, dtype=tf.int32)
+    return tf.cast(step, tf.float32) / contract.SPEC_FRAMES_PER_SECOND
+
+
+def frame_indices(start, fps, num_stored, t, num_frames):
+    """num_frames indices from `start` seconds at the stride t * fps / num_frames, looped."""
+    stride = t * fps / num_frames
+    position = start * fps + tf.range(num_frames, dtype=tf.float32) * stride
+    return tf.math.floormod(tf.cast(tf.floor(position + 1e-4), tf.int32), num_stored)
+
+
+def spec_window(spec, start, spec_frames):
+    """spec_frames rows of spec [T, M] from `start` seconds, looped when the clip is short."""
+    first = tf.cast(tf.round(start * contract.SPEC_FRAMES_PER_SECOND), tf.int32)
+    rows = tf.math.floormod(first + tf.range(spec_frames), tf.shape(spec)[0])
+    return tf.gather(spec, rows)
+
+
+def decode_frames(jpegs, crop_window, image_size):
+    """Decode only the crop of each JPEG, resize to image_size: float32 [F, S, S, 3] in [0, 1]."""
+    frames = tf.map_fn(lambda j: tf.io.decode_and_crop_jpeg(j, crop_window, channels=3), jpegs,
+                       fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    frames = tf.image.resize(tf.cast(frames, tf.float32) / 255.0, [image_size, image_size])
+    return tf.clip_by_value(frames, 0.0, 1.0)
+
+
+def _clip_inputs(parsed, starts, config, training: bool):
+    """Model inputs of one window: starts maps modality -> start seconds."""
+    t = window_seconds(config)
+    inputs = {}
+    if "rgb" in config.modalities:
+        jpegs = parsed["jpegs"]
+        index = frame_indices(starts["rgb"], parsed["fps"], tf.shape(jpegs)[0], t,
+                              config.num_frames)
+        selected = tf.gather(jpegs, index)
+        crop = augment.random_crop_window if training else augment.centre_crop_window
+        frames = decode_frames(selected, crop(selected[0]), config.image_size)
+        frames = augment.flip_and_jitter(frames) if training else frames
+        inputs[contract.INPUT_RGB] = tf.ensure_shape(
+            frames, [config.num_frames, config.image_size, config.image_size, 3])
+    if "spec" in config.modalities:
+        spec = spec_window(parsed["spec"], starts["spec"], config.spec_frames)
+        spec = tf.ensure_shape(spec, [config.spec_frames, config.mel_bins])
+        inputs[contract.INPUT_SPEC] = (augment.spec_augment(spec, config.spec_mean)
+                                       if training else spec)
+    return inputs
+
+
+def _train_example(serialized, config, sampling, augment_inputs):
+    parsed = parse(serialized, config)
+    durations = _durations(parsed)
+    t = window_seconds(config)
+    if sampling == "sync":
+        start = _random_start(tf.reduce_min(tf.stack(list(durations.values()))), t)
+        starts = {m: start for m in durations}
+    else:
+        starts = {m: _random_start(d, t) for m, d in durations.items()}
+    return (_clip_inputs(parsed, starts, config, augment_inputs),
+            label_vector(parsed["labels"], config))
+
+
+def _eval_example(serialized, config, views):
+    """`views` windows evenly spaced over the clip, stacked on a leading view axis."""
+    parsed = parse(serialized, config)
+    duration = tf.reduce_min(tf.stack(list(_durations(parsed).values())))
+    last = tf.maximum(duration - window_seconds(config), 0.0)
+    starts = tf.linspace(0.0, last, views) if views > 1 else tf.zeros([1])
+    per_view = [_clip_inputs(parsed, {m: starts[v] for m in config.modalities}, config, False)
+                for v in range(views)]
+    inputs = {k: tf.stack([view[k] for view in per_view]) for k in per_view[0]}
+    return inputs, label_vector(parsed["labels"], config)
+
+
+def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: str = "sync",
+                  augment_inputs: bool = True, mixup_alpha: float = 0.3,
+                  modality_mixup: bool = False, shuffle_buffer: int = 64, repeat: bool = True,
+                  input_context: tf.distribute.InputContext = None, seed=None):
+    """Batches of ({'rgb': [B,F,S,S,3], 'spec': [B,T,M]}, labels [B, C]) for training.
+
+    `batch_size` is the global batch; with an `input_context` each pipeline
+    yields its replicas' share. `mixup_alpha=0` turns mixup off.
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling={sampling!r}: expected one of {SAMPLINGS}")
+    per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
+    dataset = _records(patterns, input_context, shuffle=augment_inputs, seed=seed)
+    if augment_inputs and shuffle_buffer > 1:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.map(lambda s: _train_example(s, config, sampling, augment_inputs),
+                          num_parallel_calls=AUTOTUNE, deterministic=not augment_inputs)
+    dataset = dataset.batch(per_replica, drop_remainder=True)
+    if mixup_alpha > 0:
+        dataset = dataset.map(
+            lambda x, y: augment.mixup(x, y, mixup_alpha, modality_mixup),
+            num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def eval_dataset(patterns, config: ModelConfig, batch_size: int, *, views: int = 4,
+                 input_context: tf.distribute.InputContext = None):
+    """Batches of ({'rgb': [B,V,F,S,S,3], 'spec': [B,V,T,M]}, labels [B, C]) in file order."""
+    if views < 1:
+        raise ValueError(f"views={views} must be >= 1")
+    dataset = _records(patterns, input_context, shuffle=False)
+    dataset = dataset.map(lambda s: _eval_example(s, config, views), num_parallel_calls=AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def count_examples(patterns) -> int:
+    """Number of records, to size an epoch when the caller does not give steps_per_epoch."""
+    dataset = tf.data.TFRecordDataset(list_files(patterns), compression_type="GZIP")
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def class_names(patterns, num_classes: int = None):
+    """Class names by index, read from the examples' label strings ('class_<i>' if absent)."""
+    def names(serialized):
+        parsed, _ = tf.io.parse_single_sequence_example(serialized, context_features={
+            contract.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+            contract.LABEL_STRING: tf.io.VarLenFeature(tf.string)})
+        return (tf.sparse.to_dense(parsed[contract.LABEL_INDEX]),
+                tf.sparse.to_dense(parsed[contract.LABEL_STRING], default_value=b""))
+
+    dataset = tf.data.TFRecordDataset(list_files(patterns), compression_type="GZIP")
+    found = {}
+    for index, strings in dataset.map(names, num_parallel_calls=AUTOTUNE).as_numpy_iterator():
+        for i, name in zip(index.tolist(), strings.tolist()):
+            found.setdefault(i, name.decode())
+    size = num_classes if num_classes is not None else (max(found) + 1 if found else 0)
+    return [found.get(i, f"class_{i}") for i in range(size)]

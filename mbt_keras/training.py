@@ -1,0 +1,257 @@
+"""The training loop of the paper's recipe (section 4.2), one code path for every strategy.
+
+A custom `strategy.run` step rather than `model.fit`: with Keras 3 on TF 2.16,
+`fit` fails under MultiWorkerMirroredStrategy while this loop works (STACK.md).
+Each replica's loss is divided by the global batch, so summing gradients over
+replicas gives the gradient of the global-batch mean. Checkpoints (model,
+optimizer, epoch) are written every epoch and a rerun resumes from the last.
+"""
+import dataclasses
+import os
+import shutil
+from typing import Callable, Optional, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mbt_keras import input_pipeline, metrics, schedule, strategy as strategies
+from mbt_keras.config import ModelConfig
+from mbt_keras.model import build_model
+
+CHECKPOINT_SUBDIR = "checkpoints"
+LOG_SUBDIR = "logs"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation hyperparameters. Defaults are the paper's (4.2); the authors' released
+    configs add label_smoothing=0.3, clip_norm=1.0 and mixup_alpha=0.5."""
+    epochs: int = 50
+    batch_size: int = 64                 # global batch, split over all replicas
+    base_learning_rate: float = 0.5      # at batch 64; scaled linearly (schedule.py)
+    warmup_epochs: float = 2.5
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    clip_norm: float = 0.0               # global gradient norm; 0 turns clipping off
+    mixup_alpha: float = 0.3             # 0 turns mixup off
+    modality_mixup: bool = False
+    sampling: str = "sync"               # "async": independent windows per modality
+    augment: bool = True
+    eval_views: int = 4
+    steps_per_epoch: int = 0             # 0: number of training examples // batch_size
+    shuffle_buffer: int = 64
+    float16: bool = False                # mixed float16 on GPU (bfloat16 is automatic on TPU)
+    seed: Optional[int] = None
+
+    def replace(self, **overrides) -> "TrainConfig":
+        return dataclasses.replace(self, **overrides)
+
+
+def per_example_loss(labels, logits, config: ModelConfig, label_smoothing: float = 0.0):
+    """[B] losses of the head (3.4): sigmoid BCE summed over classes (multi-label, as
+    Scenic), softmax CE (single-label), verb CE + noun CE (Epic-Kitchens)."""
+    logits = tf.cast(logits, tf.float32)
+    heads = tf.split(labels, list(config.num_classes), axis=-1)
+    head_logits = tf.split(logits, list(config.num_classes), axis=-1)
+    total = 0.0
+    for y, z in zip(heads, head_logits):
+        y = y * (1.0 - label_smoothing) + label_smoothing / y.shape[-1]
+        if config.head == "multilabel":
+            total += tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(y, z), axis=-1)
+        else:
+            total += tf.nn.softmax_cross_entropy_with_logits(y, z)
+    return total
+
+
+def scores_and_labels(config: ModelConfig, logits, labels):
+    """Per-view logits [B, V, C] averaged over views into probabilities (sigmoid or softmax)."""
+    logits = tf.reduce_mean(tf.cast(logits, tf.float32), axis=1)
+    if config.head == "multilabel":
+        return tf.sigmoid(logits), labels
+    heads = tf.split(logits, list(config.num_classes), axis=-1)
+    return tf.concat([tf.nn.softmax(h) for h in heads], axis=-1), labels
+
+
+def evaluation_metrics(config: ModelConfig, scores: np.ndarray, labels: np.ndarray) -> dict:
+    """mAP for multi-label; top-1 / top-5 per head otherwise (paper 4.1)."""
+    if config.head == "multilabel":
+        m_ap, _, skipped = metrics.mean_average_precision(labels, scores)
+        return {"mAP": m_ap, "classes_without_positives": float(skipped)}
+    out = {}
+    names = ["verb_", "noun_"] if config.head == "verb_noun" else [""]
+    edges = np.cumsum((0,) + tuple(config.num_classes))
+    for name, lo, hi in zip(names, edges[:-1], edges[1:]):
+        for k in (1, 5):
+            if k <= hi - lo:
+                out[f"{name}top{k}"] = metrics.top_k_accuracy(labels[:, lo:hi], scores[:, lo:hi], k)
+    return out
+
+
+class Trainer:
+    """Owns the model, optimizer, checkpoints and logs of one run under one strategy."""
+
+    def __init__(self, config: ModelConfig, train_config: TrainConfig, model_dir: str,
+                 steps_per_epoch: int, strategy: tf.distribute.Strategy = None,
+                 init_fn: Callable[[keras.Model], None] = None, log_dir: str = None):
+        self.config = config
+        self.train_config = train_config
+        self.steps_per_epoch = steps_per_epoch
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = strategies.is_chief(self.strategy)
+        policy = strategies.set_precision(self.strategy, train_config.float16)
+        with self.strategy.scope():
+            self.model = build_model(config)
+            if init_fn is not None:
+                init_fn(self.model)
+            lr = schedule.paper_schedule(train_config.base_learning_rate, train_config.batch_size,
+                                         steps_per_epoch, train_config.epochs,
+                                         train_config.warmup_epochs)
+            optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=train_config.momentum)
+            if policy == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.optimizer = optimizer
+            self.optimizer.build(self.model.trainable_variables)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                              epoch=self.epoch)
+        # Every worker saves (saving may run collectives); only the chief keeps its files.
+        self.checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+        self._scratch = None if self.chief else os.path.join(
+            model_dir, f"{CHECKPOINT_SUBDIR}_{strategies.task_id(self.strategy)}")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._scratch or self.checkpoint_dir, max_to_keep=3)
+        log_dir = log_dir or os.path.join(model_dir, LOG_SUBDIR)
+        self.writer = (tf.summary.create_file_writer(log_dir)
+                       if self.chief else tf.summary.create_noop_writer())
+        self._step_fn = None
+        self._predict_fn = None
+
+    def restore(self) -> int:
+        """Restore the newest checkpoint of the chief's directory; returns the epoch reached."""
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return int(self.epoch.numpy())
+
+    def _replica_step(self, inputs, labels):
+        cfg = self.train_config
+        with tf.GradientTape() as tape:
+            logits = self.model(inputs, training=True)
+            loss = tf.nn.compute_average_loss(
+                per_example_loss(labels, logits, self.config, cfg.label_smoothing),
+                global_batch_size=cfg.batch_size)
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        if cfg.clip_norm > 0:
+            # Keras clips before its all-reduce, i.e. per replica; the global norm needs
+            # the summed gradient, so reduce here and hand the optimizer 1/N of it.
+            context = tf.distribute.get_replica_context()
+            grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            scale = getattr(self.optimizer, "dynamic_scale", 1.0)
+            grads, _ = tf.clip_by_global_norm(grads, cfg.clip_norm * scale)
+            grads = [g / context.num_replicas_in_sync for g in grads]
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    def train_step(self, iterator):
+        if self._step_fn is None:
+            @tf.function
+            def step(iterator):
+                inputs, labels = next(iterator)
+                losses = self.strategy.run(self._replica_step, args=(inputs, labels))
+                return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+            self._step_fn = step
+        return self._step_fn(iterator)
+
+    def evaluate(self, dataset) -> dict:
+        """Metrics over a [B, V, ...] eval dataset, views folded into the batch and
+        their logits averaged per clip; runs on this task's host, un-replicated."""
+        if self._predict_fn is None:
+            @tf.function
+            def predict(inputs):
+                views = tf.shape(next(iter(inputs.values())))[1]
+                flat = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
+                        for k, v in inputs.items()}
+                logits = self.model(flat, training=False)
+                return tf.reshape(logits, [-1, views, logits.shape[-1]])
+            self._predict_fn = predict
+        scores, labels = [], []
+        for inputs, y in dataset:
+            s, y = scores_and_labels(self.config, self._predict_fn(inputs), y)
+            scores.append(s.numpy())
+            labels.append(y.numpy())
+        return evaluation_metrics(self.config, np.concatenate(scores), np.concatenate(labels))
+
+    def fit(self, train_dataset_fn, eval_dataset=None, verbose: bool = True) -> list:
+        """Train up to train_config.epochs, resuming from the last checkpoint; per-epoch history."""
+        start = self.restore()
+        if verbose and self.chief and start:
+            print(f"resuming from epoch {start} (step {int(self.optimizer.iterations.numpy())})",
+                  flush=True)
+        dataset = self.strategy.distribute_datasets_from_function(train_dataset_fn)
+        iterator = iter(dataset)
+        history = []
+        for epoch in range(start, self.train_config.epochs):
+            if verbose and self.chief:
+                print(f"epoch {epoch + 1}/{self.train_config.epochs}", flush=True)
+            progbar = keras.utils.Progbar(self.steps_per_epoch,
+                                          verbose=1 if verbose and self.chief else 0,
+                                          stateful_metrics=["lr"])
+            losses = []
+            for step in range(self.steps_per_epoch):
+                losses.append(float(self.train_step(iterator)))
+                progbar.update(step + 1, [("loss", losses[-1]),
+                                          ("lr", float(self.optimizer.learning_rate))])
+            self.epoch.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                      "learning_rate": float(self.optimizer.learning_rate)}
+            if eval_dataset is not None and self.chief:
+                record.update({f"val_{k}": v for k, v in self.evaluate(eval_dataset).items()})
+            with self.writer.as_default(step=epoch + 1):
+                for key, value in record.items():
+                    if key != "epoch":
+                        tf.summary.scalar(key, value)
+            self.writer.flush()
+            if verbose and self.chief:
+                print(" ".join(f"{k}={v:.4g}" for k, v in record.items()), flush=True)
+            history.append(record)
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        return history
+
+
+def train(config: ModelConfig, train_config: TrainConfig, model_dir: str,
+          train_data: Union[str, list, Callable], *, eval_data=None,
+          strategy: tf.distribute.Strategy = None,
+          init_fn: Callable[[keras.Model], None] = None, log_dir: str = None,
+          verbose: bool = True):
+    """Train on TFRecord globs (or a function input_context -> per-replica batches);
+    returns (model, history). Evaluation data: TFRecord globs or a [B, V, ...] dataset.
+    TensorBoard logs go to log_dir (default <model_dir>/logs)."""
+    cfg = train_config
+    strategy = strategy or tf.distribute.get_strategy()
+    if callable(train_data):
+        dataset_fn = train_data
+        if cfg.steps_per_epoch < 1:
+            raise ValueError("steps_per_epoch must be given when train_data is a function")
+        steps = cfg.steps_per_epoch
+    else:
+        def dataset_fn(input_context):
+            return input_pipeline.train_dataset(
+                train_data, config, cfg.batch_size, sampling=cfg.sampling,
+                augment_inputs=cfg.augment, mixup_alpha=cfg.mixup_alpha if cfg.augment else 0.0,
+                modality_mixup=cfg.modality_mixup, shuffle_buffer=cfg.shuffle_buffer,
+                input_context=input_context, seed=cfg.seed)
+        steps = cfg.steps_per_epoch or max(input_pipeline.count_examples(train_data)
+                                           // cfg.batch_size, 1)
+    if eval_data is not None and not isinstance(eval_data, tf.data.Dataset):
+        eval_data = input_pipeline.eval_dataset(eval_data, config, cfg.batch_size,
+                                                views=cfg.eval_views)
+    trainer = Trainer(config, cfg, model_dir, steps, strategy, init_fn, log_dir)
+    history = trainer.fit(dataset_fn, eval_data, verbose=verbose)
+    return trainer.model, history

@@ -1,0 +1,177 @@
+"""The tf.data pipeline on real GZIP TFRecords with time-stamped frames and spectrograms."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mbt_keras import augment, input_pipeline
+from mbt_keras.config import from_preset
+from tests.mbt_keras.tfrecord_fixtures import FRAME_LEVEL_STEP, write_clips
+
+FPS = 10.0
+MICRO = from_preset("mbt-micro")  # 2 frames of 32x32, 96 spectrogram frames: t = 0.96 s
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    root = tmp_path_factory.mktemp("records")
+    return {
+        "long": write_clips(root / "long.tfrecord.gz", 6, 4, seconds=3, fps=FPS),
+        "multi": write_clips(root / "multi.tfrecord.gz", 4, 4, seconds=2, fps=FPS,
+                             labels_per_clip=3, seed=1),
+        "short": write_clips(root / "short.tfrecord.gz", 2, 4, seconds=1, fps=FPS),
+    }
+
+
+def _first_batch(dataset):
+    return next(iter(dataset))
+
+
+def _frame_index(rgb_frame):
+    """Which stored frame a decoded, resized frame came from (its grey level / step)."""
+    return int(round(float(np.mean(rgb_frame)) * 255.0 / FRAME_LEVEL_STEP))
+
+
+def test_train_batches_have_model_shapes_and_valid_values(records):
+    x, y = _first_batch(input_pipeline.train_dataset(records["long"], MICRO, 4, seed=0))
+    assert x["rgb"].shape == (4, 2, 32, 32, 3) and x["rgb"].dtype == tf.float32
+    assert x["spec"].shape == (4, 96, 128)
+    assert y.shape == (4, 4)
+    assert 0.0 <= float(tf.reduce_min(x["rgb"])) and float(tf.reduce_max(x["rgb"])) <= 1.0
+    # Mixup (alpha 0.3) keeps each label row a convex combination: sums stay 1.
+    np.testing.assert_allclose(tf.reduce_sum(y, axis=1), np.ones(4), rtol=1e-5)
+
+
+def test_synchronous_windows_align_frames_with_spectrogram(records):
+    dataset = input_pipeline.train_dataset(records["long"], MICRO, 6, augment_inputs=False,
+                                           mixup_alpha=0.0)
+    for _ in range(3):
+        x, _ = _first_batch(dataset)
+        for b in range(6):
+            first_row = int(x["spec"][b, 0, 0])  # spectrogram row r holds r
+            start = first_row / 100.0
+            # Frames at start*fps and start*fps + stride, stride = t * fps / F = 4.8 frames.
+            expected = [int(np.floor(start * FPS + k * 0.96 * FPS / 2 + 1e-4)) for k in range(2)]
+            assert [_frame_index(x["rgb"][b, k]) for k in range(2)] == expected
+            np.testing.assert_array_equal(x["spec"][b, :, 0], np.arange(96) + first_row)
+
+
+def test_asynchronous_windows_are_drawn_per_modality(records):
+    dataset = input_pipeline.train_dataset(records["long"], MICRO, 6, sampling="async",
+                                           augment_inputs=False, mixup_alpha=0.0)
+    offsets = []
+    for _ in range(4):
+        x, _ = _first_batch(dataset)
+        for b in range(6):
+            spec_frame = float(x["spec"][b, 0, 0]) / 100.0 * FPS
+            offsets.append(abs(_frame_index(x["rgb"][b, 0]) - np.floor(spec_frame + 1e-4)))
+    assert max(offsets) > 1
+
+
+def test_unknown_sampling_is_rejected(records):
+    with pytest.raises(ValueError, match="sampling='random'"):
+        input_pipeline.train_dataset(records["long"], MICRO, 2, sampling="random")
+
+
+def test_clip_shorter_than_window_loops(records):
+    config = MICRO.replace(spec_frames=192)  # t = 1.92 s, frame stride 9.6
+    x, _ = _first_batch(input_pipeline.train_dataset(records["short"], config, 2,
+                                                     augment_inputs=False, mixup_alpha=0.0))
+    # 1 s clip: 100 spectrogram rows and 10 frames, read around for the 1.92 s window.
+    np.testing.assert_array_equal(x["spec"][0, :, 0], np.arange(192) % 100)
+    assert [_frame_index(x["rgb"][0, k]) for k in range(2)] == [0, 9]
+
+
+def test_labels_multi_hot_one_hot_and_verb_noun(records):
+    _, y = _first_batch(input_pipeline.train_dataset(records["multi"], MICRO, 4,
+                                                     augment_inputs=False, mixup_alpha=0.0))
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    assert (np.sum(y, axis=1) >= 2).all()
+    single = MICRO.replace(head="singlelabel")
+    _, y = _first_batch(input_pipeline.train_dataset(records["multi"], single, 4,
+                                                     augment_inputs=False, mixup_alpha=0.0))
+    np.testing.assert_array_equal(np.sum(y, axis=1), np.ones(4))
+    np.testing.assert_array_equal(np.argmax(y, axis=1), [0, 1, 2, 3])
+    verb_noun = MICRO.replace(head="verb_noun", num_classes=(4, 5))
+    labels = input_pipeline.label_vector(tf.constant([2, 3], tf.int64), verb_noun)
+    np.testing.assert_array_equal(labels, [0, 0, 1, 0, 0, 0, 0, 1, 0])
+
+
+def test_eval_gives_four_uniform_views_with_centre_crop(records):
+    x, y = _first_batch(input_pipeline.eval_dataset(records["long"], MICRO, 3))
+    assert x["rgb"].shape == (3, 4, 2, 32, 32, 3)
+    assert x["spec"].shape == (3, 4, 96, 128)
+    assert y.shape == (3, 4)
+    # 3 s clip, 0.96 s window: starts 0, 0.68, 1.36, 2.04 s.
+    np.testing.assert_array_equal(x["spec"][0, :, 0, 0], [0, 68, 136, 204])
+    assert [_frame_index(x["rgb"][0, v, 0]) for v in range(4)] == [0, 6, 13, 20]
+    again, _ = _first_batch(input_pipeline.eval_dataset(records["long"], MICRO, 3))
+    np.testing.assert_array_equal(x["rgb"], again["rgb"])
+
+
+def test_spec_augment_masks_one_band_in_time_and_frequency_within_caps():
+    assert augment.spec_mask_caps(800, 128) == (192, 48)
+    assert augment.spec_mask_caps(1024, 128) == (192, 48)
+    assert augment.spec_mask_caps(96, 128) == (23, 48)
+    tf.random.set_seed(3)
+    widths = []
+    for _ in range(30):
+        masked = augment.spec_augment(tf.ones([96, 128]), fill_value=0.0).numpy() == 0
+        full_rows = masked.all(axis=1)
+        full_cols = masked.all(axis=0)
+        # Every masked cell lies in a masked row band or a masked column band.
+        assert (masked == (full_rows[:, None] | full_cols[None, :])).all() or full_rows.all()
+        if not full_cols.all():
+            widths.append(int(full_rows.sum()))
+        assert full_cols.sum() <= 48 or full_rows.all()
+    assert max(widths) <= 23 and max(widths) > 0
+
+
+def test_mixup_uses_one_weight_or_one_per_modality():
+    tf.random.set_seed(0)
+    x = {"rgb": tf.constant([[1.0], [0.0]]), "spec": tf.constant([[1.0], [0.0]])}
+    y = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    mixed, labels = augment.mixup(x, y, alpha=0.3)
+    lam = float(mixed["rgb"][0, 0])
+    assert float(mixed["spec"][0, 0]) == pytest.approx(lam)
+    np.testing.assert_allclose(labels[0], [lam, 1 - lam], rtol=1e-5)
+    lams = []
+    for _ in range(5):
+        mixed, labels = augment.mixup(x, y, alpha=0.3, per_modality=True)
+        rgb, spec = float(mixed["rgb"][0, 0]), float(mixed["spec"][0, 0])
+        assert float(labels[0, 0]) == pytest.approx((rgb + spec) / 2, abs=1e-5)
+        lams.append(abs(rgb - spec))
+    assert max(lams) > 1e-3
+
+
+def test_input_pipelines_read_disjoint_shards(records):
+    def ids(pipeline_id):
+        context = tf.distribute.InputContext(num_input_pipelines=2,
+                                             input_pipeline_id=pipeline_id,
+                                             num_replicas_in_sync=2)
+        dataset = input_pipeline.eval_dataset(records["long"], MICRO, 1, views=1,
+                                              input_context=context)
+        return [float(y.numpy().argmax()) for _, y in dataset]
+
+    # One file, six clips: element-wise sharding gives clips 0,2,4 and 1,3,5.
+    assert ids(0) == [0, 2, 0] and ids(1) == [1, 3, 1]
+
+
+def test_class_names_and_count_come_from_the_records(records):
+    assert input_pipeline.class_names(records["long"]) == [f"class_{i}" for i in range(4)]
+    assert input_pipeline.count_examples([records["long"], records["short"]]) == 8
+    with pytest.raises(FileNotFoundError, match="no TFRecord files"):
+        input_pipeline.list_files("/nonexistent/*.gz")
+
+
+def test_training_shards_stay_disjoint_when_records_are_sharded(records):
+    def clip_labels(pipeline_id):
+        context = tf.distribute.InputContext(num_input_pipelines=2,
+                                             input_pipeline_id=pipeline_id,
+                                             num_replicas_in_sync=2)
+        dataset = input_pipeline.train_dataset(records["long"], MICRO, 2, repeat=False,
+                                               mixup_alpha=0.0, input_context=context, seed=0)
+        return sorted(int(i) for _, y in dataset for i in np.argmax(y, axis=1))
+
+    # One file for two pipelines: records are split, then shuffled within each pipeline
+    # (per-replica batch 1 each: global batch 2).
+    assert clip_labels(0) == [0, 0, 2] and clip_labels(1) == [1, 1, 3]

@@ -1,0 +1,143 @@
+"""The training loop: losses, schedule, clipping, checkpoints, TensorBoard and resume after SIGKILL."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mbt_keras import input_pipeline, schedule, strategy as strategies, training
+from mbt_keras.config import from_preset
+from tests.mbt_keras.tfrecord_fixtures import write_clips
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MICRO = from_preset("mbt-micro")
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_records")
+    return write_clips(root / "train.tfrecord.gz", 8, 6, seconds=2, fps=10.0)
+
+
+def test_multilabel_loss_sums_bce_over_classes():
+    loss = training.per_example_loss(tf.constant([[1.0, 0.0]]), tf.constant([[0.0, 0.0]]),
+                                     MICRO.replace(num_classes=2))
+    np.testing.assert_allclose(loss, [2 * np.log(2)], rtol=1e-6)
+
+
+def test_softmax_loss_with_label_smoothing_and_two_heads():
+    single = MICRO.replace(head="singlelabel", num_classes=2)
+    logits = tf.constant([[2.0, 0.0]])
+    log_p = np.log(np.exp([2.0, 0.0]) / np.exp([2.0, 0.0]).sum())
+    # Smoothing 0.2 over 2 classes: targets [0.9, 0.1].
+    loss = training.per_example_loss(tf.constant([[1.0, 0.0]]), logits, single, 0.2)
+    np.testing.assert_allclose(loss, [-(0.9 * log_p[0] + 0.1 * log_p[1])], rtol=1e-6)
+    verb_noun = MICRO.replace(head="verb_noun", num_classes=(2, 3))
+    loss = training.per_example_loss(tf.constant([[0.0, 1.0, 0.0, 0.0, 1.0]]),
+                                     tf.zeros([1, 5]), verb_noun)
+    np.testing.assert_allclose(loss, [np.log(2) + np.log(3)], rtol=1e-6)
+
+
+def test_schedule_warms_up_linearly_then_decays_by_cosine():
+    lr = schedule.paper_schedule(0.5, global_batch=128, steps_per_epoch=10, epochs=10)
+    assert (lr.peak, lr.warmup_steps, lr.total_steps) == (1.0, 25, 100)
+    values = [float(lr(s)) for s in (0, 5, 25, 62, 100)]
+    expected = [0.0, 0.2, 1.0, 0.5 * (1 + np.cos(np.pi * 37 / 75)), 0.0]
+    np.testing.assert_allclose(values, expected, atol=1e-6)
+    assert schedule.peak_learning_rate(0.5, 64) == 0.5
+
+
+def test_strategy_follows_tf_config(monkeypatch):
+    cluster = {"cluster": {"worker": ["a:1", "b:2"], "chief": ["c:3"]},
+               "task": {"type": "chief", "index": 0}}
+    assert strategies.cluster_workers(json.dumps(cluster)) == 3
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert strategies.cluster_workers() == 0
+    default = strategies.make_strategy()
+    assert default.num_replicas_in_sync == 1 and strategies.is_chief(default)
+    assert strategies.set_precision(default) == "float32"
+
+
+def test_training_writes_checkpoints_history_and_tensorboard(tmp_path, records):
+    train_config = training.TrainConfig(epochs=2, batch_size=4, base_learning_rate=0.1)
+    model, history = training.train(MICRO.replace(num_classes=6), train_config,
+                                    str(tmp_path), records, eval_data=records, verbose=False)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(np.isfinite(h["loss"]) and 0.0 <= h["val_mAP"] <= 1.0 for h in history)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    tags = set()
+    for path in glob.glob(str(tmp_path / "logs" / "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"loss", "learning_rate", "val_mAP"} <= tags
+    # A second call finds the run finished and trains nothing more.
+    _, again = training.train(MICRO.replace(num_classes=6), train_config, str(tmp_path),
+                              records, verbose=False)
+    assert again == []
+
+
+def test_single_label_evaluation_reports_top1_and_top5(tmp_path, records):
+    config = MICRO.replace(head="singlelabel", num_classes=6)
+    train_config = training.TrainConfig(epochs=1, batch_size=4, steps_per_epoch=1)
+    _, history = training.train(config, train_config, str(tmp_path), records,
+                                eval_data=records, verbose=False)
+    assert {"val_top1", "val_top5"} <= set(history[0])
+    assert history[0]["val_top1"] <= history[0]["val_top5"] <= 1.0
+
+
+def test_gradient_clipping_bounds_the_first_update(tmp_path, records):
+    def first_step_change(clip_norm):
+        train_config = training.TrainConfig(epochs=1, batch_size=4, steps_per_epoch=1,
+                                            warmup_epochs=0.0, clip_norm=clip_norm, seed=0)
+        trainer = training.Trainer(MICRO.replace(num_classes=6), train_config,
+                                   str(tmp_path / str(clip_norm)), 1)
+        before = [np.array(v) for v in trainer.model.trainable_variables]
+        trainer.fit(lambda ctx: input_pipeline.train_dataset(
+            records, trainer.config, 4, augment_inputs=False, mixup_alpha=0.0, input_context=ctx),
+            verbose=False)
+        after = [np.array(v) for v in trainer.model.trainable_variables]
+        return np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(before, after)))
+
+    # First SGD step: |dw| = lr * |g| with lr = 0.5 * 4 / 64; clipping caps |g| at clip_norm.
+    lr = 0.5 * 4 / 64
+    assert first_step_change(1e-3) == pytest.approx(lr * 1e-3, rel=1e-3)
+    assert first_step_change(0.0) > 10 * lr * 1e-3
+
+
+def _train_command(data, model_dir, epochs):
+    return [sys.executable, "-m", "pipeline.cli", "train", "--data", data, "--preset", "mbt-micro",
+            "--set", "num_classes=6", "--epochs", str(epochs), "--batch-size", "4",
+            "--steps-per-epoch", "2", "--model-dir", str(model_dir), "--quiet"]
+
+
+def test_rerun_resumes_from_the_last_checkpoint_after_sigkill(tmp_path, records):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    epochs = 40
+    command = _train_command(records, tmp_path, epochs)
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    index = tmp_path / "checkpoints" / "checkpoint"
+    deadline = time.time() + 120
+    while not index.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    saved = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).rsplit("-", 1)[1])
+    assert 1 <= saved < epochs
+
+    rerun = subprocess.run([c for c in command if c != "--quiet"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming from epoch {saved} (step {2 * saved})" in rerun.stdout
+    epochs_run = [line for line in rerun.stdout.splitlines() if line.startswith("epoch ")]
+    assert epochs_run[0] == f"epoch {saved + 1}/{epochs}"
+    assert len(epochs_run) == epochs - saved
+    summary = json.loads((tmp_path / "config.json").read_text())
+    assert summary["history"][-1]["epoch"] == epochs
