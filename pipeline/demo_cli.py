@@ -77,6 +77,10 @@ def run(args) -> int:
     _step("running the TFX pipeline (LocalDagRunner, SQLite MLMD, Beam DirectRunner)")
     from pipeline.local_runner import run_local
     run_local(settings)
+    _step(f"mbt report {settings.pipeline_root}  (also writes the evaluation to TensorBoard)")
+    from pipeline.cli import main as mbt
+    mbt(["report", settings.pipeline_root, "--serving-base", settings.serving_base,
+         "--model-name", settings.model_name, "--class-map", settings.class_map])
 
     versions = sorted(int(v) for v in os.listdir(settings.push_dir) if v.isdigit()) \
         if os.path.isdir(settings.push_dir) else []

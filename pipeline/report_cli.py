@@ -30,8 +30,8 @@ def newest_output(run_dir: str, component: str, output: str):
 def _class_names(path):
     if not path or not os.path.isfile(path):
         return []
-    rows = [line.strip().split(",", 1) for line in open(path, encoding="utf-8") if line.strip()]
-    by_index = {int(i): name for i, name in rows if i.strip().isdigit()}
+    from components.preprocess.label_files import read_class_map
+    by_index = {i: name for name, i in read_class_map(path).items()}
     return [by_index.get(i, f"class {i}") for i in range(max(by_index) + 1)] if by_index else []
 
 

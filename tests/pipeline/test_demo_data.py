@@ -81,12 +81,14 @@ def test_cues_follow_the_class_design(demo):
             assert (label == "av_match") == ((nearest, high) in (("red", True), ("blue", False)))
 
 
-def test_preprocess_cli_writes_splits_and_summary(demo, tmp_path, capsys):
+def test_preprocess_cli_with_two_worker_processes_writes_splits_and_summary(demo, tmp_path,
+                                                                            capsys):
+    """The DirectRunner in multi_processing mode: the same job a cluster runner would run."""
     out, rows = demo
     dest = str(tmp_path / "records")
     code = cli.main(["preprocess", "--labels", os.path.join(out, "labels.csv"), "--videos", out,
                      "--out", dest, "--short-side", "64", "--quiet",
-                     "--beam-arg=--direct_running_mode=in_memory", "--workers", "1"])
+                     "--workers", "2"])
     assert code == 0
     printed = capsys.readouterr().out
     assert f"read {CLIPS} = written {CLIPS} + rejected 0" in printed
