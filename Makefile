@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.in constraints.txt setup.py
 	       "and make 'python3.10' resolve, then re-run make." >&2; exit 1; fi
 	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements.in
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --use-pep517 -e .
 	@touch $@
 
 demo: venv

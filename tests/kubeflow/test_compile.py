@@ -1,5 +1,8 @@
 """The Kubeflow/Vertex spec compiles offline and parses into the KFP protos."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from google.protobuf import json_format
@@ -18,13 +21,16 @@ IMAGE = "gcr.io/test-project/mbt-pipeline:1"
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
+    """Compiled through the installed `mbt` console script, as a user runs it."""
     out = tmp_path_factory.mktemp("kfp") / "mbt.json"
-    rc = mbt_main(["pipeline", "compile", "--target", "vertex", "--out", str(out),
-                   "--image", IMAGE, "--bucket", "gs://test-bucket", "--project", "test-project",
-                   "--region", "europe-west4", "--preset", "mbt-tiny", "--set", "fusion_layer=1",
-                   "--epochs", "7", "--data", "gs://test-bucket/clips",
-                   "--labels", "gs://test-bucket/labels.csv"])
-    assert rc == 0
+    mbt = os.path.join(os.path.dirname(sys.executable), "mbt")
+    done = subprocess.run(
+        [mbt, "pipeline", "compile", "--target", "vertex", "--out", str(out), "--image", IMAGE,
+         "--bucket", "gs://test-bucket", "--project", "test-project", "--region", "europe-west4",
+         "--preset", "mbt-tiny", "--set", "fusion_layer=1", "--epochs", "7",
+         "--data", "gs://test-bucket/clips", "--labels", "gs://test-bucket/labels.csv"],
+        capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
 
