@@ -52,4 +52,4 @@ def run_fn(fn_args):
     names = _class_names(custom, fn_args.train_files, config)
     export_dir = fn_args.serving_model_dir if strategies.is_chief(strategy) else os.path.join(
         fn_args.model_run_dir, f"export_{strategies.task_id(strategy)}")
-    export_saved_model(model, config, names, export_dir)
+    export_saved_model(model, config, names, export_dir, eval_views=train_config.eval_views)

@@ -51,7 +51,7 @@ class _ExportModule(tf.Module):
         are computed on exactly what the trainer's evaluation sees.
         """
         cfg, views = self._config, self._eval_views
-        inputs, _ = tf.map_fn(lambda s: input_pipeline._eval_example(s, cfg, views), serialized,
+        inputs, _ = tf.map_fn(lambda s: input_pipeline.eval_example(s, cfg, views), serialized,
                               fn_output_signature=self._eval_signature)
         flat = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)) for k, v in inputs.items()}
         return self._scores(flat, views)

@@ -169,7 +169,7 @@ def _train_example(serialized, config, sampling, augment_inputs):
             label_vector(parsed["labels"], config))
 
 
-def _eval_example(serialized, config, views):
+def eval_example(serialized, config, views):
     """`views` windows evenly spaced over the clip, stacked on a leading view axis."""
     parsed = parse(serialized, config)
     duration = tf.reduce_min(tf.stack(list(_durations(parsed).values())))
@@ -214,7 +214,7 @@ def eval_dataset(patterns, config: ModelConfig, batch_size: int, *, views: int =
     if views < 1:
         raise ValueError(f"views={views} must be >= 1")
     dataset = _records(patterns, input_context, shuffle=False)
-    dataset = dataset.map(lambda s: _eval_example(s, config, views), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(lambda s: eval_example(s, config, views), num_parallel_calls=AUTOTUNE)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)
 
 

@@ -47,5 +47,6 @@ def run(args) -> int:
     if args.export_dir and strategies.is_chief(strategy):
         from mbt_keras.export import export_saved_model
         names = input_pipeline.class_names(args.data, sum(config.num_classes))
-        export_saved_model(model, config, names, args.export_dir)
+        export_saved_model(model, config, names, args.export_dir,
+                           eval_views=train_config.eval_views)
     return 0

@@ -89,3 +89,21 @@ def test_silence_hits_the_log_floor():
 def test_unknown_window_is_rejected():
     with pytest.raises(ValueError, match="window='blackman'"):
         log_mel_spectrogram(np.zeros(1600, np.float32), window="blackman")
+
+
+def test_a_ten_second_clip_matches_numpy_in_every_frame():
+    """Regression: tf.einsum('...f,fm->...m') under oneDNN corrupted frames 150+ of a 3 s
+    clip (and 500+ of 10 s), so stored features disagreed with a serving window's."""
+    wave = _test_wave(10.0, seed=3)
+    got = log_mel_spectrogram(wave).numpy()
+    want = kaldi_fbank(wave)
+    assert got.shape == want.shape == (1000, 128)
+    np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+
+
+def test_a_window_of_a_clip_equals_the_same_frames_of_the_whole_clip():
+    """What serving computes on a window is what preprocessing stored for those frames."""
+    wave = _test_wave(3.0, seed=4)
+    whole = log_mel_spectrogram(wave).numpy()
+    window = log_mel_spectrogram(wave[54 * 160:54 * 160 + 192 * 160]).numpy()
+    np.testing.assert_allclose(window[:-3], whole[54:54 + 189], atol=1e-4, rtol=0)
