@@ -13,14 +13,14 @@ from mbt_keras import contract
 from mbt_keras.config import from_preset
 from pipeline.settings import PipelineSettings, with_class_count
 
-DEMO_CLIPS = 48
+DEMO_CLIPS = 96
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="folder for data, artifacts and models")
     parser.add_argument("--clips", type=int, default=DEMO_CLIPS)
     parser.add_argument("--preset", default="mbt-tiny")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--port", type=int, default=8500)
 
 
