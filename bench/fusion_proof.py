@@ -47,6 +47,15 @@ def make_records(work_dir, clips):
     return records
 
 
+def shuffled(train_files, config, batch_size, buffer, seed):
+    """Training batches drawn from all clips shuffled every epoch, without augmentation."""
+    def dataset_fn(input_context):
+        clips = input_pipeline.train_dataset(train_files, config, 1, augment_inputs=False,
+                                             mixup_alpha=0.0, input_context=input_context)
+        return clips.unbatch().shuffle(buffer, seed=seed).batch(batch_size, drop_remainder=True)
+    return dataset_fn
+
+
 def group_accuracy(model, dataset, class_names):
     """Top-1 accuracy over the eval clips of each class group (logits averaged over views)."""
     predicted, truth = [], []
@@ -75,6 +84,15 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--fusion-layer", type=int, default=2,
                         help="Lf of cross and bottleneck fusion (late fusion: Lf = L = 4)")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="dropout after attention and MLP (all variants alike)")
+    parser.add_argument("--drop-path", type=float, default=0.0,
+                        help="stochastic depth at the last layer (all variants alike)")
+    parser.add_argument("--shuffle", action="store_true",
+                        help="shuffle the training clips every epoch (without --augment the "
+                             "input pipeline reads them in file order)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="initialisation and training-data order (the clips stay the same)")
     parser.add_argument("--augment", action="store_true",
                         help="the paper's augmentations (hue jitter erases the demo's colour cue)")
     args = parser.parse_args(argv)
@@ -82,19 +100,24 @@ def main(argv=None):
     train_files = os.path.join(records, "Split-train", "*")
     eval_files = os.path.join(records, "Split-eval", "*")
     class_names = input_pipeline.class_names(train_files)
+    len_train = input_pipeline.count_examples(train_files)
     rows = []
     for name in args.variants:
         fusion_layer = 4 if name == "late" else args.fusion_layer
         config = from_preset("mbt-tiny", head="singlelabel", num_classes=len(class_names),
-                             fusion_layer=fusion_layer, **VARIANTS[name])
+                             fusion_layer=fusion_layer, dropout=args.dropout,
+                             drop_path=args.drop_path, **VARIANTS[name])
         train_config = training.TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                             base_learning_rate=args.learning_rate,
-                                            augment=args.augment, mixup_alpha=0.0, seed=0)
+                                            augment=args.augment, mixup_alpha=0.0, seed=args.seed,
+                                            steps_per_epoch=len_train // args.batch_size)
+        train_data = (shuffled(train_files, config, args.batch_size, len_train, args.seed)
+                      if args.shuffle else train_files)
         run_dir = os.path.join(args.work_dir, "runs", name)
         shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch, never resume
         began = time.time()
-        tf.keras.utils.set_random_seed(0)
-        model, history = training.train(config, train_config, run_dir, train_files,
+        tf.keras.utils.set_random_seed(args.seed)
+        model, history = training.train(config, train_config, run_dir, train_data,
                                         verbose=False)
         accuracy = group_accuracy(model, input_pipeline.eval_dataset(eval_files, config, 16),
                                   class_names)
