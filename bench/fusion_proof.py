@@ -48,7 +48,7 @@ def make_records(work_dir, clips):
 
 
 def shuffled(train_files, config, batch_size, buffer, seed):
-    """Training batches drawn from all clips shuffled every epoch, without augmentation."""
+    """Training batches through a shuffle buffer as large as the training set (no augmentation)."""
     def dataset_fn(input_context):
         clips = input_pipeline.train_dataset(train_files, config, 1, augment_inputs=False,
                                              mixup_alpha=0.0, input_context=input_context)
@@ -89,8 +89,8 @@ def main(argv=None):
     parser.add_argument("--drop-path", type=float, default=0.0,
                         help="stochastic depth at the last layer (all variants alike)")
     parser.add_argument("--shuffle", action="store_true",
-                        help="shuffle the training clips every epoch (without --augment the "
-                             "input pipeline reads them in file order)")
+                        help="shuffle the training clips (without --augment the input "
+                             "pipeline reads them in file order)")
     parser.add_argument("--seed", type=int, default=0,
                         help="initialisation and training-data order (the clips stay the same)")
     parser.add_argument("--augment", action="store_true",
