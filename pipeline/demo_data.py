@@ -2,18 +2,15 @@
 
 Every clip shows a disc flashing on a noisy background and plays a sound; one label per clip.
 Six classes in three groups (documented in docs/data_format.md):
-- visual only: `visual_red` / `visual_blue` (disc colour); the sound is noise drawn
+- visual only: `visual_green` / `visual_yellow` (disc colour); the sound is noise drawn
   from one distribution for both.
-- audio only: `audio_high` / `audio_low` (a steady 2 kHz or 300 Hz tone); the disc is
+- audio only: `audio_beeps` (4 Hz 1 kHz beeps) / `audio_sweep` (rising chirp); the disc is
   grey for both.
-- relation: the disc is red or blue and the sound a high or low tone, each drawn
-  independently; `av_match` for (red, high) or (blue, low), `av_mismatch` otherwise.
-  Either modality alone is at chance, and since match - mismatch would need
+- relation: the disc is red or blue and the sound a steady high (2 kHz) or low (300 Hz)
+  tone, each drawn independently; `av_match` for (red, high) or (blue, low), `av_mismatch`
+  otherwise. Either modality alone is at chance, and since match - mismatch would need
   g(colour) + h(tone) to be an XOR, averaging per-modality logits (late fusion) cannot
-  separate them: only fusion inside the model can. The relation group reuses the unimodal
-  groups' colours and tones on purpose: the unimodal classes teach each stream its cue, so
-  what is left to learn is the XOR itself (with cues seen nowhere else, SGD gets no
-  first-order signal for them and a small model did not pick the XOR up; docs/results.md).
+  separate them: only fusion inside the model can.
 Containers, codecs, sizes, frame rates and audio rates/layouts vary so the decoder earns its
 keep. Content is a pure function of (seed, clip index).
 """
@@ -26,10 +23,12 @@ import numpy as np
 
 from components.preprocess.label_files import write_class_map
 
-CLASSES = ("visual_red", "visual_blue", "audio_high", "audio_low", "av_match", "av_mismatch")
+CLASSES = ("visual_green", "visual_yellow", "audio_beeps", "audio_sweep", "av_match",
+           "av_mismatch")
 DURATION_S = 3.0
 EVAL_EVERY = 4  # every 4th clip of each class goes to eval
-COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 230), "grey": (128, 128, 128)}
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 230), "green": (30, 200, 40),
+           "yellow": (230, 220, 30), "grey": (128, 128, 128)}
 # (container, video codec, audio codec, video options) cycled over clips.
 FORMATS = (("mp4", "libx264", "aac", {"preset": "ultrafast"}),
            ("webm", "libvpx-vp9", "libopus", {"deadline": "realtime", "cpu-used": "8"}))
@@ -121,6 +120,11 @@ def _audio(rng, kind, rate):
     t = np.arange(int(DURATION_S * rate)) / rate
     if kind == "noise":
         wave = rng.uniform(0.05, 0.2) * rng.standard_normal(t.shape)
+    elif kind == "beeps":
+        wave = 0.5 * np.sin(2 * np.pi * 1000 * t) * (((t * 4) % 1.0) < 0.5)
+    elif kind == "sweep":
+        period = t % 1.0
+        wave = 0.5 * np.sin(2 * np.pi * (300 * period + 1350 * period ** 2))
     else:
         wave = 0.5 * np.sin(2 * np.pi * (2000 if kind == "high" else 300) * t)
     wave = wave + 0.01 * rng.standard_normal(t.shape)

@@ -33,7 +33,7 @@ def _add_broken_clips(data):
     with open(os.path.join(data, "labels.csv"), "a", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         for clip_id, path in BROKEN.items():
-            writer.writerow([clip_id, path, "visual_red", "train"])
+            writer.writerow([clip_id, path, "visual_green", "train"])
 
 
 @pytest.fixture(scope="session")
