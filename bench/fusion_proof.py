@@ -24,9 +24,10 @@ import tensorflow as tf  # noqa: E402
 
 from mbt_keras import input_pipeline, training  # noqa: E402
 from mbt_keras.config import from_preset  # noqa: E402
+from pipeline.demo_data import CLASSES  # noqa: E402
 
-GROUPS = {"visual": ("visual_green", "visual_yellow"), "audio": ("audio_beeps", "audio_sweep"),
-          "relation": ("av_match", "av_mismatch")}
+GROUPS = {group: tuple(c for c in CLASSES if c.startswith(prefix))
+          for group, prefix in (("visual", "visual_"), ("audio", "audio_"), ("relation", "av_"))}
 VARIANTS = {"late": dict(fusion="bottleneck"), "cross": dict(fusion="cross"),
             "bottleneck": dict(fusion="bottleneck")}
 
