@@ -83,6 +83,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=0.5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"],
+                        help="adamw: --learning-rate is then its base LR at batch 64")
     parser.add_argument("--fusion-layer", type=int, default=2,
                         help="Lf of cross and bottleneck fusion (late fusion: Lf = L = 4)")
     parser.add_argument("--dropout", type=float, default=0.0,
@@ -111,6 +113,7 @@ def main(argv=None):
         train_config = training.TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                             base_learning_rate=args.learning_rate,
                                             augment=args.augment, mixup_alpha=0.0, seed=args.seed,
+                                            optimizer=args.optimizer,
                                             steps_per_epoch=len_train // args.batch_size)
         train_data = (shuffled(train_files, config, args.batch_size, len_train, args.seed)
                       if args.shuffle else train_files)

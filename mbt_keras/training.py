@@ -32,6 +32,8 @@ class TrainConfig:
     base_learning_rate: float = 0.5      # at batch 64; scaled linearly (schedule.py)
     warmup_epochs: float = 2.5
     momentum: float = 0.9
+    optimizer: str = "sgd"               # "adamw": AdamW with weight_decay (not the paper's)
+    weight_decay: float = 0.05           # AdamW only
     label_smoothing: float = 0.0
     clip_norm: float = 0.0               # global gradient norm; 0 turns clipping off
     mixup_alpha: float = 0.3             # 0 turns mixup off
@@ -46,6 +48,16 @@ class TrainConfig:
 
     def replace(self, **overrides) -> "TrainConfig":
         return dataclasses.replace(self, **overrides)
+
+
+def make_optimizer(train_config: TrainConfig, learning_rate):
+    """SGD with momentum (paper 4.2) or AdamW; the schedule is the same for both."""
+    if train_config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=train_config.momentum)
+    if train_config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=learning_rate,
+                                      weight_decay=train_config.weight_decay)
+    raise ValueError(f"TrainConfig.optimizer={train_config.optimizer!r}: expected 'sgd' or 'adamw'")
 
 
 def per_example_loss(labels, logits, config: ModelConfig, label_smoothing: float = 0.0):
@@ -107,7 +119,7 @@ class Trainer:
             lr = schedule.paper_schedule(train_config.base_learning_rate, train_config.batch_size,
                                          steps_per_epoch, train_config.epochs,
                                          train_config.warmup_epochs)
-            optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=train_config.momentum)
+            optimizer = make_optimizer(train_config, lr)
             if policy == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer

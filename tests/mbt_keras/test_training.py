@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -141,3 +142,11 @@ def test_rerun_resumes_from_the_last_checkpoint_after_sigkill(tmp_path, records)
     assert len(epochs_run) == epochs - saved
     summary = json.loads((tmp_path / "config.json").read_text())
     assert summary["history"][-1]["epoch"] == epochs
+
+
+def test_optimizer_choice_is_validated_and_built():
+    assert isinstance(training.make_optimizer(training.TrainConfig(), 0.1), keras.optimizers.SGD)
+    adamw = training.make_optimizer(training.TrainConfig(optimizer="adamw", weight_decay=0.01), 1e-3)
+    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == 0.01
+    with pytest.raises(ValueError, match="TrainConfig.optimizer='adam'"):
+        training.make_optimizer(training.TrainConfig(optimizer="adam"), 0.1)
