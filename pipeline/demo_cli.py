@@ -82,8 +82,8 @@ def run(args) -> int:
     mbt(["report", settings.pipeline_root, "--serving-base", settings.serving_base,
          "--model-name", settings.model_name, "--class-map", settings.class_map])
 
-    versions = sorted(int(v) for v in os.listdir(settings.push_dir) if v.isdigit()) \
-        if os.path.isdir(settings.push_dir) else []
+    from serving.server import numeric_versions
+    versions = numeric_versions(settings.push_dir)
     if not versions:
         print(f"\nThe Evaluator did not bless the model, so nothing was pushed to "
               f"{settings.push_dir}; see `mbt report {settings.pipeline_root}`.")
