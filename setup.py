@@ -15,6 +15,8 @@ setup(
         "tf-keras==2.16.0",
         "tensorflow-serving-api==2.16.1",
         "av==17.1.0",
+        "simplejpeg",
+        "isal",
         "dill",
         "msgpack",
         "matplotlib",

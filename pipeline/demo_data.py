@@ -12,7 +12,10 @@ Six classes in three groups (documented in docs/data_format.md):
   g(colour) + h(tone) to be an XOR, averaging per-modality logits (late fusion) cannot
   separate them: only fusion inside the model can.
 Containers, codecs, sizes, frame rates and audio rates/layouts vary so the decoder earns its
-keep. Content is a pure function of (seed, clip index).
+keep, and the video is made to cost what real uploads cost to decode (480p-720p, H.264 High
+profile with CABAC, B-frames and deblocking as x264's `veryfast` writes it, VP9, and a
+background that pans like a camera), so that bench/preprocess.py's floor measures real
+decoding. Content is a pure function of (seed, clip index).
 """
 import csv
 import os
@@ -30,9 +33,10 @@ EVAL_EVERY = 4  # every 4th clip of each class goes to eval
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 230), "green": (30, 200, 40),
            "yellow": (230, 220, 30), "grey": (128, 128, 128)}
 # (container, video codec, audio codec, video options) cycled over clips.
-FORMATS = (("mp4", "libx264", "aac", {"preset": "ultrafast"}),
+FORMATS = (("mp4", "libx264", "aac", {"preset": "veryfast"}),
            ("webm", "libvpx-vp9", "libopus", {"deadline": "realtime", "cpu-used": "8"}))
-SIZES = ((160, 120), (240, 180), (320, 240))
+SIZES = ((854, 480), (960, 720), (1280, 720))
+PAN_PER_FRAME = 0.004  # background shift per frame, as a fraction of the width
 FRAME_RATES = (24, 25, 30)
 AAC_RATES = (22050, 44100, 48000)
 LAYOUTS = ("mono", "stereo")
@@ -104,15 +108,18 @@ def _frames(rng, colour, width, height, fps):
     cy = height * rng.uniform(0.35, 0.65)
     disc = (xx - cx) ** 2 + (yy - cy) ** 2 < radius ** 2
     flash_hz, phase = rng.uniform(1.5, 3.0), rng.uniform(0, 1)
-    # Blocky noise: a textured background that still compresses to a few kB per second.
-    blocks = rng.integers(0, 50, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
-    background = blocks.repeat(8, axis=0).repeat(8, axis=1)[:height, :width]
+    # Blocky noise (blocks 1/30 of the shorter side, so every size looks alike after resizing):
+    # a textured background that still compresses well; it pans to the left like a camera.
+    block = min(width, height) // 30
+    pan = max(1, int(round(width * PAN_PER_FRAME)))
+    wide = width + pan * count
+    blocks = rng.integers(0, 50, (height // block + 1, wide // block + 1, 3), dtype=np.uint8)
+    background = blocks.repeat(block, axis=0).repeat(block, axis=1)[:height, :wide]
     out = np.empty((count, height, width, 3), np.uint8)
     for k in range(count):
         lit = ((k / fps) * flash_hz + phase) % 1.0 < 0.7
-        frame = background.copy()
-        frame[disc] = np.array(COLOURS[colour]) if lit else np.array(COLOURS[colour]) // 3
-        out[k] = frame
+        out[k] = background[:, k * pan:k * pan + width]
+        out[k][disc] = np.array(COLOURS[colour]) if lit else np.array(COLOURS[colour]) // 3
     return out
 
 

@@ -2,8 +2,8 @@
 
 Same PTransform (ClipsToExamples), same split rule and same output layout as the
 ExampleGen: OUT/Split-<name>/data_tfrecord-*.gz and OUT/DeadLetters/. Runs on the
-DirectRunner in-process by default, with worker processes for `--workers N`; `--beam-arg`
-passes any Beam pipeline option through (e.g. --beam-arg=--runner=DataflowRunner
+DirectRunner in this process with one worker thread per core by default (`--workers N`,
+`--processes` for worker processes); `--beam-arg` passes any Beam pipeline option through (e.g. --beam-arg=--runner=DataflowRunner
 --beam-arg=--project=...).
 """
 import os
@@ -14,6 +14,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
+from components.preprocess.gzip_tfrecords import WriteGzipTFRecords
 from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
 from components.preprocess.splits import assign_splits
 from components.preprocess.transform import (ClipsToExamples, WriteOutcome, as_dict,
@@ -40,19 +41,25 @@ def add_arguments(parser):
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)
     parser.add_argument("--include-waveform", action="store_true")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="DirectRunner workers: 1 runs in-process (in_memory), more start "
-                        "that many worker processes (ignored by other runners)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="DirectRunner workers, each decoding one clip at a time (default: "
+                        "one per core; ignored by other runners)")
+    parser.add_argument("--processes", action="store_true",
+                        help="DirectRunner workers are processes (multi_processing) instead of "
+                        "threads of this process")
+    parser.add_argument("--decoder-threads", type=int, default=1,
+                        help="FFmpeg threads per clip; 0: one per core (default 1: the "
+                        "workers already decode clips in parallel)")
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="Beam pipeline option passed through, repeatable")
     parser.add_argument("--quiet", action="store_true", help="no per-clip progress lines")
 
 
-def beam_options(workers: int, beam_args) -> PipelineOptions:
-    """DirectRunner in_memory for one worker, multi_processing for several, unless
-    `beam_args` choose otherwise. in_memory is the default: worker processes cost 12-30 s of
-    start-up, more than decoding a few hundred demo clips takes (docs/benchmarks.md)."""
-    mode = "in_memory" if workers <= 1 else "multi_processing"
+def beam_options(workers: int, beam_args, processes: bool = False) -> PipelineOptions:
+    """DirectRunner options unless `beam_args` choose otherwise: worker threads by default
+    (the decoder, JPEG encoder and GZIP release the GIL, and threads start at once), worker
+    processes with `processes` (12-30 s of start-up here, docs/benchmarks.md)."""
+    mode = "multi_processing" if processes else "multi_threading" if workers > 1 else "in_memory"
     defaults = ["--runner=DirectRunner", f"--direct_running_mode={mode}",
                 f"--direct_num_workers={workers}"]
     given = {a.split("=")[0] for a in beam_args}
@@ -68,8 +75,9 @@ def preprocess(args) -> dict:
     records = assign_splits(records, buckets)
     dead_dir = os.path.join(args.out, DEAD_LETTERS_DIR)
     options = dict(fps=args.fps, short_side=args.short_side, missing_audio=args.missing_audio,
-                   min_duration=args.min_duration)
-    with beam.Pipeline(options=beam_options(args.workers, args.beam_arg)) as pipeline:
+                   min_duration=args.min_duration, decoder_threads=args.decoder_threads)
+    with beam.Pipeline(options=beam_options(args.workers, args.beam_arg,
+                                            args.processes)) as pipeline:
         for split in buckets:
             mine = [r for r in records if r.split == split]
             outputs = (pipeline | f"Records[{split}]" >> beam.Create(mine, reshuffle=True)
@@ -78,10 +86,8 @@ def preprocess(args) -> dict:
                            progress=not args.quiet, **options))
             _ = (outputs.examples | f"Serialize[{split}]" >> beam.Map(
                 lambda e: e.SerializeToString())
-                 | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                     os.path.join(args.out, f"Split-{split}", "data_tfrecord"),
-                     file_name_suffix=".gz",
-                     compression_type=beam.io.filesystem.CompressionTypes.GZIP))
+                 | f"Write[{split}]" >> WriteGzipTFRecords(
+                     os.path.join(args.out, f"Split-{split}", "data_tfrecord")))
             _ = as_dict(outputs) | f"Outcome[{split}]" >> WriteOutcome(dead_dir, split, len(mine))
     write_class_map(class_map, os.path.join(args.out, "class_map.csv"))
     return read_outcome(dead_dir)

@@ -8,11 +8,13 @@ import os
 from typing import Dict, Optional, Tuple
 
 # In-memory Beam keeps the small stock components fast; the clip ExampleGen, which decodes
-# video, gets worker processes so both cores decode (see with_beam_pipeline_args).
+# video, gets its own args (with_beam_pipeline_args).
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-# The ClipExampleGen runs in-process too: on demo-size data (48 clips) multi_processing's worker
-# start-up makes it 3x slower end to end (docs/benchmarks.md); raise it for large datasets.
-LOCAL_DECODE_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# The ClipExampleGen decodes one clip per core on worker threads of the same process: its hot
+# path releases the GIL, and worker processes would cost 12-30 s of start-up here
+# (docs/benchmarks.md).
+LOCAL_DECODE_BEAM_ARGS = ("--direct_running_mode=multi_threading",
+                          f"--direct_num_workers={os.cpu_count() or 1}")
 
 
 @dataclasses.dataclass(frozen=True)

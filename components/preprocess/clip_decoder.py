@@ -50,7 +50,8 @@ class DecodedClip:
 def decode_clip(source: Union[str, BinaryIO], *, fps: float = 25, short_side: Optional[int] = 256,
                 sample_rate: int = 16000, start: Optional[float] = None,
                 end: Optional[float] = None, missing_audio: str = "reject",
-                min_duration: float = 0.0, name: Optional[str] = None) -> DecodedClip:
+                min_duration: float = 0.0, name: Optional[str] = None,
+                decoder_threads: int = 0) -> DecodedClip:
     """Decodes `source` (a path or a binary file object, e.g. read through tf.io.gfile).
 
     Frames are picked by timestamp (the decoded frame nearest to start + k / fps), so any
@@ -58,6 +59,9 @@ def decode_clip(source: Union[str, BinaryIO], *, fps: float = 25, short_side: Op
     the size). Audio of any rate and layout is resampled by FFmpeg to mono `sample_rate`.
     `missing_audio`: 'reject' (default) raises for a file without an audio stream, 'silence'
     keeps it with zeros and has_audio=False. `min_duration` rejects clips shorter than that.
+    `decoder_threads`: 0 lets FFmpeg decode one clip on every core (frame + slice threads, best
+    for one clip at a time, e.g. serving); 1 decodes in the calling thread, which is cheaper in
+    total when a job decodes several clips in parallel (docs/benchmarks.md).
     """
     if missing_audio not in MISSING_AUDIO_POLICIES:
         raise ValueError(f"missing_audio={missing_audio!r}: expected one of {MISSING_AUDIO_POLICIES}")
@@ -74,7 +78,8 @@ def decode_clip(source: Union[str, BinaryIO], *, fps: float = 25, short_side: Op
     with container:
         return _decode(container, label, fps=fps, short_side=short_side,
                        sample_rate=sample_rate, start=start, end=end,
-                       missing_audio=missing_audio, min_duration=min_duration)
+                       missing_audio=missing_audio, min_duration=min_duration,
+                       decoder_threads=decoder_threads)
 
 
 def _unreadable(source, label, error) -> ClipError:
@@ -96,7 +101,7 @@ def _unreadable(source, label, error) -> ClipError:
 
 
 def _decode(container, label, *, fps, short_side, sample_rate, start, end, missing_audio,
-            min_duration) -> DecodedClip:
+            min_duration, decoder_threads) -> DecodedClip:
     if not container.streams.video:
         raise ClipError("not_a_video", f"not a video file: {label} has no video stream")
     video = container.streams.video[0]
@@ -113,7 +118,9 @@ def _decode(container, label, *, fps, short_side, sample_rate, start, end, missi
     if declared is not None and end is not None and end > declared + END_TOLERANCE_S:
         raise ClipError("too_short", f"clip shorter than asked: {label} ends at "
                         f"{declared:.2f} s, the window asks {first:.2f}-{end:.2f} s")
-    video.thread_type = "AUTO"
+    if decoder_threads != 1:
+        video.thread_type = "AUTO"
+    video.thread_count = decoder_threads
     if first > 1.0:
         container.seek(int(first / video.time_base), stream=video, backward=True)
 

@@ -100,16 +100,21 @@ class ClipsToExamples(beam.PTransform):
     """PCollection[ClipRecord] -> DoOutputsTuple with `examples` and `dead_letters`.
 
     `decode_options` are passed to `decode_clip` (fps, short_side, missing_audio,
-    min_duration); the sample rate is always contract.SAMPLE_RATE, the log-mel's rate.
+    min_duration, decoder_threads); the sample rate is always contract.SAMPLE_RATE, the
+    log-mel's rate. `decoder_threads` defaults to 1: runners process several clips at once
+    (worker threads and processes), and one single-threaded decoder per clip costs less CPU in
+    total than FFmpeg's frame threads (bench/preprocess.py).
     """
 
     def __init__(self, class_map: Dict[str, int], *, include_waveform: bool = False,
                  progress: bool = False, **decode_options):
         super().__init__()
-        unknown = set(decode_options) - {"fps", "short_side", "missing_audio", "min_duration"}
+        unknown = set(decode_options) - {"fps", "short_side", "missing_audio", "min_duration",
+                                         "decoder_threads"}
         if unknown:
             raise ValueError(f"unknown decode option(s) {sorted(unknown)}")
-        self._fn = _ClipToExampleFn(dict(class_map), decode_options, include_waveform, progress)
+        self._fn = _ClipToExampleFn(dict(class_map), {"decoder_threads": 1, **decode_options},
+                                    include_waveform, progress)
 
     def expand(self, records):
         return records | "DecodeAndEncode" >> beam.ParDo(self._fn).with_outputs(

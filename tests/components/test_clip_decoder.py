@@ -70,3 +70,12 @@ def test_file_object_source(media):
     with open(media["good"], "rb") as f:
         clip = decode_clip(f, name="in-memory.mp4")
     assert clip.frames.shape[0] == 75
+
+
+def test_single_threaded_decoder_gives_the_same_clip(media):
+    """The Beam job decodes with one thread per clip; serving with FFmpeg's threads."""
+    threaded = decode_clip(media["bunny"], end=2.0)
+    single = decode_clip(media["bunny"], end=2.0, decoder_threads=1)
+    assert single.frames.shape == (50, 256, 455, 3)
+    np.testing.assert_array_equal(threaded.frames, single.frames)
+    np.testing.assert_array_equal(threaded.waveform, single.waveform)

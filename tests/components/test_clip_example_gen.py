@@ -1,7 +1,10 @@
 """ClipExampleGen in a real LocalDagRunner pipeline with StatisticsGen and SchemaGen."""
 import csv
+import glob
+import json
 import os
 
+import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from tfx import v1 as tfx
 from tfx.orchestration import metadata
@@ -32,8 +35,14 @@ def test_examples_artifact_feeds_statistics_and_schema_and_keeps_dead_letters(tm
     [examples] = store.get_artifacts_by_type("Examples")
     props = {k: v.string_value or v.int_value for k, v in examples.custom_properties.items()}
     assert props["payload_format"] == "FORMAT_TF_SEQUENCE_EXAMPLE"
+    assert props["file_format"] == "tfrecords_gzip"
+    assert json.loads(examples.properties["split_names"].string_value) == ["train", "eval"]
     assert (props["read"], props["written"], props["rejected"]) == (7, 6, 1)
-    assert os.listdir(os.path.join(examples.uri, "Split-train"))
+    files = glob.glob(os.path.join(examples.uri, "Split-*", "data_tfrecord-*.gz"))
+    records = [tf.train.SequenceExample.FromString(r.numpy())
+               for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert sorted(r.context.feature["clip/id"].bytes_list.value[0] for r in records) == [
+        f"clip_{i:04d}".encode() for i in range(6)]
     [(clip_id, reason)] = dead_letters_of(examples)
     assert clip_id == "fake" and "not a video file" in reason
     [schema_artifact] = store.get_artifacts_by_type("Schema")
