@@ -66,7 +66,7 @@ def _dominant_hz(waveform):
 def test_cues_follow_the_class_design(demo):
     out, rows = demo
     for row in rows:
-        clip = decode_clip(os.path.join(out, row["path"]), short_side=None)
+        clip = decode_clip(os.path.join(out, row["path"]), short_side=96)
         colour = _disc_colour(clip.frames)
         nearest = min(COLOURS, key=lambda c: np.abs(np.array(COLOURS[c]) - colour).sum())
         label = row["labels"]
