@@ -19,6 +19,7 @@ from components.preprocess.label_files import FORMATS, parse_label_file, write_c
 from components.preprocess.splits import assign_splits
 from components.preprocess.transform import (ClipsToExamples, WriteOutcome, as_dict,
                                              read_outcome)
+from pipeline.settings import LOCAL_RUNNER
 
 DEAD_LETTERS_DIR = "DeadLetters"
 
@@ -56,12 +57,12 @@ def add_arguments(parser):
 
 
 def beam_options(workers: int, beam_args, processes: bool = False) -> PipelineOptions:
-    """DirectRunner options unless `beam_args` choose otherwise: worker threads by default
-    (the decoder, JPEG encoder and GZIP release the GIL, and threads start at once), worker
-    processes with `processes` (12-30 s of start-up here, docs/benchmarks.md)."""
+    """Local options unless `beam_args` choose otherwise: the DirectRunner's FnApiRunner
+    (settings.LOCAL_RUNNER) with worker threads (the decoder, JPEG encoder and GZIP release
+    the GIL, and threads start at once), worker processes with `processes` (12-30 s of
+    start-up here, docs/benchmarks.md)."""
     mode = "multi_processing" if processes else "multi_threading" if workers > 1 else "in_memory"
-    defaults = ["--runner=DirectRunner", f"--direct_running_mode={mode}",
-                f"--direct_num_workers={workers}"]
+    defaults = [LOCAL_RUNNER, f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
     given = {a.split("=")[0] for a in beam_args}
     return PipelineOptions([d for d in defaults if d.split("=")[0] not in given] + beam_args)
 
