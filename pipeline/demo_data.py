@@ -12,8 +12,8 @@ Six classes in three groups (documented in docs/data_format.md):
   g(colour) + h(tone) to be an XOR, averaging per-modality logits (late fusion) cannot
   separate them: only fusion inside the model can.
 Containers, codecs, sizes, frame rates and audio rates/layouts vary so the decoder earns its
-keep, and the video is made to cost what real uploads cost to decode (480p-720p, H.264 High
-profile with CABAC, B-frames and deblocking as x264's `veryfast` writes it, VP9, and a
+keep, and the video is made to cost what real uploads cost to decode (720p-1080p, H.264 High
+profile with CABAC, B-frames and deblocking as x264's `superfast` writes it, VP9, and a
 background that pans like a camera), so that bench/preprocess.py's floor measures real
 decoding. Content is a pure function of (seed, clip index).
 """
@@ -33,9 +33,9 @@ EVAL_EVERY = 4  # every 4th clip of each class goes to eval
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 230), "green": (30, 200, 40),
            "yellow": (230, 220, 30), "grey": (128, 128, 128)}
 # (container, video codec, audio codec, video options) cycled over clips.
-FORMATS = (("mp4", "libx264", "aac", {"preset": "veryfast"}),
+FORMATS = (("mp4", "libx264", "aac", {"preset": "superfast"}),
            ("webm", "libvpx-vp9", "libopus", {"deadline": "realtime", "cpu-used": "8"}))
-SIZES = ((854, 480), (960, 720), (1280, 720))
+SIZES = ((960, 720), (1280, 720), (1920, 1080))
 PAN_PER_FRAME = 0.004  # background shift per frame, as a fraction of the width
 FRAME_RATES = (24, 25, 30)
 AAC_RATES = (22050, 44100, 48000)
@@ -73,8 +73,8 @@ def make_demo_data(out: str, clips: int = 48, seed: int = 0):
         layout = LAYOUTS[rng.integers(len(LAYOUTS))]
         frames = _frames(rng, colour, width, height, fps)
         audio = _audio(rng, audio_kind, rate)
-        _write(os.path.join(out, path), frames, fps, vcodec, options, audio, rate, acodec,
-               layout)
+        _write(os.path.join(out, path), (width, height), frames, fps, vcodec, options, audio,
+               rate, acodec, layout)
         split = "eval" if (index // len(CLASSES)) % EVAL_EVERY == EVAL_EVERY - 1 else "train"
         rows.append({"clip_id": f"clip_{index:04d}", "path": path, "labels": label,
                      "split": split})
@@ -102,10 +102,13 @@ def _cues(label, rng):
 
 def _frames(rng, colour, width, height, fps):
     count = int(DURATION_S * fps)
-    yy, xx = np.mgrid[0:height, 0:width]
     radius = min(width, height) * rng.uniform(0.25, 0.35)
     cx = width * rng.uniform(0.35, 0.65)
     cy = height * rng.uniform(0.35, 0.65)
+    # The disc's bounding box and its mask inside it (drawing whole-frame masks dominated).
+    rows = slice(max(0, int(cy - radius)), min(height, int(cy + radius) + 2))
+    cols = slice(max(0, int(cx - radius)), min(width, int(cx + radius) + 2))
+    yy, xx = np.mgrid[rows, cols]
     disc = (xx - cx) ** 2 + (yy - cy) ** 2 < radius ** 2
     flash_hz, phase = rng.uniform(1.5, 3.0), rng.uniform(0, 1)
     # Blocky noise (blocks 1/30 of the shorter side, so every size looks alike after resizing):
@@ -115,12 +118,14 @@ def _frames(rng, colour, width, height, fps):
     wide = width + pan * count
     blocks = rng.integers(0, 50, (height // block + 1, wide // block + 1, 3), dtype=np.uint8)
     background = blocks.repeat(block, axis=0).repeat(block, axis=1)[:height, :wide]
-    out = np.empty((count, height, width, 3), np.uint8)
-    for k in range(count):
-        lit = ((k / fps) * flash_hz + phase) % 1.0 < 0.7
-        out[k] = background[:, k * pan:k * pan + width]
-        out[k][disc] = np.array(COLOURS[colour]) if lit else np.array(COLOURS[colour]) // 3
-    return out
+
+    def frames():  # one at a time: 3 s of 1080p would be 0.5 GB at once
+        for k in range(count):
+            lit = ((k / fps) * flash_hz + phase) % 1.0 < 0.7
+            frame = np.ascontiguousarray(background[:, k * pan:k * pan + width])
+            frame[rows, cols][disc] = np.array(COLOURS[colour]) * (3 if lit else 1) // 3
+            yield frame
+    return frames()
 
 
 def _audio(rng, kind, rate):
@@ -138,10 +143,10 @@ def _audio(rng, kind, rate):
     return np.clip(wave, -1, 1).astype(np.float32)
 
 
-def _write(path, frames, fps, vcodec, options, audio, rate, acodec, layout):
+def _write(path, size, frames, fps, vcodec, options, audio, rate, acodec, layout):
     with av.open(path, "w") as container:
         video = container.add_stream(vcodec, rate=fps, options=options)
-        video.width, video.height = frames.shape[2], frames.shape[1]
+        video.width, video.height = size
         video.pix_fmt = "yuv420p"
         sound = container.add_stream(acodec, rate=rate, layout=layout)
         for frame in frames:
