@@ -9,7 +9,8 @@ the other half took, i.e. its throughput once Beam's fixed costs (pipeline const
 worker start-up, the log-mel trace) are paid, which is what decides a large dataset's time.
 A per-stage CPU split of one clip at a time shows where the time beyond the floor goes.
 
-    python bench/preprocess.py [--clips 96] [--real-clips 48] [--repeats 3] [--modes multi_threading,in_memory]
+    python bench/preprocess.py [--clips 96] [--real-clips 48] [--repeats 3]
+        [--modes multi_threading,in_memory,multi_processing]
 """
 import argparse
 import csv

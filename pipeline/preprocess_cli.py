@@ -2,9 +2,9 @@
 
 Same PTransform (ClipsToExamples), same split rule and same output layout as the
 ExampleGen: OUT/Split-<name>/data_tfrecord-*.gz and OUT/DeadLetters/. Runs on the
-DirectRunner in this process with one worker thread per core by default (`--workers N`,
-`--processes` for worker processes); `--beam-arg` passes any Beam pipeline option through (e.g. --beam-arg=--runner=DataflowRunner
---beam-arg=--project=...).
+DirectRunner's FnApiRunner in this process with one worker thread per core by default
+(`--workers N`, `--processes` for worker processes); `--beam-arg` passes any Beam pipeline
+option through (e.g. --beam-arg=--runner=DataflowRunner --beam-arg=--project=...).
 """
 import os
 import sys
