@@ -16,7 +16,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from components.preprocess import executor
+from components.preprocess import executor, transform
 
 DEFAULT_SPLITS = {"train": 3, "eval": 1}
 
@@ -64,7 +64,7 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
 
 def dead_letters_of(examples) -> List[Tuple[str, str]]:
     """(clip id, reason) for every rejected clip of an Examples artifact (TFX or MLMD)."""
-    pattern = os.path.join(examples.uri, executor.DEAD_LETTERS_DIR, "dead_letters-*")
+    pattern = os.path.join(examples.uri, transform.DEAD_LETTERS_DIR, "dead_letters-*")
     letters = []
     for path in sorted(tf.io.gfile.glob(pattern)):
         with tf.io.gfile.GFile(path) as f:

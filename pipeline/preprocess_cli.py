@@ -1,6 +1,6 @@
 """`mbt preprocess`: the ClipExampleGen job outside TFX, on any Beam runner.
 
-Same PTransform (ClipsToExamples), same split rule and same output layout as the
+Same PTransform per split (SplitToTFRecords), same split rule and same output layout as the
 ExampleGen: OUT/Split-<name>/data_tfrecord-*.gz and OUT/DeadLetters/. Runs on the
 DirectRunner's FnApiRunner in this process with one worker thread per core by default
 (`--workers N`, `--processes` for worker processes); `--beam-arg` passes any Beam pipeline
@@ -14,14 +14,11 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
-from components.preprocess.gzip_tfrecords import WriteGzipTFRecords
 from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
 from components.preprocess.splits import assign_splits
-from components.preprocess.transform import (ClipsToExamples, WriteOutcome, as_dict,
-                                             read_outcome)
+from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
+                                             SplitToTFRecords, read_outcome)
 from pipeline.settings import LOCAL_RUNNER
-
-DEAD_LETTERS_DIR = "DeadLetters"
 
 
 def add_arguments(parser):
@@ -80,16 +77,10 @@ def preprocess(args) -> dict:
     with beam.Pipeline(options=beam_options(args.workers, args.beam_arg,
                                             args.processes)) as pipeline:
         for split in buckets:
-            mine = [r for r in records if r.split == split]
-            outputs = (pipeline | f"Records[{split}]" >> beam.Create(mine, reshuffle=True)
-                       | f"ClipsToExamples[{split}]" >> ClipsToExamples(
-                           class_map, include_waveform=args.include_waveform,
-                           progress=not args.quiet, **options))
-            _ = (outputs.examples | f"Serialize[{split}]" >> beam.Map(
-                lambda e: e.SerializeToString())
-                 | f"Write[{split}]" >> WriteGzipTFRecords(
-                     os.path.join(args.out, f"Split-{split}", "data_tfrecord")))
-            _ = as_dict(outputs) | f"Outcome[{split}]" >> WriteOutcome(dead_dir, split, len(mine))
+            _ = pipeline | f"Split[{split}]" >> SplitToTFRecords(
+                [r for r in records if r.split == split], class_map, split,
+                os.path.join(args.out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
+                include_waveform=args.include_waveform, progress=not args.quiet, **options)
     write_class_map(class_map, os.path.join(args.out, "class_map.csv"))
     return read_outcome(dead_dir)
 

@@ -1,4 +1,5 @@
-"""`ClipsToExamples`: the one Beam PTransform from ClipRecords to SequenceExamples.
+"""`ClipsToExamples`: the one Beam PTransform from ClipRecords to SequenceExamples, and
+`SplitToTFRecords`, which runs it for one output split and writes everything that split makes.
 
 Used by the TFX ExampleGen executor and by `mbt preprocess`. Every input ends in exactly one
 of two outputs, so read = written + rejected: `examples` (tf.train.SequenceExample) and
@@ -14,6 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from components.preprocess.clip_decoder import ClipError, decode_clip
+from components.preprocess.gzip_tfrecords import WriteGzipTFRecords
 from components.preprocess.label_files import ClipRecord
 from components.preprocess.sequence_example import clip_to_sequence_example
 from mbt_keras import contract
@@ -21,6 +23,11 @@ from mbt_keras import contract
 EXAMPLES = "examples"
 DEAD_LETTERS = "dead_letters"
 METRICS_NAMESPACE = "mbt_preprocess"
+# Under the output folder (mbt preprocess) or the Examples artifact (ExampleGen).
+DEAD_LETTERS_DIR = "DeadLetters"
+# Record files are `Split-<name>/<RECORDS_FILE_NAME>-SSSSS-of-NNNNN.gz`, as TFX's ExampleGen
+# names them (write_split.DEFAULT_TF_RECORD_FILE_NAME).
+RECORDS_FILE_NAME = "data_tfrecord"
 
 
 def dead_letter(record: ClipRecord, kind: str, reason: str) -> dict:
@@ -152,6 +159,27 @@ class WriteOutcome(beam.PTransform):
                 | "WriteCounts" >> beam.io.WriteToText(
                     os.path.join(self._directory, f"counts-{self._split}"),
                     file_name_suffix=".json", shard_name_template=""))
+
+
+class SplitToTFRecords(beam.PTransform):
+    """One output split, applied to the pipeline: its ClipRecords -> ClipsToExamples ->
+    GZIP SequenceExample TFRecords `<file_prefix>-SSSSS-of-NNNNN.gz`, and its dead letters and
+    counts in `dead_letter_dir` (WriteOutcome). `options` go to ClipsToExamples."""
+
+    def __init__(self, records, class_map: Dict[str, int], split: str, file_prefix: str,
+                 dead_letter_dir: str, **options):
+        super().__init__()
+        self._records, self._split = list(records), split
+        self._file_prefix, self._dead_letter_dir = file_prefix, dead_letter_dir
+        self._to_examples = ClipsToExamples(class_map, **options)
+
+    def expand(self, pipeline):
+        outputs = (pipeline | "Records" >> beam.Create(self._records, reshuffle=True)
+                   | "ClipsToExamples" >> self._to_examples)
+        _ = (outputs[EXAMPLES] | "Serialize" >> beam.Map(lambda e: e.SerializeToString())
+             | "Write" >> WriteGzipTFRecords(self._file_prefix))
+        return as_dict(outputs) | "Outcome" >> WriteOutcome(self._dead_letter_dir, self._split,
+                                                           len(self._records))
 
 
 def as_dict(outputs) -> dict:
