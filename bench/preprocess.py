@@ -84,7 +84,7 @@ def job(labels, videos, out, short_side, mode) -> float:
     parser = argparse.ArgumentParser()
     preprocess_cli.add_arguments(parser)
     argv = ["--labels", labels, "--videos", videos, "--out", out, "--short-side",
-            str(short_side), "--quiet"]
+            str(short_side), "--quiet", "--overwrite"]
     if mode == "in_memory":
         argv += ["--workers", "1"]
     elif mode == "multi_processing":

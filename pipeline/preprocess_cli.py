@@ -4,7 +4,12 @@ Same PTransform per split (SplitToTFRecords), same split rule and same output la
 ExampleGen: OUT/Split-<name>/data_tfrecord-*.gz and OUT/DeadLetters/. Runs on the
 DirectRunner's FnApiRunner in this process with one worker thread per core by default
 (`--workers N`, `--processes` for worker processes); `--beam-arg` passes any Beam pipeline
-option through (e.g. --beam-arg=--runner=DataflowRunner --beam-arg=--project=...).
+option through (e.g. --beam-arg=--runner=DataflowRunner --beam-arg=--project=...). The job
+writes into a temporary folder beside --out that replaces it whole at the end
+(pipeline/output_folder.py); a non-empty --out is refused unless --overwrite.
+
+`add_job_arguments`, `beam_options` and `run_job` are the options and summary every
+accounted Beam job of the `mbt` command shares (`mbt infer` too).
 """
 import os
 import sys
@@ -14,10 +19,12 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
-from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
+from components.preprocess.label_files import (FORMATS, LabelFileError, parse_label_file,
+                                               write_class_map)
 from components.preprocess.splits import assign_splits
 from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
                                              SplitToTFRecords, read_outcome)
+from pipeline.output_folder import OutputExistsError, replaced_output
 from pipeline.settings import LOCAL_RUNNER
 
 
@@ -25,7 +32,8 @@ def add_arguments(parser):
     parser.add_argument("--labels", required=True, help="label file (local or gs://)")
     parser.add_argument("--videos", required=True,
                         help="folder that relative video paths / YouTube ids resolve against")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--encoding", default="utf-8",
+                        help="text encoding of the label file and class map (default utf-8)")
     parser.add_argument("--format", default="generic", choices=FORMATS)
     parser.add_argument("--class-map", help="class map CSV (AudioSet: class_labels_indices.csv)")
     parser.add_argument("--video-template", default="{ytid}.mp4",
@@ -39,18 +47,27 @@ def add_arguments(parser):
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)
     parser.add_argument("--include-waveform", action="store_true")
+    parser.add_argument("--decoder-threads", type=int, default=1,
+                        help="FFmpeg threads per clip; 0: one per core (default 1: the "
+                        "workers already decode clips in parallel)")
+    add_job_arguments(parser)
+
+
+def add_job_arguments(parser):
+    """Output, runner and progress options of every accounted Beam job (`mbt preprocess`,
+    `mbt infer`)."""
+    parser.add_argument("--out", required=True, help="output folder (local or gs://)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty --out whole (default: refuse)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="DirectRunner workers, each decoding one clip at a time (default: "
                         "one per core; ignored by other runners)")
     parser.add_argument("--processes", action="store_true",
                         help="DirectRunner workers are processes (multi_processing) instead of "
                         "threads of this process")
-    parser.add_argument("--decoder-threads", type=int, default=1,
-                        help="FFmpeg threads per clip; 0: one per core (default 1: the "
-                        "workers already decode clips in parallel)")
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="Beam pipeline option passed through, repeatable")
-    parser.add_argument("--quiet", action="store_true", help="no per-clip progress lines")
+    parser.add_argument("--quiet", action="store_true", help="no per-item progress lines")
 
 
 def beam_options(workers: int, beam_args, processes: bool = False) -> PipelineOptions:
@@ -68,34 +85,49 @@ def preprocess(args) -> dict:
     """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind)."""
     records, class_map = parse_label_file(
         args.labels, args.videos, args.format, class_map_path=args.class_map,
-        video_template=args.video_template, presegmented=args.presegmented)
+        video_template=args.video_template, presegmented=args.presegmented,
+        encoding=args.encoding)
     buckets = {name: int(n) for name, n in (s.split(":") for s in args.splits.split(","))}
     records = assign_splits(records, buckets)
-    dead_dir = os.path.join(args.out, DEAD_LETTERS_DIR)
     options = dict(fps=args.fps, short_side=args.short_side, missing_audio=args.missing_audio,
                    min_duration=args.min_duration, decoder_threads=args.decoder_threads)
-    with beam.Pipeline(options=beam_options(args.workers, args.beam_arg,
-                                            args.processes)) as pipeline:
-        for split in buckets:
-            _ = pipeline | f"Split[{split}]" >> SplitToTFRecords(
-                [r for r in records if r.split == split], class_map, split,
-                os.path.join(args.out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
-                include_waveform=args.include_waveform, progress=not args.quiet, **options)
-    write_class_map(class_map, os.path.join(args.out, "class_map.csv"))
-    return read_outcome(dead_dir)
+    with replaced_output(args.out, args.overwrite) as out:
+        dead_dir = os.path.join(out, DEAD_LETTERS_DIR)
+        with beam.Pipeline(options=beam_options(args.workers, args.beam_arg,
+                                                args.processes)) as pipeline:
+            for split in buckets:
+                _ = pipeline | f"Split[{split}]" >> SplitToTFRecords(
+                    [r for r in records if r.split == split], class_map, split,
+                    os.path.join(out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
+                    include_waveform=args.include_waveform, progress=not args.quiet,
+                    **options)
+        write_class_map(class_map, os.path.join(out, "class_map.csv"))
+        return read_outcome(dead_dir)
 
 
-def run(args) -> int:
+def run_job(job, args, done: str = "written") -> int:
+    """Runs `job(args) -> counts` (read_outcome's dict) and prints the summary line
+    `read N = <done> D + rejected R` with the rejections per kind. Unusable input (a label
+    file that does not decode, a non-empty --out) is one line on stderr and exit status 2;
+    counts that do not add up are exit status 1."""
     began = time.time()
-    counts = preprocess(args)
+    try:
+        counts = job(args)
+    except (LabelFileError, OutputExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     seconds = time.time() - began
-    print(f"\nread {counts['read']} = written {counts['written']} + rejected "
-          f"{counts['rejected']}  ({seconds:.1f} s, {counts['read'] / seconds:.2f} clips/s)")
+    print(f"\nread {counts['read']} = {done} {counts['written']} + rejected "
+          f"{counts['rejected']}  ({seconds:.1f} s, {counts['read'] / seconds:.2f} items/s)")
     for kind, n in sorted(counts["rejected_by_kind"].items()):
         print(f"  rejected {kind}: {n}")
     if counts["rejected"]:
         print(f"dead letters (item, reason): {os.path.join(args.out, DEAD_LETTERS_DIR)}")
     if counts["read"] != counts["written"] + counts["rejected"]:
-        print("ERROR: clips lost between read and written + rejected", file=sys.stderr)
+        print(f"ERROR: items lost between read and {done} + rejected", file=sys.stderr)
         return 1
     return 0
+
+
+def run(args) -> int:
+    return run_job(preprocess, args)

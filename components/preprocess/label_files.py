@@ -3,8 +3,11 @@
 Formats: AudioSet segment CSVs (+ class_labels_indices.csv), VGGSound's CSV, and a generic
 CSV/JSONL (path or URI, labels, optional start/end/split/clip_id). Files are read through
 `tf.io.gfile`, so gs:// and other TensorFlow filesystems work. A row that cannot become a
-clip (unknown label, malformed fields) is returned as a record with `error` set, never
-raised: the Beam job sends it to the dead letters so that read = written + rejected.
+clip (unknown label, malformed fields, a duplicate) is returned as a record with `error` set,
+never raised: the Beam job sends it to the dead letters so that read = written + rejected.
+Every record names its label-file row (`row`, "path:line"), so that rejections of several
+windows of one video can be told apart. Only a file that cannot be read at all raises
+(`LabelFileError`, one line naming the file and line).
 """
 import csv
 import io
@@ -26,15 +29,31 @@ class ClipRecord(NamedTuple):
     start: Optional[float]
     end: Optional[float]
     split: Optional[str]
-    error: Optional[str] = None   # set for rows rejected while parsing
+    error: Optional[str] = None        # set for rows rejected while parsing
+    error_kind: Optional[str] = None   # the dead-letter kind of `error` (None: 'bad_row')
+    row: Optional[str] = None          # "label file:line" the record comes from
+
+
+class LabelFileError(ValueError):
+    """A label file (or class map) that cannot be read at all; the message is one line."""
 
 
 ClassMap = Dict[str, int]
 
 
-def read_class_map(path: str) -> ClassMap:
+def window_clip_id(source_id: str, start: Optional[float], end: Optional[float]) -> str:
+    """The clip id of a window of a source: `<source id>` for the whole file, else
+    `<source id>_<start ms>_<end ms>` (`end` when open-ended), so windows of one video get
+    distinct ids that stay the same across runs (docs/data_format.md)."""
+    if start is None and end is None:
+        return source_id
+    end_ms = "end" if end is None else int(round(end * 1000))
+    return f"{source_id}_{int(round((start or 0.0) * 1000))}_{end_ms}"
+
+
+def read_class_map(path: str, encoding: str = "utf-8") -> ClassMap:
     """`index,name` CSV (our class_map.csv) or AudioSet's `index,mid,display_name`."""
-    rows = list(csv.DictReader(_read_text(path).splitlines()))
+    rows = list(csv.DictReader(_read_text(path, encoding).splitlines()))
     name_key = "display_name" if rows and "display_name" in rows[0] else "name"
     return {row[name_key]: int(row["index"]) for row in rows}
 
@@ -51,28 +70,31 @@ def write_class_map(class_map: ClassMap, path: str) -> None:
 def parse_label_file(path: str, videos: str, fmt: str = "generic",
                      class_map_path: Optional[str] = None,
                      video_template: str = "{ytid}.mp4",
-                     presegmented: bool = False) -> Tuple[List[ClipRecord], ClassMap]:
+                     presegmented: bool = False,
+                     encoding: str = "utf-8") -> Tuple[List[ClipRecord], ClassMap]:
     """Parses `path` into records whose uris are resolved against the `videos` folder.
 
     Without `class_map_path` the class map is every label seen, sorted (pass the map of the
     training data when parsing other data, or indices will disagree). AudioSet and VGGSound
     name videos by YouTube id: `video_template` formats {ytid}, {start} and {end} (whole
     seconds); `presegmented` says the files hold only the labelled segment, so start/end
-    are not applied again.
+    are not applied again. `encoding` is that of the label file and the class map; bytes
+    that do not decode raise LabelFileError naming the file and line.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt={fmt!r}: expected one of {FORMATS}")
     if fmt == "audioset":
         if not class_map_path:
             raise ValueError("AudioSet labels need class_labels_indices.csv (class_map_path)")
-        rows = _audioset_rows(path, class_map_path, videos, video_template, presegmented)
+        rows = _audioset_rows(path, class_map_path, videos, video_template, presegmented,
+                              encoding)
     elif fmt == "vggsound":
-        rows = _vggsound_rows(path, videos, video_template, presegmented)
+        rows = _vggsound_rows(path, videos, video_template, presegmented, encoding)
     else:
-        rows = _generic_rows(path, videos)
-    class_map = read_class_map(class_map_path) if class_map_path else {
+        rows = _generic_rows(path, videos, encoding)
+    class_map = read_class_map(class_map_path, encoding) if class_map_path else {
         name: i for i, name in enumerate(sorted({n for r in rows if not r.error for n in r.labels}))}
-    return [_check_labels(r, class_map) for r in rows], class_map
+    return reject_duplicates([_check_labels(r, class_map) for r in rows]), class_map
 
 
 def _check_labels(record: ClipRecord, class_map: ClassMap) -> ClipRecord:
@@ -81,15 +103,55 @@ def _check_labels(record: ClipRecord, class_map: ClassMap) -> ClipRecord:
     unknown = [n for n in record.labels if n not in class_map]
     if unknown:
         return record._replace(error=f"unknown label(s) {unknown} for clip {record.clip_id} "
-                                     f"({record.uri}): not in the class map")
+                                     f"({record.uri}): not in the class map",
+                               error_kind="unknown_label")
     if not record.labels:
         return record._replace(error=f"no labels for clip {record.clip_id} ({record.uri})")
     return record
 
 
-def _read_text(path: str) -> str:
-    with tf.io.gfile.GFile(path, "r") as f:
-        return f.read()
+def reject_duplicates(records: List[ClipRecord]) -> List[ClipRecord]:
+    """Marks every row that repeats an earlier row's source and window, or its clip id, as a
+    `duplicate` naming both rows: written twice, a clip would count twice in training and
+    evaluation, and two records with one id cannot be told apart. The first row is kept."""
+    by_window, by_id, out = {}, {}, []
+    for record in records:
+        window = (record.uri, record.start, record.end)
+        first = None if record.error else by_window.get(window) or by_id.get(record.clip_id)
+        if first is not None:
+            same = "source and window" if window in by_window else "clip id"
+            record = record._replace(
+                error_kind="duplicate",
+                error=f"duplicate row {record.row} ({record.clip_id}): same {same} as row "
+                      f"{first.row} ({first.clip_id}), {record.uri} "
+                      f"[{record.start}, {record.end}); only the first is kept")
+        elif not record.error:
+            by_window[window], by_id[record.clip_id] = record, record
+        out.append(record)
+    return out
+
+
+def _read_text(path: str, encoding: str = "utf-8") -> str:
+    """The file decoded with `encoding` (a leading byte-order mark dropped). Errors are one
+    line naming the file, and for undecodable bytes the line and column."""
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise LabelFileError(f"unknown encoding {encoding!r} for {path}") from None
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+    except tf.errors.OpError as error:
+        raise LabelFileError(f"cannot read {path}: {error.message}") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        raise LabelFileError(
+            f"{path}:{line}: byte 0x{data[error.start]:02x} at column {column} is not valid "
+            f"{encoding}; pass the file's encoding (e.g. --encoding latin-1)") from None
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def _resolve(uri: str, videos: str) -> str:
@@ -102,11 +164,18 @@ def _number(value) -> Optional[float]:
 
 def _bad_row(where: str, row, error: Exception) -> ClipRecord:
     return ClipRecord(clip_id=where, uri=str(row), labels=(), start=None, end=None, split=None,
-                      error=f"malformed row {where}: {error}")
+                      error=f"malformed row {where}: {error}", row=where)
 
 
-def _generic_rows(path: str, videos: str) -> List[ClipRecord]:
-    text = _read_text(path)
+def _source_id(uri: str) -> str:
+    """A relative path without its extension (`a/x` for a/x.mp4: files of one name in two
+    folders stay apart), else the file name without extension."""
+    stem = os.path.splitext(uri)[0]
+    return stem if not ("://" in uri or os.path.isabs(uri)) else os.path.basename(stem)
+
+
+def _generic_rows(path: str, videos: str, encoding: str) -> List[ClipRecord]:
+    text = _read_text(path, encoding)
     if path.endswith((".jsonl", ".json")):
         items = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -116,8 +185,8 @@ def _generic_rows(path: str, videos: str) -> List[ClipRecord]:
                 except ValueError as error:
                     items.append((f"{path}:{n}", error))
     else:
-        items = [(f"{path}:{n}", row)
-                 for n, row in enumerate(csv.DictReader(io.StringIO(text)), 2)]
+        reader = csv.DictReader(io.StringIO(text))
+        items = [(f"{path}:{reader.line_num}", row) for row in reader]
     records = []
     for where, row in items:
         try:
@@ -131,48 +200,50 @@ def _generic_rows(path: str, videos: str) -> List[ClipRecord]:
                 for sep in LABEL_SEPARATORS:
                     labels = labels.replace(sep, ",")
                 labels = [n.strip() for n in labels.split(",")]
-            clip_id = row.get("clip_id") or os.path.splitext(os.path.basename(uri))[0]
+            start, end = _number(row.get("start")), _number(row.get("end"))
+            clip_id = row.get("clip_id") or window_clip_id(_source_id(uri), start, end)
             records.append(ClipRecord(
                 clip_id=str(clip_id), uri=_resolve(uri, videos),
-                labels=tuple(n for n in labels if n), start=_number(row.get("start")),
-                end=_number(row.get("end")), split=row.get("split") or None))
+                labels=tuple(n for n in labels if n), start=start, end=end,
+                split=row.get("split") or None, row=where))
         except (ValueError, TypeError, AttributeError) as error:
             records.append(_bad_row(where, row, error))
     return records
 
 
-def _segment_record(ytid, start, end, labels, split, videos, template, presegmented):
+def _segment_record(ytid, start, end, labels, split, videos, template, presegmented, row):
     uri = template.format(ytid=ytid, start=int(start), end=int(end))
-    return ClipRecord(clip_id=f"{ytid}_{int(start * 1000)}", uri=_resolve(uri, videos),
+    return ClipRecord(clip_id=window_clip_id(ytid, start, end), uri=_resolve(uri, videos),
                       labels=tuple(labels), start=None if presegmented else start,
-                      end=None if presegmented else end, split=split)
+                      end=None if presegmented else end, split=split, row=row)
 
 
-def _audioset_rows(path, class_map_path, videos, template, presegmented):
+def _audioset_rows(path, class_map_path, videos, template, presegmented, encoding):
     """`YTID, start_seconds, end_seconds, "mid,mid"`; '#' lines are headers."""
-    indices = list(csv.DictReader(_read_text(class_map_path).splitlines()))
+    indices = list(csv.DictReader(_read_text(class_map_path, encoding).splitlines()))
     mid_to_name = {row["mid"]: row["display_name"] for row in indices}
     records = []
-    lines = [l for l in _read_text(path).splitlines() if l.strip() and not l.startswith("#")]
-    for n, row in enumerate(csv.reader(lines, skipinitialspace=True), 1):
+    lines = [(n, l) for n, l in enumerate(_read_text(path, encoding).splitlines(), 1)
+             if l.strip() and not l.startswith("#")]
+    for (n, _), row in zip(lines, csv.reader([l for _, l in lines], skipinitialspace=True)):
         try:
             ytid, start, end, mids = row
             names = [mid_to_name.get(m, m) for m in mids.split(",")]
             records.append(_segment_record(ytid, float(start), float(end), names, None,
-                                           videos, template, presegmented))
+                                           videos, template, presegmented, f"{path}:{n}"))
         except ValueError as error:
             records.append(_bad_row(f"{path}:{n}", row, error))
     return records
 
 
-def _vggsound_rows(path, videos, template, presegmented):
+def _vggsound_rows(path, videos, template, presegmented, encoding):
     """`youtube_id,start_seconds,label,split` with no header; VGGSound clips are 10 s."""
     records = []
-    for n, row in enumerate(csv.reader(_read_text(path).splitlines()), 1):
+    for n, row in enumerate(csv.reader(_read_text(path, encoding).splitlines()), 1):
         try:
             ytid, start, label, split = row
             records.append(_segment_record(ytid, float(start), float(start) + 10.0, [label],
-                                           split, videos, template, presegmented))
+                                           split, videos, template, presegmented, f"{path}:{n}"))
         except ValueError as error:
             records.append(_bad_row(f"{path}:{n}", row, error))
     return records

@@ -3,8 +3,10 @@
 
 Used by the TFX ExampleGen executor and by `mbt preprocess`. Every input ends in exactly one
 of two outputs, so read = written + rejected: `examples` (tf.train.SequenceExample) and
-`dead_letters` (dicts with the item and a reason naming it). Beam counters in the
-`mbt_preprocess` namespace count read / written / rejected and rejected_<kind>.
+`dead_letters` (dicts with the item and a reason naming its label-file row). Beam counters in
+the `mbt_preprocess` namespace count read / written / rejected and rejected_<kind>. The
+accounting (`AccountedFn`, `WriteOutcome`, `read_outcome`) is shared with batch inference
+(components/batch_inference.py).
 """
 import io
 import json
@@ -39,36 +41,46 @@ def dead_letter_to_json(letter: dict) -> str:
     return json.dumps(letter, sort_keys=True)
 
 
-class _ClipToExampleFn(beam.DoFn):
+def where(record: ClipRecord) -> str:
+    """How messages name an item: its label-file row and clip id (`labels.csv:7 (c7)`), so
+    that several windows of one video can be told apart."""
+    return f"{record.row} ({record.clip_id})" if record.row else record.clip_id
 
-    def __init__(self, class_map, decode_options, include_waveform, progress):
-        self._class_map = class_map
-        self._decode_options = decode_options
-        self._include_waveform = include_waveform
-        self._progress = progress
+
+class AccountedFn(beam.DoFn):
+    """Base DoFn of the jobs that account for every ClipRecord (preprocessing, batch
+    inference): `_convert(record)` returns its outputs, or raises ClipError (a dead letter of
+    that kind) or anything else (`internal`: the job still does not crash). Counters in
+    `namespace`: read, `done`, rejected and rejected_<kind>; read = done + rejected."""
+
+    def __init__(self, namespace: str, done: str, progress: bool):
+        self._namespace, self._done, self._progress = namespace, done, progress
         self._counters = {}
 
-    def _count(self, name):
+    def _count(self, name, value=1):
         if name not in self._counters:
-            self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
-        self._counters[name].inc()
+            self._counters[name] = Metrics.counter(self._namespace, name)
+        self._counters[name].inc(value)
 
     def process(self, record: ClipRecord):
         self._count("read")
         try:
-            example = self._convert(record)
+            outputs = self._convert(record)
         except ClipError as error:
-            yield from self._reject(record, error.kind, f"{record.clip_id}: {error}")
+            yield from self._reject(record, error.kind, f"{where(record)}: {error}")
             return
         except Exception as error:  # pylint: disable=broad-except  # never crash the job
             yield from self._reject(record, "internal",
-                                    f"{record.clip_id} ({record.uri}): unexpected "
+                                    f"{where(record)} ({record.uri}): unexpected "
                                     f"{type(error).__name__}: {error}")
             return
-        self._count("written")
+        self._count(self._done)
         if self._progress:
-            print(f"[written] {record.clip_id}", flush=True)
-        yield example
+            print(f"[{self._done}] {self._describe(record, outputs)}", flush=True)
+        yield from outputs
+
+    def _describe(self, record, outputs) -> str:  # pylint: disable=unused-argument
+        return where(record)
 
     def _reject(self, record, kind, reason):
         self._count("rejected")
@@ -77,19 +89,30 @@ class _ClipToExampleFn(beam.DoFn):
             print(f"[rejected] {reason}", flush=True)
         yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(record, kind, reason))
 
+    def _convert(self, record: ClipRecord) -> list:
+        raise NotImplementedError
+
+
+class _ClipToExampleFn(AccountedFn):
+
+    def __init__(self, class_map, decode_options, include_waveform, progress):
+        super().__init__(METRICS_NAMESPACE, "written", progress)
+        self._class_map = class_map
+        self._decode_options = decode_options
+        self._include_waveform = include_waveform
+
     def _convert(self, record: ClipRecord):
         if record.error:
-            kind = "unknown_label" if record.error.startswith("unknown label") else "bad_row"
-            raise ClipError(kind, record.error)
-        clip = decode_clip(_open(record.uri), start=record.start, end=record.end,
+            raise ClipError(record.error_kind or "bad_row", record.error)
+        clip = decode_clip(open_video(record.uri), start=record.start, end=record.end,
                            sample_rate=contract.SAMPLE_RATE, name=record.uri,
                            **self._decode_options)
-        return clip_to_sequence_example(clip, clip_id=record.clip_id, uri=record.uri,
-                                        labels=record.labels, class_map=self._class_map,
-                                        include_waveform=self._include_waveform)
+        return [clip_to_sequence_example(clip, clip_id=record.clip_id, uri=record.uri,
+                                         labels=record.labels, class_map=self._class_map,
+                                         include_waveform=self._include_waveform)]
 
 
-def _open(uri: str):
+def open_video(uri: str):
     """Local paths go to FFmpeg directly; other filesystems (gs://) are read through
     tf.io.gfile into memory, since FFmpeg cannot open them."""
     if "://" not in uri or uri.startswith("file://"):

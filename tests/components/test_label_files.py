@@ -30,7 +30,7 @@ def test_generic_csv_resolves_paths_and_splits_labels(tmp_path):
     assert class_map == {"bird": 0, "cat": 1, "dog": 2}
     a, b, c = records
     assert (a.clip_id, a.uri, a.labels, a.start, a.end, a.split, a.error) == (
-        "a", "/videos/a.mp4", ("dog", "cat"), 1.5, 4.0, "train", None)
+        "a_1500_4000", "/videos/a.mp4", ("dog", "cat"), 1.5, 4.0, "train", None)
     assert (b.uri, b.start, b.end, b.split) == ("gs://bucket/b.webm", None, None, "eval")
     assert (c.uri, c.labels, c.split) == ("/abs/c.mp4", ("bird", "dog"), None)
 
@@ -59,7 +59,7 @@ def test_audioset_segments_with_class_indices(tmp_path):
     assert class_map == {"Speech": 0, "Music": 1, "Dog, bark": 2}
     first = records[0]
     assert (first.clip_id, first.uri, first.labels, first.start, first.end) == (
-        "--PJHxphWEs_30000", "/v/--PJHxphWEs.mp4", ("Speech", "Dog, bark"), 30.0, 40.0)
+        "--PJHxphWEs_30000_40000", "/v/--PJHxphWEs.mp4", ("Speech", "Dog, bark"), 30.0, 40.0)
     assert records[1].labels == ("Music",) and records[1].error is None
     assert "unknown label(s) ['/m/0zzzzz']" in records[2].error
 
@@ -98,3 +98,55 @@ def test_class_map_round_trip_with_commas(tmp_path):
 def test_unknown_format_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="fmt='kinetics'"):
         parse_label_file(str(tmp_path / "x.csv"), "/v", "kinetics")
+
+
+def test_windows_of_one_source_get_distinct_ids_stable_across_runs(tmp_path):
+    (tmp_path / "labels.csv").write_text(
+        "path,labels,start,end\n"
+        + "".join(f"films/film.mp4,dog,{10 * k},{10 * k + 10}\n" for k in range(59))
+        + "films/film.mp4,dog,,\nother/film.mp4,cat,,\nfilms/film.mp4,dog,590,\n")
+    records, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
+    ids = [r.clip_id for r in records]
+    assert all(r.error is None for r in records), [r.error for r in records if r.error]
+    assert len(set(ids)) == len(ids) == 62
+    assert ids[:2] == ["films/film_0_10000", "films/film_10000_20000"]
+    assert ids[59:] == ["films/film", "other/film", "films/film_590000_end"]
+    assert [r.row for r in records[:2]] == [f"{tmp_path}/labels.csv:2", f"{tmp_path}/labels.csv:3"]
+    again, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
+    assert [r.clip_id for r in again] == ids
+
+
+def test_duplicate_rows_are_rejected_naming_both_rows(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,labels,start,end,clip_id\n"
+                      "a.mp4,dog,0,10,\n"      # line 2
+                      "a.mp4,cat,10,20,\n"     # line 3: another window, kept
+                      "a.mp4,cat,0,10,\n"      # line 4: same source and window as line 2
+                      "b.mp4,dog,,,a_10000_20000\n")  # line 5: the id of line 3
+    records, _ = parse_label_file(str(labels), "/v")
+    assert [r.error_kind for r in records] == [None, None, "duplicate", "duplicate"]
+    assert f"duplicate row {labels}:4 (a_0_10000): same source and window as row " \
+           f"{labels}:2 (a_0_10000)" in records[2].error
+    assert f"same clip id as row {labels}:3" in records[3].error
+
+
+def test_a_non_utf8_label_file_is_one_clear_error_or_read_with_its_encoding(tmp_path):
+    from components.preprocess.label_files import LabelFileError
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes("path,labels\nok.mp4,dog\ncaf\u00e9.mp4,cat\n".encode("latin-1"))
+    with pytest.raises(LabelFileError) as error:
+        parse_label_file(str(labels), "/v")
+    assert str(error.value) == (f"{labels}:3: byte 0xe9 at column 4 is not valid utf-8; pass "
+                                "the file's encoding (e.g. --encoding latin-1)")
+    records, _ = parse_label_file(str(labels), "/v", encoding="latin-1")
+    assert [r.uri for r in records] == ["/v/ok.mp4", "/v/caf\u00e9.mp4"]
+    with pytest.raises(LabelFileError, match="unknown encoding 'klingon'"):
+        parse_label_file(str(labels), "/v", encoding="klingon")
+    with pytest.raises(LabelFileError, match="cannot read .*missing.csv"):
+        parse_label_file(str(tmp_path / "missing.csv"), "/v")
+
+
+def test_a_byte_order_mark_does_not_hide_the_header(tmp_path):
+    (tmp_path / "labels.csv").write_bytes("path,labels\na.mp4,dog\n".encode("utf-8-sig"))
+    records, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
+    assert records[0].error is None and records[0].uri == "/v/a.mp4"

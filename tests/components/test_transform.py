@@ -26,6 +26,7 @@ ROWS = [
     ("long_end", "good", "dog", "0", "9", "too_short"),
     ("unknown", "good_copy", "unicorn", "", "", "unknown_label"),
     ("missing", "missing", "dog", "", "", "missing_file"),
+    ("ok_again", "good", "dog", "", "", "duplicate"),
 ]
 
 
@@ -55,7 +56,7 @@ def job(media, tmp_path_factory):
     letters = [json.loads(line) for path in glob.glob(str(root / "dead" / "dead_letters-*"))
                for line in open(path)]
     return dict(counters=counters, examples=examples, letters=letters,
-                outcome=read_outcome(str(root / "dead")))
+                outcome=read_outcome(str(root / "dead")), labels=str(root / "labels.csv"))
 
 
 def test_read_equals_written_plus_rejected(job):
@@ -66,16 +67,18 @@ def test_read_equals_written_plus_rejected(job):
     assert counters["read"] == counters["written"] + counters["rejected"]
 
 
-def test_every_bad_input_is_a_dead_letter_with_a_reason_naming_it(job):
+def test_every_bad_input_is_a_dead_letter_with_a_reason_naming_its_row(job):
     letters = {letter["item"]["clip_id"]: letter for letter in job["letters"]}
-    for clip_id, _, _, _, _, kind in ROWS:
+    for line, (clip_id, _, _, _, _, kind) in enumerate(ROWS, 2):
         if kind is None:
             assert clip_id not in letters
             continue
         assert letters[clip_id]["kind"] == kind, letters[clip_id]
-        assert clip_id in letters[clip_id]["reason"]
+        assert letters[clip_id]["reason"].startswith(f"{job['labels']}:{line} ({clip_id}): ")
+        assert letters[clip_id]["item"]["row"] == f"{job['labels']}:{line}"
         assert job["counters"][f"rejected_{kind}"] >= 1
     assert job["outcome"]["rejected_by_kind"]["too_short"] == 2
+    assert f"same source and window as row {job['labels']}:2 (ok)" in letters["ok_again"]["reason"]
 
 
 def test_examples_follow_the_dmvr_contract(job):
