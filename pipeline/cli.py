@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "train": ("pipeline.train_cli", "train outside TFX from TFRecords"),
     "serve": ("serving.server_cli", "serve pushed models over the TF Serving gRPC API"),
     "predict": ("serving.predict_cli", "classify a video via a server or a SavedModel"),
+    "infer": ("pipeline.infer_cli", "classify a folder or listing of videos with a SavedModel (Beam)"),
     "report": ("pipeline.report_cli", "one-screen summary of a pipeline run"),
     "init-from-vit": ("mbt_keras.checkpoints.cli", "initialise a model from a ViT .npz"),
     "import-scenic": ("mbt_keras.checkpoints.cli", "import a released Scenic MBT checkpoint"),

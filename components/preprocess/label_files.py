@@ -35,7 +35,8 @@ class ClipRecord(NamedTuple):
 
 
 class LabelFileError(ValueError):
-    """A label file (or class map) that cannot be read at all; the message is one line."""
+    """A label file, class map, listing or folder of inputs that cannot be read at all; the
+    message is one line."""
 
 
 ClassMap = Dict[str, int]
@@ -155,7 +156,12 @@ def _read_text(path: str, encoding: str = "utf-8") -> str:
 
 
 def _resolve(uri: str, videos: str) -> str:
-    return uri if "://" in uri or os.path.isabs(uri) else os.path.join(videos, uri)
+    if "://" in uri:
+        return uri
+    joined = os.path.join(videos, uri)   # uri itself when absolute
+    # normpath would fold gs:// into gs:/; local paths are normalised so that `./a.mp4` and
+    # `a.mp4` are one source.
+    return joined if "://" in joined else os.path.normpath(joined)
 
 
 def _number(value) -> Optional[float]:
@@ -165,6 +171,18 @@ def _number(value) -> Optional[float]:
 def _bad_row(where: str, row, error: Exception) -> ClipRecord:
     return ClipRecord(clip_id=where, uri=str(row), labels=(), start=None, end=None, split=None,
                       error=f"malformed row {where}: {error}", row=where)
+
+
+def parse_listing(path: str, encoding: str = "utf-8") -> List[ClipRecord]:
+    """A listing of videos to classify: one path or URI per line (blank lines and `#` lines
+    skipped), relative paths resolved against the listing's folder. The id of a video is
+    the line as written; a video listed twice is a `duplicate` naming both lines."""
+    folder = os.path.dirname(path)
+    records = [ClipRecord(clip_id=line.strip(), uri=_resolve(line.strip(), folder), labels=(),
+                          start=None, end=None, split=None, row=f"{path}:{n}")
+               for n, line in enumerate(_read_text(path, encoding).splitlines(), 1)
+               if line.strip() and not line.lstrip().startswith("#")]
+    return reject_duplicates(records)
 
 
 def _source_id(uri: str) -> str:

@@ -1,0 +1,207 @@
+"""Batch inference: videos -> one JSON line of predictions per classified window, as a Beam
+job beside the preprocessing transform and with its accounting (`AccountedFn`,
+`WriteOutcome`): every video read ends as predicted or as a dead letter with its reason, so
+read = predicted + rejected, with Beam counters in the `mbt_infer` namespace.
+
+Serving answers one request at a time; this runs the exported SavedModel's serving signature
+in the workers themselves, loaded once per worker process (`beam.utils.shared`: its threads
+share one model), so a library of a million clips scales with the runner (Dataflow, Flink,
+Spark) instead of with a server.
+
+Which windows of a video are classified is one function, `windows(source) -> [Window]`,
+handed to the transform (`mbt infer` passes the window `mbt predict` classifies).
+"""
+import functools
+import json
+import os
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import apache_beam as beam
+import av
+import numpy as np
+from apache_beam.utils import shared
+
+from components.preprocess.clip_decoder import ClipError
+from components.preprocess.label_files import ClipRecord, LabelFileError
+from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES,
+                                             AccountedFn, WriteOutcome, open_video, where)
+from mbt_keras import contract
+
+PREDICTIONS = "predictions"
+METRICS_NAMESPACE = "mbt_infer"
+# Prediction files are `<out>/<PREDICTIONS_FILE_NAME>-SSSSS-of-NNNNN.jsonl`.
+PREDICTIONS_FILE_NAME = "predictions"
+# The dead letters and counts of the job: `DeadLetters/dead_letters-infer-*.jsonl`,
+# `DeadLetters/counts-infer.json` (read_outcome reads them).
+OUTCOME_NAME = "infer"
+# A folder listing takes files with these extensions (others are skipped and reported).
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ts",
+                    ".flv", ".wmv", ".3gp", ".ogv")
+
+
+class Window(NamedTuple):
+    """One window of a video and the serving signature's inputs for it (batch of 1)."""
+    start: float
+    end: float
+    has_audio: bool   # False: no audio stream, the model heard silence
+    inputs: Dict[str, np.ndarray]
+
+
+WindowFn = Callable[[object], List[Window]]
+
+
+def probe(source) -> Tuple[Optional[float], bool]:
+    """(duration in seconds from the container header or None, has an audio stream) of a
+    video the decoder already read; a file object is rewound first and after."""
+    if hasattr(source, "seek"):
+        source.seek(0)
+    with av.open(source, metadata_errors="ignore") as container:
+        duration = container.duration / av.time_base if container.duration else None
+        has_audio = bool(container.streams.audio)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return duration, has_audio
+
+
+def list_videos(folder: str, all_files: bool = False) -> Tuple[List[ClipRecord], Dict[str, int]]:
+    """(records of the video files under `folder`, recursively, sorted; {extension: count}
+    of the other files, skipped unless `all_files`). A video's id is its path relative to
+    `folder`, which is unique in it. Local or any tf.io.gfile filesystem (gs://)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if not tf.io.gfile.isdir(folder):
+        raise LabelFileError(f"--videos {folder} is not a folder")
+    records, skipped = [], {}
+    for directory, _, files in tf.io.gfile.walk(folder):
+        for name in files:
+            uri = os.path.join(directory, name)
+            extension = os.path.splitext(name)[1].lower()
+            if name.startswith("."):
+                continue
+            if not all_files and extension not in VIDEO_EXTENSIONS:
+                skipped[extension or "(none)"] = skipped.get(extension or "(none)", 0) + 1
+                continue
+            records.append(ClipRecord(clip_id=os.path.relpath(uri, folder), uri=uri, labels=(),
+                                      start=None, end=None, split=None))
+    return sorted(records, key=lambda r: r.clip_id), skipped
+
+
+class _Model:
+    """The serving signature of a SavedModel and its class names, loaded once per process."""
+
+    def __init__(self, saved_model: str):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        self._tf = tf
+        self._loaded = tf.saved_model.load(saved_model)
+        self._signature = self._loaded.signatures[contract.SIG_SERVING]
+        with tf.io.gfile.GFile(os.path.join(saved_model, "assets",
+                                            contract.CLASS_NAMES_ASSET)) as f:
+            self.class_names = f.read().splitlines()
+
+    def __call__(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        outputs = self._signature(**{k: self._tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _batched(windows: List[Window]) -> List[Dict[str, np.ndarray]]:
+    """The windows' inputs as few signature calls as their shapes allow: one batch when all
+    windows have the same shapes (the usual case), else one call per window."""
+    inputs = [w.inputs for w in windows]
+    if all(v.shape == inputs[0][k].shape for i in inputs for k, v in i.items()):
+        return [{k: np.concatenate([i[k] for i in inputs]) for k in inputs[0]}]
+    return inputs
+
+
+def prediction_rows(record: ClipRecord, windows: List[Window], outputs: Dict[str, np.ndarray],
+                    class_names: List[str]) -> List[dict]:
+    """One JSON-ready row per window: the video, the window, top-k labels and all scores."""
+    rows = []
+    for i, window in enumerate(windows):
+        names = [n.decode() if isinstance(n, bytes) else str(n)
+                 for n in outputs[contract.OUT_TOP_K_NAMES][i]]
+        rows.append({
+            "id": record.clip_id, "path": record.uri, "row": record.row,
+            "start": round(window.start, 3), "end": round(window.end, 3),
+            "has_audio": window.has_audio,
+            "top_k": [{"label": n, "score": float(s)}
+                      for n, s in zip(names, outputs[contract.OUT_TOP_K_SCORES][i])],
+            "scores": {n: float(s) for n, s in zip(class_names, outputs[contract.OUT_SCORES][i])},
+        })
+    return rows
+
+
+class _PredictFn(AccountedFn):
+
+    def __init__(self, saved_model: str, windows: WindowFn, missing_audio: str, progress: bool):
+        super().__init__(METRICS_NAMESPACE, "predicted", progress)
+        self._saved_model, self._windows, self._missing_audio = saved_model, windows, missing_audio
+        self._shared = shared.Shared()
+        self._model = None
+
+    def setup(self):
+        self._model = self._shared.acquire(functools.partial(_Model, self._saved_model),
+                                           tag=self._saved_model)
+
+    def _convert(self, record: ClipRecord) -> list:
+        if record.error:
+            raise ClipError(record.error_kind or "bad_row", record.error)
+        windows = self._windows(open_video(record.uri))
+        if not windows:
+            raise ClipError("too_short", f"{record.uri} has no window to classify")
+        if not windows[0].has_audio:
+            if self._missing_audio == "reject":
+                raise ClipError("no_audio", f"no audio stream in {record.uri} "
+                                "(missing_audio='reject'; 'silence' predicts it on silence)")
+            self._count("predicted_on_silence")
+        outputs = [self._model(batch) for batch in _batched(windows)]
+        merged = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+        self._count("windows", len(windows))
+        return [prediction_rows(record, windows, merged, self._model.class_names)]
+
+    def _describe(self, record, outputs) -> str:
+        first = outputs[0][0]
+        best = first["top_k"][0]
+        silence = "" if first["has_audio"] else "  (no audio: predicted on silence)"
+        return (f"{record.row or record.uri}: {best['label']} {best['score']:.3f} "
+                f"({len(outputs[0])} window(s)){silence}")
+
+
+class VideosToPredictions(beam.PTransform):
+    """PCollection[ClipRecord] -> DoOutputsTuple with `predictions` (one list of window rows
+    per video, prediction_rows) and `dead_letters` (transform.dead_letter).
+
+    `windows(source)` returns the windows to classify of a video (a path, or a file object
+    for gs://); `missing_audio`: 'silence' (default) predicts videos without audio on silence
+    and marks their rows `has_audio: false`, 'reject' makes them `no_audio` dead letters.
+    """
+
+    def __init__(self, saved_model: str, windows: WindowFn, *, missing_audio: str = "silence",
+                 progress: bool = False):
+        super().__init__()
+        self._fn = _PredictFn(saved_model, windows, missing_audio, progress)
+
+    def expand(self, records):
+        return records | "Predict" >> beam.ParDo(self._fn).with_outputs(
+            DEAD_LETTERS, main=PREDICTIONS)
+
+
+class WritePredictions(beam.PTransform):
+    """The whole job, applied to the pipeline: records -> VideosToPredictions -> JSON lines
+    `<out>/predictions-SSSSS-of-NNNNN.jsonl`, and dead letters and counts in
+    `<out>/DeadLetters/` (WriteOutcome: `written` there counts the videos predicted)."""
+
+    def __init__(self, records: List[ClipRecord], saved_model: str, out: str,
+                 windows: WindowFn, **options):
+        super().__init__()
+        self._records, self._out = list(records), out
+        self._to_predictions = VideosToPredictions(saved_model, windows, **options)
+
+    def expand(self, pipeline):
+        outputs = (pipeline | "Videos" >> beam.Create(self._records, reshuffle=True)
+                   | "VideosToPredictions" >> self._to_predictions)
+        _ = (outputs[PREDICTIONS] | "Rows" >> beam.FlatMap(lambda rows: rows)
+             | "ToJson" >> beam.Map(json.dumps)
+             | "WritePredictions" >> beam.io.WriteToText(
+                 os.path.join(self._out, PREDICTIONS_FILE_NAME), file_name_suffix=".jsonl"))
+        return ({EXAMPLES: outputs[PREDICTIONS], DEAD_LETTERS: outputs[DEAD_LETTERS]}
+                | "Outcome" >> WriteOutcome(os.path.join(self._out, DEAD_LETTERS_DIR),
+                                            OUTCOME_NAME, len(self._records)))

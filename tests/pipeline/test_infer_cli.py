@@ -1,0 +1,150 @@
+"""`mbt infer` on real folders and listings of good and broken videos with an exported
+mbt-micro model: accounting, dead letters, and the same scores as `mbt predict`."""
+import contextlib
+import glob
+import io
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from pipeline.cli import main
+from serving.client import clip_inputs, predict_saved_model
+from tests.components.conftest import write_clip
+from tests.serving.conftest import CLASS_NAMES, export_micro
+
+WINDOW = ["--num-frames", "4", "--seconds", "2"]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """A folder of videos as users have them: good ones, one without audio, broken ones and
+    a file that is no video at all, plus an exported model."""
+    root = tmp_path_factory.mktemp("library")
+    videos = root / "videos"
+    (videos / "sub").mkdir(parents=True)
+    good = write_clip(str(videos / "good.mp4"), 3.0)
+    write_clip(str(videos / "sub" / "beeps.mp4"), 2.5, audio_hz=1000.0, fps=25)
+    write_clip(str(videos / "quiet.mp4"), 2.0, with_audio=False)
+    data = open(good, "rb").read()
+    (videos / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (videos / "notes.avi").write_text("these are meeting notes, not a video\n" * 20)
+    (videos / "README.txt").write_text("not a video either, and skipped by extension\n")
+    model = export_micro(str(root / "model"), seed=3)
+    return root, str(videos), model
+
+
+def _run(capsys, *argv):
+    code = main(["infer", *argv, "--workers", "2"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _rows(out):
+    return [json.loads(line) for path in sorted(glob.glob(os.path.join(out, "predictions-*.jsonl")))
+            for line in open(path)]
+
+
+def _letters(out):
+    return {letter["item"]["clip_id"]: letter
+            for path in glob.glob(os.path.join(out, "DeadLetters", "dead_letters-*.jsonl"))
+            for letter in map(json.loads, open(path))}
+
+
+@pytest.fixture(scope="module")
+def folder_run(library, tmp_path_factory):
+    """(exit status, stdout, out folder) of `mbt infer --videos` on the library, run once."""
+    _, videos, model = library
+    out = str(tmp_path_factory.mktemp("infer") / "out")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["infer", "--videos", videos, "--model", model, "--out", out, *WINDOW,
+                     "--workers", "2"])
+    return code, stdout.getvalue(), out
+
+
+def test_infer_accounts_for_every_video_of_a_folder(folder_run):
+    code, printed, out = folder_run
+    assert code == 0, printed
+    assert "listed 5 videos under" in printed and "skipped 1 other files (.txt 1" in printed
+    assert "read 5 = predicted 3 + rejected 2" in printed
+    assert "rejected corrupt: 1" in printed and "rejected not_a_video: 1" in printed
+    assert re.search(r"\[predicted\] .*quiet\.mp4: \S+ [0-9.]+ \(1 window\(s\)\)  \(no audio: "
+                     r"predicted on silence\)", printed)
+    letters = _letters(out)
+    assert letters["truncated.mp4"]["kind"] == "corrupt"
+    assert letters["notes.avi"]["kind"] == "not_a_video"
+    assert "notes.avi" in letters["notes.avi"]["reason"]
+    counts = json.load(open(os.path.join(out, "DeadLetters", "counts-infer.json")))
+    assert counts == {"read": 5, "written": 3, "rejected": 2,
+                      "rejected_by_kind": {"corrupt": 1, "not_a_video": 1}}
+    assert sorted(os.listdir(os.path.dirname(out))) == ["out"]  # no temporary folder left
+
+
+def test_infer_rows_equal_mbt_predict_on_the_same_file(folder_run, library, capsys):
+    _, _, out = folder_run
+    _, videos, model = library
+    rows = {row["id"]: row for row in _rows(out)}
+    assert sorted(rows) == ["good.mp4", "quiet.mp4", "sub/beeps.mp4"]
+    assert rows["quiet.mp4"]["has_audio"] is False and rows["good.mp4"]["has_audio"] is True
+    for video_id, row in rows.items():
+        path = os.path.join(videos, video_id)
+        assert row["path"] == path
+        expected = predict_saved_model(model, clip_inputs(path, num_frames=4, seconds=2.0))
+        np.testing.assert_allclose([row["scores"][name] for name in CLASS_NAMES],
+                                   expected["scores"][0], rtol=1e-6)
+        assert [entry["label"] for entry in row["top_k"]] == \
+            [name.decode() for name in expected["top_k_names"][0]]
+        assert main(["predict", path, "--saved-model", model, *WINDOW]) == 0
+        printed = re.findall(r"^\s*([0-9.]+)\s+(\S+)$", capsys.readouterr().out, re.M)
+        assert printed == [(f"{entry['score']:.4f}", entry["label"]) for entry in row["top_k"]]
+    # The centred 2 s window of each clip (the container declares ~3.0, ~2.5 and ~2.0 s).
+    assert rows["good.mp4"]["start"] == pytest.approx(0.5, abs=0.05)
+    assert rows["sub/beeps.mp4"]["end"] - rows["sub/beeps.mp4"]["start"] == pytest.approx(2.0)
+    assert rows["quiet.mp4"]["start"] == pytest.approx(0.0, abs=0.05)
+
+
+def test_infer_from_a_listing_reports_missing_and_duplicate_lines(library, tmp_path, capsys):
+    _, videos, model = library
+    listing = tmp_path / "listing.txt"
+    listing.write_text(f"# to classify\n{videos}/good.mp4\n\n{videos}/./good.mp4\n"
+                       f"missing.mp4\n{videos}/sub/beeps.mp4\n")
+    out = str(tmp_path / "out")
+    code, printed, _ = _run(capsys, "--listing", str(listing), "--model", model, "--out", out,
+                            *WINDOW)
+    assert code == 0
+    assert "read 4 = predicted 2 + rejected 2" in printed
+    letters = _letters(out)
+    duplicate = letters[f"{videos}/./good.mp4"]
+    assert duplicate["kind"] == "duplicate"
+    assert f"row {listing}:4" in duplicate["reason"] and f"row {listing}:2" in duplicate["reason"]
+    missing = letters["missing.mp4"]
+    assert missing["kind"] == "missing_file" and missing["reason"].startswith(f"{listing}:5 ")
+    assert sorted(row["row"] for row in _rows(out)) == [f"{listing}:2", f"{listing}:6"]
+
+
+def test_infer_refuses_a_used_out_and_replaces_it_whole_with_overwrite(library, tmp_path,
+                                                                       capsys):
+    _, videos, model = library
+    out = tmp_path / "out"
+    (out / "DeadLetters").mkdir(parents=True)
+    (out / "predictions-00000-of-00003.jsonl").write_text('{"id": "from another run"}\n')
+    (out / "DeadLetters" / "dead_letters-infer-00000-of-00001.jsonl").write_text("{}\n")
+    listing = tmp_path / "listing.txt"
+    listing.write_text(f"{videos}/good.mp4\n")
+    code, _, err = _run(capsys, "--listing", str(listing), "--model", model, "--out", str(out),
+                        *WINDOW)
+    assert code == 2
+    assert err.strip() == (f"error: --out {out} is not empty (2 entries, e.g. DeadLetters): "
+                           "writing beside another run would mix their files; pass --overwrite "
+                           "to replace it whole, or choose an empty --out")
+    assert (out / "predictions-00000-of-00003.jsonl").exists()
+    code, printed, _ = _run(capsys, "--listing", str(listing), "--model", model, "--out",
+                            str(out), *WINDOW, "--overwrite")
+    assert code == 0 and "read 1 = predicted 1 + rejected 0" in printed
+    assert [row["id"] for row in _rows(str(out))] == [f"{videos}/good.mp4"]
+    assert not (out / "predictions-00000-of-00003.jsonl").exists()
+    assert _letters(str(out)) == {}
+    assert sorted(os.listdir(tmp_path)) == ["listing.txt", "out"]

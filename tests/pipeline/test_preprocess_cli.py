@@ -1,0 +1,83 @@
+"""`mbt preprocess` as a user meets it twice: a used --out is refused or replaced whole,
+a label file in another encoding is one clear line or read with --encoding."""
+import glob
+import json
+import os
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.output_folder import replaced_output
+from tests.components.conftest import write_clip
+
+FAST = ["--short-side", "32", "--workers", "1", "--quiet", "--splits", "train:1"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    write_clip(str(root / "caf\u00e9.mp4"), 2.0)
+    (root / "broken.mp4").write_text("not a video\n")
+    return root
+
+
+def _letters(out):
+    return [json.loads(line) for path in glob.glob(str(out / "DeadLetters" / "dead_letters-*"))
+            for line in open(path)]
+
+
+def test_a_used_out_is_refused_and_overwrite_replaces_it_whole(clips, tmp_path, capsys):
+    labels, out = tmp_path / "labels.csv", tmp_path / "records"
+    labels.write_text("path,labels,start,end\ncaf\u00e9.mp4,dog,0,1\nbroken.mp4,dog,,\n")
+    argv = ["preprocess", "--labels", str(labels), "--videos", str(clips), "--out", str(out),
+            *FAST]
+    assert main(argv) == 0
+    assert "read 2 = written 1 + rejected 1" in capsys.readouterr().out
+    stale = out / "Split-train" / "data_tfrecord-00007-of-00009.gz"
+    stale.write_bytes(b"a shard of an older run")
+    before = sorted(p for p in glob.glob(str(out / "**"), recursive=True))
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out} is not empty (") and "--overwrite" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(glob.glob(str(out / "**"), recursive=True)) == before
+
+    labels.write_text("path,labels,start,end\ncaf\u00e9.mp4,dog,0,1\ncaf\u00e9.mp4,dog,1,2\n")
+    assert main(argv + ["--overwrite"]) == 0
+    assert "read 2 = written 2 + rejected 0" in capsys.readouterr().out
+    assert not stale.exists()
+    assert _letters(out) == []   # the first run's dead letter is gone with it
+    assert sorted(os.listdir(tmp_path)) == ["labels.csv", "records"]
+
+
+def test_a_label_file_in_latin1_is_one_line_naming_it_or_read_with_encoding(clips, tmp_path,
+                                                                           capsys):
+    labels, out = tmp_path / "labels.csv", tmp_path / "records"
+    labels.write_bytes("path,labels\nbroken.mp4,dog\ncaf\u00e9.mp4,dog\n".encode("latin-1"))
+    argv = ["preprocess", "--labels", str(labels), "--videos", str(clips), "--out", str(out),
+            *FAST]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: {labels}:3: byte 0xe9 at column 4 is not valid utf-8; "
+                            "pass the file's encoding (e.g. --encoding latin-1)\n")
+    assert not out.exists()
+    assert main(argv + ["--encoding", "latin-1"]) == 0
+    assert "read 2 = written 1 + rejected 1" in capsys.readouterr().out
+    (letter,) = _letters(out)
+    assert letter["reason"].startswith(f"{labels}:2 (broken): ")
+
+
+def test_a_failed_job_leaves_the_old_output_as_it_was(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old run")
+    with pytest.raises(RuntimeError, match="job failed"):
+        with replaced_output(str(out), overwrite=True) as staging:
+            (tmp_path / os.path.basename(staging) / "new.txt").write_text("half a run")
+            raise RuntimeError("job failed")
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(out) == ["old.txt"]
+    with replaced_output(str(out), overwrite=True) as staging:
+        assert os.path.dirname(staging) == str(tmp_path)
+        (tmp_path / os.path.basename(staging) / "new.txt").write_text("a whole run")
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(out) == ["new.txt"]
