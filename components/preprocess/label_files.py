@@ -123,9 +123,8 @@ def reject_duplicates(records: List[ClipRecord]) -> List[ClipRecord]:
             same = "source and window" if window in by_window else "clip id"
             record = record._replace(
                 error_kind="duplicate",
-                error=f"duplicate row {record.row} ({record.clip_id}): same {same} as row "
-                      f"{first.row} ({first.clip_id}), {record.uri} "
-                      f"[{record.start}, {record.end}); only the first is kept")
+                error=f"duplicate of row {first.row} ({first.clip_id}): same {same}, "
+                      f"{record.uri} [{record.start}, {record.end}); only the first row is kept")
         elif not record.error:
             by_window[window], by_id[record.clip_id] = record, record
         out.append(record)

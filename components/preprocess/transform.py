@@ -44,7 +44,9 @@ def dead_letter_to_json(letter: dict) -> str:
 def where(record: ClipRecord) -> str:
     """How messages name an item: its label-file row and clip id (`labels.csv:7 (c7)`), so
     that several windows of one video can be told apart."""
-    return f"{record.row} ({record.clip_id})" if record.row else record.clip_id
+    if not record.row or record.row == record.clip_id:
+        return record.clip_id
+    return f"{record.row} ({record.clip_id})"
 
 
 class AccountedFn(beam.DoFn):

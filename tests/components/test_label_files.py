@@ -125,9 +125,10 @@ def test_duplicate_rows_are_rejected_naming_both_rows(tmp_path):
                       "b.mp4,dog,,,a_10000_20000\n")  # line 5: the id of line 3
     records, _ = parse_label_file(str(labels), "/v")
     assert [r.error_kind for r in records] == [None, None, "duplicate", "duplicate"]
-    assert f"duplicate row {labels}:4 (a_0_10000): same source and window as row " \
-           f"{labels}:2 (a_0_10000)" in records[2].error
-    assert f"same clip id as row {labels}:3" in records[3].error
+    assert records[2].error == (f"duplicate of row {labels}:2 (a_0_10000): same source and "
+                                "window, /v/a.mp4 [0.0, 10.0); only the first row is kept")
+    assert records[2].row == f"{labels}:4"
+    assert f"duplicate of row {labels}:3 (a_10000_20000): same clip id" in records[3].error
 
 
 def test_a_non_utf8_label_file_is_one_clear_error_or_read_with_its_encoding(tmp_path):

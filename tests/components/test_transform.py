@@ -78,7 +78,8 @@ def test_every_bad_input_is_a_dead_letter_with_a_reason_naming_its_row(job):
         assert letters[clip_id]["item"]["row"] == f"{job['labels']}:{line}"
         assert job["counters"][f"rejected_{kind}"] >= 1
     assert job["outcome"]["rejected_by_kind"]["too_short"] == 2
-    assert f"same source and window as row {job['labels']}:2 (ok)" in letters["ok_again"]["reason"]
+    assert f"duplicate of row {job['labels']}:2 (ok): same source and window" in \
+        letters["ok_again"]["reason"]
 
 
 def test_examples_follow_the_dmvr_contract(job):

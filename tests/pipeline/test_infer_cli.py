@@ -119,7 +119,8 @@ def test_infer_from_a_listing_reports_missing_and_duplicate_lines(library, tmp_p
     letters = _letters(out)
     duplicate = letters[f"{videos}/./good.mp4"]
     assert duplicate["kind"] == "duplicate"
-    assert f"row {listing}:4" in duplicate["reason"] and f"row {listing}:2" in duplicate["reason"]
+    assert duplicate["reason"].startswith(f"{listing}:4 ({videos}/./good.mp4): duplicate of "
+                                          f"row {listing}:2 ({videos}/good.mp4): same source")
     missing = letters["missing.mp4"]
     assert missing["kind"] == "missing_file" and missing["reason"].startswith(f"{listing}:5 ")
     assert sorted(row["row"] for row in _rows(out)) == [f"{listing}:2", f"{listing}:6"]
