@@ -22,7 +22,7 @@ import numpy as np
 from apache_beam.utils import shared
 
 from components.preprocess.clip_decoder import ClipError
-from components.preprocess.label_files import ClipRecord, LabelFileError
+from components.preprocess.label_files import ClipRecord
 from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES,
                                              AccountedFn, WriteOutcome, open_video, where)
 from mbt_keras import contract
@@ -69,7 +69,7 @@ def list_videos(folder: str, all_files: bool = False) -> Tuple[List[ClipRecord],
     `folder`, which is unique in it. Local or any tf.io.gfile filesystem (gs://)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if not tf.io.gfile.isdir(folder):
-        raise LabelFileError(f"--videos {folder} is not a folder")
+        raise FileNotFoundError(f"--videos {folder} is not a folder")
     records, skipped = [], {}
     for directory, _, files in tf.io.gfile.walk(folder):
         for name in files:
@@ -83,6 +83,15 @@ def list_videos(folder: str, all_files: bool = False) -> Tuple[List[ClipRecord],
             records.append(ClipRecord(clip_id=os.path.relpath(uri, folder), uri=uri, labels=(),
                                       start=None, end=None, split=None))
     return sorted(records, key=lambda r: r.clip_id), skipped
+
+
+def check_saved_model(saved_model: str) -> None:
+    """Raises FileNotFoundError naming what is missing, before any worker tries to load it."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    for name in ("saved_model.pb", os.path.join("assets", contract.CLASS_NAMES_ASSET)):
+        if not tf.io.gfile.exists(os.path.join(saved_model, name)):
+            raise FileNotFoundError(f"--model {saved_model} is no exported MBT SavedModel: "
+                                    f"it has no {name}")
 
 
 class _Model:

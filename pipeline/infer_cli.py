@@ -10,7 +10,8 @@ import functools
 import os
 from typing import List
 
-from components.batch_inference import WritePredictions, Window, list_videos, probe
+from components.batch_inference import (WritePredictions, Window, check_saved_model,
+                                        list_videos, probe)
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
 from components.preprocess.label_files import parse_listing
 from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
@@ -55,6 +56,7 @@ def centre_window(source, **window) -> List[Window]:
 
 def infer(args) -> dict:
     """Runs the job; returns read_outcome's counts (`written`: videos predicted)."""
+    check_saved_model(args.model)
     if args.listing:
         records = parse_listing(args.listing, args.encoding)
         print(f"listed {len(records)} videos in {args.listing}")

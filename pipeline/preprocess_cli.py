@@ -108,12 +108,12 @@ def preprocess(args) -> dict:
 def run_job(job, args, done: str = "written") -> int:
     """Runs `job(args) -> counts` (read_outcome's dict) and prints the summary line
     `read N = <done> D + rejected R` with the rejections per kind. Unusable input (a label
-    file that does not decode, a non-empty --out) is one line on stderr and exit status 2;
-    counts that do not add up are exit status 1."""
+    file that does not decode, a missing folder or model, a non-empty --out) is one line on
+    stderr and exit status 2; counts that do not add up are exit status 1."""
     began = time.time()
     try:
         counts = job(args)
-    except (LabelFileError, OutputExistsError) as error:
+    except (LabelFileError, OutputExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     seconds = time.time() - began

@@ -35,8 +35,8 @@ class ClipRecord(NamedTuple):
 
 
 class LabelFileError(ValueError):
-    """A label file, class map, listing or folder of inputs that cannot be read at all; the
-    message is one line."""
+    """A label file, class map or listing that cannot be read at all; the message is one
+    line."""
 
 
 ClassMap = Dict[str, int]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from serving.client import clip_inputs, predict_saved_model
+from serving.client import clip_inputs
 from tests.components.conftest import write_clip
 from tests.serving.conftest import CLASS_NAMES, export_micro
 
@@ -37,7 +37,7 @@ def library(tmp_path_factory):
 
 
 def _run(capsys, *argv):
-    code = main(["infer", *argv, "--workers", "2"])
+    code = main(["infer", *argv, "--workers", "1"])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -84,22 +84,29 @@ def test_infer_accounts_for_every_video_of_a_folder(folder_run):
 
 
 def test_infer_rows_equal_mbt_predict_on_the_same_file(folder_run, library, capsys):
+    import tensorflow as tf
     _, _, out = folder_run
     _, videos, model = library
     rows = {row["id"]: row for row in _rows(out)}
     assert sorted(rows) == ["good.mp4", "quiet.mp4", "sub/beeps.mp4"]
     assert rows["quiet.mp4"]["has_audio"] is False and rows["good.mp4"]["has_audio"] is True
+    # What `mbt predict --saved-model` computes (serving.client.predict_saved_model), loaded once.
+    signature = tf.saved_model.load(model).signatures["serving_default"]
     for video_id, row in rows.items():
         path = os.path.join(videos, video_id)
         assert row["path"] == path
-        expected = predict_saved_model(model, clip_inputs(path, num_frames=4, seconds=2.0))
+        inputs = clip_inputs(path, num_frames=4, seconds=2.0)
+        expected = signature(**{k: tf.constant(v) for k, v in inputs.items()})
         np.testing.assert_allclose([row["scores"][name] for name in CLASS_NAMES],
-                                   expected["scores"][0], rtol=1e-6)
+                                   expected["scores"].numpy()[0], rtol=1e-6)
         assert [entry["label"] for entry in row["top_k"]] == \
-            [name.decode() for name in expected["top_k_names"][0]]
-        assert main(["predict", path, "--saved-model", model, *WINDOW]) == 0
+            [name.decode() for name in expected["top_k_names"].numpy()[0]]
+    for video_id in ("good.mp4", "quiet.mp4"):
+        assert main(["predict", os.path.join(videos, video_id), "--saved-model", model,
+                     *WINDOW]) == 0
         printed = re.findall(r"^\s*([0-9.]+)\s+(\S+)$", capsys.readouterr().out, re.M)
-        assert printed == [(f"{entry['score']:.4f}", entry["label"]) for entry in row["top_k"]]
+        assert printed == [(f"{entry['score']:.4f}", entry["label"])
+                           for entry in rows[video_id]["top_k"]]
     # The centred 2 s window of each clip (the container declares ~3.0, ~2.5 and ~2.0 s).
     assert rows["good.mp4"]["start"] == pytest.approx(0.5, abs=0.05)
     assert rows["sub/beeps.mp4"]["end"] - rows["sub/beeps.mp4"]["start"] == pytest.approx(2.0)
@@ -149,3 +156,16 @@ def test_infer_refuses_a_used_out_and_replaces_it_whole_with_overwrite(library, 
     assert not (out / "predictions-00000-of-00003.jsonl").exists()
     assert _letters(str(out)) == {}
     assert sorted(os.listdir(tmp_path)) == ["listing.txt", "out"]
+
+
+def test_infer_names_a_missing_model_or_folder_in_one_line(library, tmp_path, capsys):
+    _, videos, model = library
+    code, _, err = _run(capsys, "--videos", videos, "--model", str(tmp_path), "--out",
+                        str(tmp_path / "out"))
+    assert code == 2
+    assert err == (f"error: --model {tmp_path} is no exported MBT SavedModel: it has no "
+                   "saved_model.pb\n")
+    code, _, err = _run(capsys, "--videos", str(tmp_path / "nope"), "--model", model, "--out",
+                        str(tmp_path / "out"))
+    assert code == 2 and err == f"error: --videos {tmp_path / 'nope'} is not a folder\n"
+    assert not (tmp_path / "out").exists()
