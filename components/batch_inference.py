@@ -11,7 +11,9 @@ Spark) instead of with a server.
 Which windows of a video are classified is one function, `windows(source) -> [Window]`,
 handed to the transform (`mbt infer` passes the window `mbt predict` classifies).
 """
+import atexit
 import functools
+import gc
 import json
 import os
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
@@ -105,6 +107,14 @@ class _Model:
         with tf.io.gfile.GFile(os.path.join(saved_model, "assets",
                                             contract.CLASS_NAMES_ASSET)) as f:
             self.class_names = f.read().splitlines()
+        atexit.register(self.release)
+
+    def release(self):
+        """Drops the model while the interpreter is whole. beam.utils.shared keeps the last
+        model alive until exit, and TensorFlow's function destructors print tracebacks when
+        they run during interpreter shutdown."""
+        self._loaded = self._signature = None
+        gc.collect()
 
     def __call__(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         outputs = self._signature(**{k: self._tf.constant(v) for k, v in inputs.items()})
