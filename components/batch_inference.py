@@ -26,7 +26,7 @@ from apache_beam.utils import shared
 from components.preprocess.clip_decoder import ClipError
 from components.preprocess.label_files import ClipRecord
 from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES,
-                                             AccountedFn, WriteOutcome, open_video, where)
+                                             AccountedFn, WriteOutcome, open_video)
 from mbt_keras import contract
 
 PREDICTIONS = "predictions"
