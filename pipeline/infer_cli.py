@@ -10,6 +10,8 @@ import functools
 import os
 from typing import List
 
+import apache_beam as beam
+
 from components.batch_inference import (WritePredictions, Window, check_saved_model,
                                         list_videos, probe)
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
@@ -69,7 +71,6 @@ def infer(args) -> dict:
     window = {k: v for k, v in (("num_frames", args.num_frames), ("seconds", args.seconds))
               if v is not None}
     with replaced_output(args.out, args.overwrite) as out:
-        import apache_beam as beam  # pylint: disable=import-outside-toplevel
         with beam.Pipeline(options=beam_options(args.workers, args.beam_arg,
                                                 args.processes)) as pipeline:
             _ = pipeline | "Infer" >> WritePredictions(
