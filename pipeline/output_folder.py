@@ -46,16 +46,18 @@ def replaced_output(out: str, overwrite: bool) -> Iterator[str]:
     replaces `out` whole, when it fails it is deleted and `out` is left as it was."""
     out = out.rstrip("/")
     check_output(out, overwrite)
+    parent, name = os.path.split(out)
     token = uuid.uuid4().hex[:8]
-    staging = f"{out}.incomplete-{token}"
+    # Hidden, and not prefixed by `out`: object stores list "folders" by name prefix.
+    staging = os.path.join(parent, f".{name}.incomplete-{token}")
     tf.io.gfile.makedirs(staging)
     try:
         yield staging
     except BaseException:
-        tf.io.gfile.rmtree(staging)
+        _remove_tree(staging)
         raise
     if _is_local(out):
-        _swap_local(staging, out, f"{out}.replaced-{token}")
+        _swap_local(staging, out, os.path.join(parent, f".{name}.replaced-{token}"))
     else:
         _swap_remote(staging, out)
 
@@ -68,11 +70,25 @@ def _swap_local(staging: str, out: str, aside: str) -> None:
 
 
 def _swap_remote(staging: str, out: str) -> None:
-    if tf.io.gfile.exists(out):
-        tf.io.gfile.rmtree(out)
+    _remove_tree(out)
     for folder, _, files in tf.io.gfile.walk(staging):
         target = out + folder[len(staging):]
         tf.io.gfile.makedirs(target)
         for name in files:
             tf.io.gfile.rename(f"{folder}/{name}", f"{target}/{name}", overwrite=True)
-    tf.io.gfile.rmtree(staging)
+    _remove_tree(staging)
+
+
+def _remove_tree(path: str) -> None:
+    """Deletes `path` and everything under it, file by file first: object stores have no
+    folders to delete, only objects that share a prefix (and some, like TensorFlow's ram://,
+    refuse a recursive delete)."""
+    if not tf.io.gfile.exists(path):
+        return
+    for folder, _, files in tf.io.gfile.walk(path):
+        for name in files:
+            tf.io.gfile.remove(f"{folder}/{name}")
+    try:
+        tf.io.gfile.rmtree(path)
+    except tf.errors.NotFoundError:
+        pass

@@ -7,7 +7,6 @@ import os
 import pytest
 
 from pipeline.cli import main
-from pipeline.output_folder import replaced_output
 from tests.components.conftest import write_clip
 
 FAST = ["--short-side", "32", "--workers", "1", "--quiet", "--splits", "train:1"]
@@ -66,18 +65,3 @@ def test_a_label_file_in_latin1_is_one_line_naming_it_or_read_with_encoding(clip
     assert "read 2 = written 1 + rejected 1" in capsys.readouterr().out
     (letter,) = _letters(out)
     assert letter["reason"].startswith(f"{labels}:2 (broken): ")
-
-
-def test_a_failed_job_leaves_the_old_output_as_it_was(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old run")
-    with pytest.raises(RuntimeError, match="job failed"):
-        with replaced_output(str(out), overwrite=True) as staging:
-            (tmp_path / os.path.basename(staging) / "new.txt").write_text("half a run")
-            raise RuntimeError("job failed")
-    assert os.listdir(tmp_path) == ["out"] and os.listdir(out) == ["old.txt"]
-    with replaced_output(str(out), overwrite=True) as staging:
-        assert os.path.dirname(staging) == str(tmp_path)
-        (tmp_path / os.path.basename(staging) / "new.txt").write_text("a whole run")
-    assert os.listdir(tmp_path) == ["out"] and os.listdir(out) == ["new.txt"]
