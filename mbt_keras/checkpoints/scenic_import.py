@@ -155,10 +155,14 @@ def read_architecture(params: dict, **overrides):
 def _fusion(params: dict, found: dict, overrides: dict, notes: list) -> dict:
     """fusion, fusion_layer and num_bottlenecks of a two-modality checkpoint (see above)."""
     layers = found["num_layers"]
+    late = overrides.get("fusion") == LATE
+    if late and overrides.get("fusion_layer", layers) != layers:
+        raise ValueError(f"--fusion late means fusion_layer={layers} (the checkpoint's depth), "
+                         f"not fusion_layer={overrides['fusion_layer']}")
     shared = not any(n.startswith("Transformer/encoderblock_") and "_spectrogram/" in n
                      for n in params)
     if shared:
-        if "bottleneck" in params or overrides.get("fusion_layer", 0) != 0:
+        if "bottleneck" in params or late or overrides.get("fusion_layer", 0) != 0:
             raise ValueError(
                 "checkpoint shares one encoder between the modalities (Scenic share_encoder="
                 "True); this model has separate weights per modality below the fusion layer, "
@@ -175,21 +179,21 @@ def _fusion(params: dict, found: dict, overrides: dict, notes: list) -> dict:
                          f"the model keeps all {total} (num_bottlenecks={total})")
     else:
         out = dict(fusion="cross")
-    if overrides.get("fusion") == LATE:
-        out["fusion_layer"] = layers
-    elif "fusion_layer" not in out and "fusion_layer" not in overrides:
+    if late:
+        out["fusion_layer"], source = layers, "from the flags"
+    elif "fusion_layer" in overrides:
+        out["fusion_layer"], source = overrides["fusion_layer"], "from the flags"
+    elif shared:
+        source = "share_encoder fuses from the first layer"
+    else:
         lf = from_preset(PRESET).fusion_layer
         if lf > layers:
             raise ValueError(
                 f"checkpoint has {layers} layers and its fusion layer is not in the weights: "
                 f"the preset's fusion_layer={lf} does not fit; pass --fusion-layer (0..{layers})")
-        out["fusion_layer"] = lf
-    lf = overrides.get("fusion_layer", out.get("fusion_layer"))
-    notes.append(f"fusion   {overrides.get('fusion', out['fusion'])} from layer {lf} of {layers} "
-                 "(fusion layer: " + ("from the flags" if "fusion_layer" in overrides or
-                                      overrides.get("fusion") == LATE or shared else
-                                      "the preset's; not in the weights, see --fusion-layer")
-                 + ")")
+        out["fusion_layer"], source = lf, "the preset's; not in the weights, see --fusion-layer"
+    notes.append(f"fusion   {overrides.get('fusion', out['fusion'])} from layer "
+                 f"{out['fusion_layer']} of {layers} (fusion layer: {source})")
     return out
 
 

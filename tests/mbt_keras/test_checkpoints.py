@@ -464,6 +464,8 @@ def test_scenic_import_lists_the_input_sizes_that_fit_when_the_tokens_leave_them
     assert "[(16, 16), (4, 32)]" in message and "--num-frames or --image-size" in message
     with pytest.raises(ValueError, match="pass --fusion-layer"):
         scenic_import.import_scenic(path, image_size=32)
+    with pytest.raises(ValueError, match="--fusion late means fusion_layer=3"):
+        scenic_import.import_scenic(path, image_size=32, fusion="late", fusion_layer=1)
 
 
 def test_scenic_import_fails_naming_leftovers(tmp_path):
