@@ -6,6 +6,8 @@ headline metric (the first one): an absolute lower bound `min_metric`, and "no w
 the latest blessed model by more than `max_metric_drop`" when the pipeline resolves a
 baseline. A lower bound is always set, because without any threshold the Evaluator writes no
 blessing. A deliberately worse model fails the second test and is not pushed.
+Plots (task_plots) give `mbt report` a PR curve per class and, for single-label heads, the
+confusion matrix, computed by the Evaluator over the whole eval split.
 """
 import json
 from typing import Sequence
@@ -37,8 +39,8 @@ def headline_metric(config: ModelConfig) -> str:
     return task_metrics(config)[0][1]["name"]
 
 
-# Thresholds of the per-class precision-recall curves the Evaluator computes (TFMA's
-# ConfusionMatrixPlot per class): 200 points draw a smooth curve at a fraction of TFMA's 1000.
+# Per-class precision-recall curves (TFMA's ConfusionMatrixPlot per class) are counted at
+# score thresholds i / PR_CURVE_THRESHOLDS, i = 0..200: a fifth of TFMA's default cost.
 PR_CURVE_THRESHOLDS = 200
 
 
