@@ -6,6 +6,8 @@ headline metric (the first one): an absolute lower bound `min_metric`, and "no w
 the latest blessed model by more than `max_metric_drop`" when the pipeline resolves a
 baseline. A lower bound is always set, because without any threshold the Evaluator writes no
 blessing. A deliberately worse model fails the second test and is not pushed.
+Plots (task_plots) give `mbt report` a PR curve per class and, for single-label heads, the
+confusion matrix, computed by the Evaluator over the whole eval split.
 """
 import json
 from typing import Sequence
@@ -37,6 +39,24 @@ def headline_metric(config: ModelConfig) -> str:
     return task_metrics(config)[0][1]["name"]
 
 
+# Per-class precision-recall curves (TFMA's ConfusionMatrixPlot per class) are counted at
+# score thresholds i / PR_CURVE_THRESHOLDS, i = 0..200: a fifth of TFMA's default cost.
+PR_CURVE_THRESHOLDS = 200
+
+
+def task_plots(config: ModelConfig):
+    """MetricsSpecs of the Evaluator's plots: a PR curve per class; the confusion matrix too
+    for a single-label head (the one task where each clip has exactly one true class)."""
+    curves = tfma.MetricsSpec(
+        metrics=[tfma.MetricConfig(class_name="ConfusionMatrixPlot",
+                                   config=json.dumps({"num_thresholds": PR_CURVE_THRESHOLDS}))],
+        binarize=tfma.BinarizationOptions(class_ids={"values": list(range(sum(config.num_classes)))}))
+    if config.head != "singlelabel":
+        return [curves]
+    return [curves, tfma.MetricsSpec(metrics=[tfma.MetricConfig(
+        class_name="MultiClassConfusionMatrixPlot")])]
+
+
 def build_eval_config(config: ModelConfig, *, min_metric: float = 0.0,
                       max_metric_drop: float = 0.0,
                       slice_features: Sequence[str] = ()) -> tfma.EvalConfig:
@@ -60,6 +80,6 @@ def build_eval_config(config: ModelConfig, *, min_metric: float = 0.0,
             preprocessing_function_names=[contract.SIG_LABELS],
             label_key=contract.LABEL_KEY,
             prediction_key=contract.OUT_SCORES)],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)] + task_plots(config),
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f])
                                               for f in slice_features])

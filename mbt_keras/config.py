@@ -41,6 +41,7 @@ class ModelConfig:
     dropout: float = 0.0
     attention_dropout: float = 0.0
     drop_path: float = 0.3          # stochastic depth, max rate at the last layer
+    stochastic_depth_rescale: bool = True  # kept branches x 1/(1-p); Scenic: False
     # Classification (3.4).
     head: str = "multilabel"
     num_classes: Tuple[int, ...] = (527,)  # two entries for verb_noun
@@ -127,7 +128,7 @@ PRESETS = {
     "mbt-b16x2-scenic": dict(num_frames=32, rgb_tokenizer="tubelet", tubelet_frames=2,
                              spec_channels=3, bottleneck_update="mean", classifier="gap",
                              final_norm=True, spec_mean=1.102, spec_std=2.762,
-                             rgb_scale="symmetric"),
+                             rgb_scale="symmetric", stochastic_depth_rescale=False),
     # Mid-size model for benchmarks.
     "mbt-small": dict(num_layers=6, num_heads=6, hidden_size=384, mlp_dim=1536,
                       num_frames=4, image_size=112, spec_frames=400, fusion_layer=4,

@@ -66,6 +66,7 @@ def encode(config: ModelConfig, tokens: dict, *, exchange_bottleneck=True) -> li
         rate = config.drop_path * layer / max(config.num_layers - 1, 1)
         return TransformerBlock(config.num_heads, config.mlp_dim, dropout=config.dropout,
                                 attention_dropout=config.attention_dropout, drop_path=rate,
+                                drop_path_rescale=config.stochastic_depth_rescale,
                                 name=name)
 
     history, fsn = [], None

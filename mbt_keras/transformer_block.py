@@ -48,13 +48,14 @@ class TransformerBlock(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, mlp_dim, dropout=0.0, attention_dropout=0.0, drop_path=0.0,
-                 **kwargs):
+                 drop_path_rescale=True, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.mlp_dim = mlp_dim
         self.dropout = dropout
         self.attention_dropout = attention_dropout
         self.drop_path = drop_path
+        self.drop_path_rescale = bool(drop_path_rescale)
 
     def build(self, x_shape, context_shape=None):
         d = x_shape[-1]
@@ -71,7 +72,7 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=LAYER_NORM_EPSILON, name="LayerNorm_2", dtype=policy)
         self.mlp = MlpBlock(self.mlp_dim, self.dropout, name="MlpBlock_3", dtype=policy)
         self.drop = keras.layers.Dropout(self.dropout, dtype=policy)
-        self.drop_branch = DropPath(self.drop_path, dtype=policy)
+        self.drop_branch = DropPath(self.drop_path, rescale=self.drop_path_rescale, dtype=policy)
         self.norm_attention.build(x_shape)
         self.attention.build(x_shape, context_shape or x_shape)
         self.norm_mlp.build(x_shape)
@@ -91,4 +92,4 @@ class TransformerBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "mlp_dim": self.mlp_dim,
                 "dropout": self.dropout, "attention_dropout": self.attention_dropout,
-                "drop_path": self.drop_path}
+                "drop_path": self.drop_path, "drop_path_rescale": self.drop_path_rescale}

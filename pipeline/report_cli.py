@@ -2,7 +2,8 @@
 
 RUN_DIR is the pipeline root (`<root>/<component>/<output>/<execution id>/`); the newest
 execution of each component is reported. The evaluation is also written to TensorBoard
-next to the Trainer's logs, so the command can be re-run on any finished run.
+next to the Trainer's logs (components/eval_report.py; step = the Evaluator's execution id),
+so the command can be re-run on any finished run.
 """
 import argparse
 import os
@@ -45,7 +46,8 @@ def run(args) -> int:
         print("evaluation:   none yet (the Evaluator has not run)")
         return 1
     log_dir = model_run or evaluation
-    summary = eval_report.write_eval_summaries(evaluation, log_dir, _class_names(args.class_map))
+    summary = eval_report.write_eval_summaries(evaluation, log_dir, _class_names(args.class_map),
+                                               step=int(os.path.basename(evaluation)))
     print(f"evaluation:   {evaluation}")
     for name, value in sorted(summary.metrics.items()):
         print(f"  {name:<28} {value:.4f}")
@@ -53,6 +55,11 @@ def run(args) -> int:
         ranked = sorted(((ap, c) for c, ap in summary.per_class_ap.items() if ap == ap), reverse=True)
         print(f"  AP per class: best {ranked[0][0]:.3f} (class {ranked[0][1]}), "
               f"worst {ranked[-1][0]:.3f} (class {ranked[-1][1]})")
+    baseline = summary.model_metrics.get(eval_report.BASELINE)
+    if baseline:
+        print("  baseline (the blessed model it was compared to):")
+        for name, value in sorted(baseline.items()):
+            print(f"  {name:<28} {value:.4f}")
     print("blessing:     " + eval_report.blessing_text(summary).replace("\n\n", "\n  ")
           .replace("\n*", "\n  *"))
     pushed_model = newest_output(args.run_dir, "Pusher", "pushed_model")
@@ -64,5 +71,6 @@ def run(args) -> int:
     print(f"serving:      {os.path.join(model_dir, str(versions[-1])) if versions else 'nothing'}"
           f"{' (serving version ' + str(versions[-1]) + ')' if versions else ''}")
     print(f"TensorBoard:  tensorboard --logdir {log_dir}   "
-          f"(evaluation under {eval_report.SUMMARY_SUBDIR}/)")
+          f"(evaluation under {eval_report.SUMMARY_SUBDIR}/: scalars, AP per class, blessing; "
+          f"PR curves per class in runs {eval_report.SUMMARY_SUBDIR}/<model>)")
     return 0

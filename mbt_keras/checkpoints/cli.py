@@ -2,7 +2,11 @@
 import argparse
 
 from mbt_keras.checkpoints import scenic_import, vit_npz
-from mbt_keras.config import PRESETS, from_preset
+from mbt_keras.config import FUSIONS, PRESETS, from_preset
+
+FUSION_CHOICES = tuple(FUSIONS) + (scenic_import.LATE,)
+INPUT_FLAGS = {"--num-frames": "num_frames", "--image-size": "image_size",
+               "--spec-frames": "spec_frames", "--mel-bins": "mel_bins"}
 
 
 def add_init_from_vit_arguments(parser: argparse.ArgumentParser):
@@ -33,12 +37,22 @@ def add_import_scenic_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--class-labels", help="AudioSet class_labels_indices.csv for class names")
     parser.add_argument("--saved-model", help="also export the serving SavedModel to this "
                                               "directory (e.g. models/mbt/1)")
+    parser.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
+                        help="override the fusion read from the checkpoint (a 'bottleneck' array: "
+                             "bottleneck; separate per-modality blocks: cross, Scenic's "
+                             "non-bottleneck mode; 'late': fusion layer = number of layers)")
     parser.add_argument("--fusion-layer", type=int, default=None,
-                        help="Lf of the checkpoint (the released models: 8, the preset's)")
+                        help="Lf of the checkpoint, not stored in its weights (default: the "
+                             "preset's 8, as the released models)")
+    for flag, field in INPUT_FLAGS.items():
+        parser.add_argument(flag, type=int, default=None, dest=field,
+                            help=f"{field} the checkpoint was trained with, when its position "
+                                 "embeddings leave it open (see the import report)")
 
 
 def run_import_scenic(args) -> int:
-    overrides = {} if args.fusion_layer is None else {"fusion_layer": args.fusion_layer}
+    overrides = {field: getattr(args, field) for field in ("fusion", "fusion_layer", *INPUT_FLAGS.values())
+                 if getattr(args, field) is not None}
     model, config, report = scenic_import.import_scenic(args.checkpoint, **overrides)
     for line in report:
         print(line)

@@ -69,7 +69,8 @@ def _model_artifact(uri):
     return model
 
 
-def run_evaluator(examples, model, run_dir, execution_id=1, baseline=None, **thresholds):
+def run_evaluator(examples, model, run_dir, execution_id=1, baseline=None, config=CONFIG,
+                  **thresholds):
     """The TFX Evaluator executor as the pipeline runs it; (evaluation dir, blessed)."""
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri = os.path.join(run_dir, "Evaluator", "evaluation", str(execution_id))
@@ -79,7 +80,7 @@ def run_evaluator(examples, model, run_dir, execution_id=1, baseline=None, **thr
     inputs = {specs.EXAMPLES_KEY: [examples], specs.MODEL_KEY: [_model_artifact(model)]}
     if baseline:
         inputs[specs.BASELINE_MODEL_KEY] = [_model_artifact(baseline)]
-    eval_config = build_eval_config(CONFIG, **thresholds)
+    eval_config = build_eval_config(config, **thresholds)
     evaluator_executor.Executor().Do(
         inputs, {specs.EVALUATION_KEY: [evaluation], specs.BLESSING_KEY: [blessing]},
         {specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(eval_config),

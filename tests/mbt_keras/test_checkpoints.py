@@ -8,6 +8,7 @@ import csv
 import math
 import os
 
+import keras
 import msgpack
 import numpy as np
 import pytest
@@ -59,20 +60,32 @@ def vit_shapes(hidden=768, heads=12, mlp=3072, layers=12, grid=14, classes=21843
 
 
 def scenic_shapes(hidden=768, heads=12, mlp=3072, layers=12, rgb_tokens=3136, spec_tokens=400,
-                  bottlenecks=4, classes=527, modalities=("rgb", "spec"), names=LINEN_NAMES):
-    """Parameters of Scenic's MBT (gap classifier, 3d_conv 16x16x2 RGB, 3-channel spectrogram)."""
-    shapes = {"output_projection/kernel": (hidden, classes), "output_projection/bias": (classes,),
-              "bottleneck": (1, bottlenecks, hidden),
+                  bottlenecks=4, classes=527, modalities=("rgb", "spec"), names=LINEN_NAMES,
+                  patch=16, tubelet=2, classifier="gap", share=False, pre_logits=None):
+    """Parameters of Scenic's MBT (by default the released one: gap, 3d_conv 16x16x2, 3-channel
+    spectrogram). `bottlenecks` is Scenic's n_bottlenecks (None: its non-bottleneck mode);
+    tubelet=0 is temporal_sampling (2D patches); token counts exclude CLS; `share` is
+    share_encoder (one block per layer for both modalities)."""
+    token = classifier == "token"
+    width = pre_logits or hidden
+    shapes = {"output_projection/kernel": (width, classes), "output_projection/bias": (classes,),
               "Transformer/encoder_norm/scale": (hidden,), "Transformer/encoder_norm/bias": (hidden,)}
-    for m, suffix, kernel, tokens in (("rgb", "", (2, 16, 16, 3, hidden), rgb_tokens),
-                                      ("spec", "_spectrogram", (16, 16, 3, hidden), spec_tokens)):
+    if bottlenecks is not None:
+        shapes["bottleneck"] = (1, bottlenecks + token, hidden)  # Scenic adds one for 'token'
+    if pre_logits:
+        shapes.update({"pre_logits/kernel": (hidden, width), "pre_logits/bias": (width,)})
+    rgb_kernel = ((tubelet,) if tubelet else ()) + (patch, patch, 3, hidden)
+    for m, suffix, kernel, tokens in (("rgb", "", rgb_kernel, rgb_tokens),
+                                      ("spec", "_spectrogram", (patch, patch, 3, hidden), spec_tokens)):
         if m not in modalities:
             continue
         shapes.update({f"embedding{suffix}/kernel": kernel, f"embedding{suffix}/bias": (hidden,),
-                       f"Transformer/posembed_input{suffix}/pos_embedding": (1, tokens, hidden)})
+                       f"Transformer/posembed_input{suffix}/pos_embedding": (1, tokens + token, hidden)})
+        if token:
+            shapes["cls" + ("spectrogram" if m == "spec" and len(modalities) == 2 else "")] = (1, 1, hidden)
         for layer in range(layers):
-            shapes.update(block_shapes(f"Transformer/encoderblock_{layer}{suffix}", hidden, heads,
-                                       mlp, names))
+            shapes.update(block_shapes(f"Transformer/encoderblock_{layer}{'' if share else suffix}",
+                                       hidden, heads, mlp, names))
     return shapes
 
 
@@ -168,26 +181,60 @@ def patches(x, kernel, bias):
 
 
 def scenic_mbt(p, rgb, spec, config, names):
-    """Scenic MBT forward pass (gap classifier, `mean` bottleneck update), eval mode."""
-    tokens = {
-        "rgb": patches(rgb * 2 - 1, p["embedding/kernel"], p["embedding/bias"])
-        + p["Transformer/posembed_input/pos_embedding"],
-        "spec": patches(np.repeat(((spec - config.spec_mean) / config.spec_std)[..., None], 3, -1),
-                        p["embedding_spectrogram/kernel"], p["embedding_spectrogram/bias"])
-        + p["Transformer/posembed_input_spectrogram/pos_embedding"]}
+    """Scenic's MBT.__call__ and Encoder in eval mode, straight from checkpoint arrays.
+
+    Fusion from layer config.fusion_layer on, by Scenic's three branches: a `bottleneck`
+    array (mean update), separate per-modality blocks (each over [other modality || itself],
+    keeping its own tokens), or share_encoder (one block over all tokens). Classifier: gap,
+    or each modality's CLS through the shared head, averaged.
+    """
+    x = {}
+    if "embedding/kernel" in p:
+        video, kernel = rgb * 2 - 1, p["embedding/kernel"]
+        if kernel.ndim == 4:  # temporal_sampling: frames stacked along the height, 2D patches
+            b, t, h, w, c = video.shape
+            video = video.reshape(b, t * h, w, c)
+        x["rgb"] = patches(video, kernel, p["embedding/bias"])
+    if "embedding_spectrogram/kernel" in p:
+        kernel = p["embedding_spectrogram/kernel"]
+        image = np.repeat(((spec - config.spec_mean) / config.spec_std)[..., None], kernel.shape[2], -1)
+        x["spec"] = patches(image, kernel, p["embedding_spectrogram/bias"])
+    batch = next(iter(x.values())).shape[0]
+    token = "cls" in p or "clsspectrogram" in p
     suffix = {"rgb": "", "spec": "_spectrogram"}
-    bottleneck = np.repeat(p["bottleneck"], rgb.shape[0], axis=0)
+    for m in x:
+        if token:
+            cls = p["cls" if m == "rgb" or len(x) == 1 else "clsspectrogram"]
+            x[m] = np.concatenate([np.repeat(cls, batch, 0), x[m]], 1)
+        x[m] = x[m] + p[f"Transformer/posembed_input{suffix[m]}/pos_embedding"]
+    share = not any(n.startswith("Transformer/encoderblock_") and "_spectrogram/" in n for n in p)
+    bottleneck = np.repeat(p["bottleneck"], batch, axis=0) if "bottleneck" in p else None
+    combined = None
     for layer in range(config.num_layers):
-        name = {m: f"Transformer/encoderblock_{layer}{suffix[m]}" for m in tokens}
-        if layer < config.fusion_layer:
-            tokens = {m: encoder_block(x, p, name[m], names) for m, x in tokens.items()}
-            continue
-        fused = {m: encoder_block(np.concatenate([x, bottleneck], 1), p, name[m], names)
-                 for m, x in tokens.items()}
-        tokens = {m: out[:, :tokens[m].shape[1]] for m, out in fused.items()}
-        bottleneck = np.mean([out[:, tokens[m].shape[1]:] for m, out in fused.items()], axis=0)
-    encoded = layer_norm(np.concatenate(list(tokens.values()), 1), p, "Transformer/encoder_norm")
-    return encoded.mean(1) @ p["output_projection/kernel"] + p["output_projection/bias"]
+        name = {m: f"Transformer/encoderblock_{layer}{'' if share else suffix[m]}" for m in x}
+        if layer < config.fusion_layer or len(x) == 1:
+            x = {m: encoder_block(v, p, name[m], names) for m, v in x.items()}
+        elif bottleneck is not None:
+            fused = {m: encoder_block(np.concatenate([v, bottleneck], 1), p, name[m], names)
+                     for m, v in x.items()}
+            bottleneck = np.mean([out[:, x[m].shape[1]:] for m, out in fused.items()], axis=0)
+            x = {m: out[:, :x[m].shape[1]] for m, out in fused.items()}
+        elif not share:
+            x = {m: encoder_block(np.concatenate([o for k, o in x.items() if k != m] + [v], 1),
+                                  p, name[m], names)[:, -v.shape[1]:] for m, v in x.items()}
+        else:
+            combined = np.concatenate(list(x.values()), 1) if combined is None else combined
+            combined = encoder_block(combined, p, name["rgb"], names)
+    encoded = combined if combined is not None else np.concatenate(list(x.values()), 1)
+    encoded = layer_norm(encoded, p, "Transformer/encoder_norm")
+    if token:
+        starts = np.cumsum([0] + [v.shape[1] for v in x.values()])[:-1]
+        pooled = [encoded[:, s] for s in starts]
+    else:
+        pooled = [encoded.mean(1)]
+    if "pre_logits/kernel" in p:
+        pooled = [np.tanh(v @ p["pre_logits/kernel"] + p["pre_logits/bias"]) for v in pooled]
+    return np.mean([v @ p["output_projection/kernel"] + p["output_projection/bias"] for v in pooled], 0)
 
 
 def small_scenic(classes=5, modalities=("rgb", "spec"), names=LINEN_NAMES, seed=0):
@@ -344,12 +391,81 @@ def test_scenic_import_reproduces_scenic_mbt_forward_pass(tmp_path, names, layou
     assert config.num_classes == (5,) and config.classifier == "gap"
     assert config.bottleneck_update == "mean" and config.num_bottlenecks == 4
     assert report[0].endswith(f"({layout})")
-    assert len(report) == 1 + len(flat) == 1 + len(model.weights)
+    assert len([line for line in report if line.startswith("loaded ")]) == len(flat) \
+        == len(model.weights)
     x = inputs(config)
     expected = scenic_mbt({n: v.astype(np.float64) for n, v in flat.items()},
                           x["rgb"], x["spec"], config, names)
     got = model({m: tf.constant(v, tf.float32) for m, v in x.items()}, training=False)
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-3, atol=1e-4)
+
+
+# Checkpoints Scenic's MBT writes with other settings, at CPU-test widths (3 layers, d=32):
+# (checkpoint shapes, the flags a user passes, the config fields the import must arrive at).
+SCENIC_VARIANTS = {
+    "bottleneck-token-tubelet4-patch8": (
+        dict(patch=8, tubelet=4, rgb_tokens=2 * 3 * 3, spec_tokens=6 * 16, classifier="token",
+             bottlenecks=3),
+        dict(image_size=24, fusion_layer=2),
+        dict(num_frames=8, image_size=24, spec_frames=48, patch_size=8, tubelet_frames=4,
+             fusion="bottleneck", num_bottlenecks=4, classifier="token")),
+    "cross-2d-patches-224-prelogits": (
+        dict(tubelet=0, rgb_tokens=2 * 14 * 14, spec_tokens=2 * 8, bottlenecks=None, pre_logits=16),
+        dict(fusion_layer=1),
+        dict(num_frames=2, image_size=224, spec_frames=32, rgb_tokenizer="patch", fusion="cross",
+             pre_logits_size=16)),
+    "cross-token-early": (
+        dict(rgb_tokens=8, spec_tokens=6 * 8, classifier="token", bottlenecks=None),
+        dict(image_size=32, fusion_layer=0),
+        dict(num_frames=4, spec_frames=96, fusion="cross", fusion_layer=0, classifier="token")),
+    "late-with-unused-bottleneck": (
+        dict(rgb_tokens=8, spec_tokens=2 * 8),
+        dict(num_frames=4, fusion="late"),
+        dict(image_size=32, spec_frames=32, fusion="bottleneck", fusion_layer=3)),
+    "share-encoder-vanilla": (
+        dict(rgb_tokens=8, spec_tokens=2 * 8, bottlenecks=None, share=True),
+        dict(image_size=32),
+        dict(num_frames=4, spec_frames=32, fusion="vanilla", fusion_layer=0)),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SCENIC_VARIANTS))
+def test_scenic_import_reads_sizes_and_fusion_and_reproduces_scenic(tmp_path, variant):
+    shapes, flags, expected = SCENIC_VARIANTS[variant]
+    flat = random_arrays(scenic_shapes(hidden=32, heads=2, mlp=64, layers=3, classes=5, **shapes),
+                         seed=len(variant))
+    model, config, report = scenic_import.import_scenic(write_scenic(tmp_path / variant, flat),
+                                                        **flags)
+    assert {k: getattr(config, k) for k in expected} == expected
+    assert len([line for line in report if line.startswith("loaded ")]) == len(model.weights)
+    x = inputs(config)
+    want = scenic_mbt({n: v.astype(np.float64) for n, v in flat.items()}, x["rgb"], x["spec"],
+                      config, LINEN_NAMES)
+    got = model({m: tf.constant(v, tf.float32) for m, v in x.items()}, training=False)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-3, atol=1e-4)
+
+
+def test_token_classifier_bottleneck_report_names_scenics_n_bottlenecks(tmp_path):
+    shapes, flags, _ = SCENIC_VARIANTS["bottleneck-token-tubelet4-patch8"]
+    flat = random_arrays(scenic_shapes(hidden=32, heads=2, mlp=64, layers=3, classes=5, **shapes))
+    _, config, report = scenic_import.import_scenic(write_scenic(tmp_path / "tok", flat), **flags)
+    assert config.num_bottlenecks == 4
+    assert ("fusion   bottleneck [1,4,32] holds 4 tokens: Scenic's n_bottlenecks=3 (the B its "
+            "config and the paper name) plus the one it adds with classifier='token'") in "\n".join(report)
+    assert "input    rgb: 18 patch tokens + CLS -> num_frames=8, image_size=24" in report
+
+
+def test_scenic_import_lists_the_input_sizes_that_fit_when_the_tokens_leave_them_open(tmp_path):
+    path = write_scenic(tmp_path / "open", small_scenic())
+    with pytest.raises(ValueError) as error:
+        scenic_import.import_scenic(path, fusion_layer=1)
+    message = str(error.value)
+    assert "holds 8 patch tokens" in message and "image_size=224 does not split" in message
+    assert "[(16, 16), (4, 32)]" in message and "--num-frames or --image-size" in message
+    with pytest.raises(ValueError, match="pass --fusion-layer"):
+        scenic_import.import_scenic(path, image_size=32)
+    with pytest.raises(ValueError, match="--fusion late means fusion_layer=3"):
+        scenic_import.import_scenic(path, image_size=32, fusion="late", fusion_layer=1)
 
 
 def test_scenic_import_fails_naming_leftovers(tmp_path):
@@ -406,6 +522,20 @@ def test_cli_import_scenic_writes_a_keras_model(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed
     assert "loaded   output_projection/kernel [32,3] <- output_projection/kernel" in printed
+    assert "input    rgb: 3136 patch tokens -> num_frames=32, image_size=224" in printed
+
+
+def test_cli_import_scenic_takes_cross_fusion_and_input_sizes_from_flags(tmp_path, capsys):
+    flat = random_arrays(scenic_shapes(hidden=32, heads=2, mlp=64, layers=2, classes=3,
+                                       rgb_tokens=8, spec_tokens=12, bottlenecks=None))
+    out = tmp_path / "cross.keras"
+    assert cli.main(["import-scenic", write_scenic(tmp_path / "ckpt", flat), "--out", str(out),
+                     "--fusion-layer", "1", "--image-size", "32", "--spec-frames", "48"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "fusion   cross from layer 1 of 2 (fusion layer: from the flags)" in printed
+    assert "input    spec: 12 patch tokens -> spec_frames=48, mel_bins=64" in printed
+    loaded = keras.models.load_model(out)
+    assert (None, 48, 64) in [tuple(i.shape) for i in loaded.inputs] and loaded.name == "mbt_cross"
 
 
 def test_cli_init_from_vit_reports_each_weight_and_writes_a_keras_model(tmp_path, tiny_vit, capsys):
