@@ -73,6 +73,10 @@ def beam_options(workers: int, beam_args, processes: bool = False,
 def preprocess(args) -> dict:
     """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind).
     Local paths are made absolute: the records name their source files."""
+    try:
+        pipeline_options = beam_options(args.workers, args.beam_arg, args.processes, args.image)
+    except ValueError as error:
+        raise SystemExit(f"mbt preprocess: {error}") from error
     args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
                                                                 args.out))
     records, class_map = parse_label_file(
@@ -83,10 +87,6 @@ def preprocess(args) -> dict:
     dead_dir = os.path.join(args.out, DEAD_LETTERS_DIR)
     options = dict(fps=args.fps, short_side=args.short_side, missing_audio=args.missing_audio,
                    min_duration=args.min_duration, decoder_threads=args.decoder_threads)
-    try:
-        pipeline_options = beam_options(args.workers, args.beam_arg, args.processes, args.image)
-    except ValueError as error:
-        raise SystemExit(f"mbt preprocess: {error}") from error
     with beam.Pipeline(options=pipeline_options) as pipeline:
         for split in buckets:
             _ = pipeline | f"Split[{split}]" >> SplitToTFRecords(
