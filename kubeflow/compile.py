@@ -29,6 +29,10 @@ def cloud_settings(settings: PipelineSettings, *, target: str, bucket: str,
     if trainer_machine and not (target == "vertex" and project):
         raise ValueError("--trainer-machine-type/--trainer-accelerator-*: the Trainer runs as a "
                          "Vertex AI custom job, which needs --target vertex and --project")
+    if (project or trainer_machine) and image == DEFAULT_IMAGE:
+        raise ValueError("--image: Dataflow workers and the Trainer's custom job run the "
+                         "pipeline image; pass the one you built from kubeflow/Dockerfile and "
+                         "pushed")
     root = f"{bucket.rstrip('/')}/{settings.pipeline_name}"
     changes = dict(pipeline_root=f"{root}/pipeline_root", metadata_path=None,
                    serving_base=f"{root}/serving", image=image)

@@ -11,7 +11,7 @@ from components import eval_config
 from components.clip_example_gen import ClipExampleGen
 from components.schema_curator import SchemaCurator
 from mbt_keras.config import from_preset
-from pipeline.settings import PipelineSettings
+from pipeline.settings import PipelineSettings, with_worker_image
 
 TRAINER_RUN_FN = "components.trainer_module.run_fn"
 
@@ -50,7 +50,8 @@ def create_pipeline(settings: PipelineSettings,
         short_side=settings.short_side,
     )
     if settings.decode_beam_args:
-        example_gen = example_gen.with_beam_pipeline_args(list(settings.decode_beam_args))
+        example_gen = example_gen.with_beam_pipeline_args(
+            list(with_worker_image(settings.decode_beam_args, settings.image)))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
     schema_curator = SchemaCurator(inferred_schema=schema_gen.outputs["schema"],
@@ -98,5 +99,6 @@ def create_pipeline(settings: PipelineSettings,
                     trainer, model_resolver, evaluator, pusher],
         enable_cache=settings.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(settings.beam_args),
+        # Beam steps that run on Dataflow get the pipeline image as their workers' image.
+        beam_pipeline_args=list(with_worker_image(settings.beam_args, settings.image)),
     )

@@ -46,6 +46,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-arg", dest="beam_args", action="append", default=None,
                         help="Beam pipeline option for all components (repeatable)")
     parser.add_argument("--no-cache", dest="enable_cache", action="store_false")
+    parser.add_argument("--image", default=d.image,
+                        help="pipeline image (kubeflow/Dockerfile): the Dataflow workers of "
+                        "every Beam step and, on Kubeflow/Vertex, every step and the Trainer's "
+                        "custom job run it")
 
 
 def settings_from_args(args) -> PipelineSettings:
@@ -54,7 +58,7 @@ def settings_from_args(args) -> PipelineSettings:
         "epochs",
         "batch_size", "learning_rate", "tpu", "pretrained", "min_metric", "max_metric_drop",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
-        "enable_cache")}
+        "enable_cache", "image")}
     fields["overrides"] = parse_assignments(args.overrides)
     fields["train_overrides"] = parse_assignments(args.train_overrides)
     if args.beam_args:
@@ -83,9 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(comp)
     comp.add_argument("--target", choices=["vertex", "kubeflow"], default="vertex")
     comp.add_argument("--out", required=True, help="output JSON file")
-    comp.add_argument("--image", default=None,
-                      help="pipeline image (kubeflow/Dockerfile): every step, the Dataflow "
-                      "workers and the Trainer's Vertex custom job run it")
     comp.add_argument("--bucket", required=True, help="gs:// bucket for pipeline root and serving")
     comp.add_argument("--project", default=None, help="GCP project (enables Dataflow for Beam)")
     comp.add_argument("--region", default="us-central1")
@@ -112,19 +113,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     if args.action == "run":
         from pipeline.local_runner import run_local
-        run_local(with_class_count(settings_from_args(args)))
+        try:
+            run_local(with_class_count(settings_from_args(args)))
+        except ValueError as error:  # e.g. Dataflow Beam args without --image
+            raise SystemExit(f"mbt pipeline run: {error}") from error
         return 0
     if args.action == "compile":
         from kubeflow import compile as kfp_compile
-        image = args.image or kfp_compile.DEFAULT_IMAGE
         try:
             settings = kfp_compile.cloud_settings(
                 settings_from_args(args), target=args.target, bucket=args.bucket,
-                project=args.project, region=args.region, image=image,
+                project=args.project, region=args.region,
+                image=args.image or kfp_compile.DEFAULT_IMAGE,
                 trainer_machine=trainer_machine_from_args(args))
+            path = kfp_compile.compile_pipeline(settings, args.out, image=settings.image)
         except ValueError as error:
             raise SystemExit(f"mbt pipeline compile: {error}") from error
-        path = kfp_compile.compile_pipeline(settings, args.out, image=image)
         print(f"compiled {args.target} pipeline spec: {path}")
         return 0
     if not args.bucket.startswith("gs://"):

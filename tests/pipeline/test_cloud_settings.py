@@ -54,6 +54,27 @@ def test_dataflow_without_an_image_is_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_every_beam_step_of_a_pipeline_on_dataflow_gets_the_image():
+    """`mbt pipeline run --beam-arg=--runner=DataflowRunner --image ...`: LocalDagRunner
+    orchestrating, Dataflow executing; the ExampleGen's own Beam args included."""
+    from pipeline.pipeline import create_pipeline
+    dataflow = ("--runner=DataflowRunner", "--project=p", "--temp_location=gs://b/tmp")
+    settings = PipelineSettings(class_map=None, beam_args=dataflow, decode_beam_args=dataflow,
+                                image=IMAGE)
+    pipeline = create_pipeline(settings)
+    example_gen = next(c for c in pipeline.components if c.id == "ClipExampleGen")
+    for args in (pipeline.beam_pipeline_args, example_gen.executor_spec.beam_pipeline_args):
+        assert f"--sdk_container_image={IMAGE}" in args and "--sdk_location=container" in args
+    with pytest.raises(ValueError, match="--image"):
+        create_pipeline(settings.replace(image=None))
+
+
+def test_compiling_for_dataflow_needs_a_real_image(tmp_path):
+    with pytest.raises(SystemExit, match="--image"):
+        mbt_main(["pipeline", "compile", "--out", str(tmp_path / "x.json"), "--bucket", "gs://b",
+                  "--project", "p"])
+
+
 def test_options_the_user_gives_win_and_are_not_doubled():
     args = with_worker_image(["--runner=dataflow", "--sdk_container_image=other:1",
                               "--save_main_session", "--experiments=shuffle_mode=service"],
@@ -96,5 +117,5 @@ def test_tf_serving_manifest_reads_where_the_compiled_pusher_writes():
     base = next(a.split("=", 1)[1] for a in container["args"]
                 if a.startswith("--model_base_path="))
     settings = kfp_compile.cloud_settings(PipelineSettings(), target="vertex",
-                                          bucket="gs://BUCKET", project="p")
+                                          bucket="gs://BUCKET", project="p", image=IMAGE)
     assert base == settings.push_dir
