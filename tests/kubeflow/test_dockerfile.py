@@ -1,12 +1,11 @@
 """kubeflow/Dockerfile can serve as the Dataflow worker image (checked offline, no Docker):
 its Beam boot entrypoint comes from the Beam SDK image of the same Beam and Python versions
-as the pinned environment it installs, and the TFX base image matches the installed TFX."""
+as the pinned environment it installs, on an official TFX base image."""
 import os
 import re
 import sys
 
 import apache_beam
-import tfx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILE = open(os.path.join(REPO, "kubeflow", "Dockerfile")).read()
@@ -31,8 +30,10 @@ def test_the_boot_entrypoint_comes_from_the_matching_beam_sdk_image():
     assert DOCKERFILE.rstrip().splitlines()[-1] == 'ENTRYPOINT ["/opt/apache/beam/boot"]'
 
 
-def test_the_base_is_the_installed_tfx_image_and_an_argument():
-    assert _arg("TFX_IMAGE") == f"gcr.io/tfx-oss-public/tfx:{tfx.__version__}"
+def test_the_base_is_an_official_tfx_image_chosen_by_an_argument():
+    """One line moves TFX (`--build-arg TFX_IMAGE=...`); the Beam and Python checks above
+    keep the workers in step with whatever it installs."""
+    assert re.fullmatch(r"gcr\.io/tfx-oss-public/tfx:\d+\.\d+\.\d+", _arg("TFX_IMAGE"))
     assert "FROM ${TFX_IMAGE}" in DOCKERFILE
 
 
