@@ -1,7 +1,8 @@
 """Compile the pipeline for Kubeflow Pipelines 2.x / Vertex AI Pipelines (KubeflowV2DagRunner).
 
-TFX 1.16 ships only the KFP v2 runner; its PipelineJob JSON runs on both targets. On
-Vertex the Beam components run on Dataflow, so the Beam arguments switch to DataflowRunner.
+TFX 1.16 ships only the KFP v2 runner; its PipelineJob JSON runs on both targets. With a
+project the Beam components run on Dataflow, their workers on the pipeline image; with a
+Trainer machine the Trainer runs as a Vertex AI custom job on that machine and image.
 """
 import os
 from typing import Optional
@@ -9,31 +10,40 @@ from typing import Optional
 from tfx import v1 as tfx
 
 from pipeline.pipeline import create_pipeline
-from pipeline.settings import PipelineSettings
+from pipeline.settings import PipelineSettings, TrainerMachine, dataflow_beam_args
 
 TARGETS = ("vertex", "kubeflow")
 DEFAULT_IMAGE = "gcr.io/YOUR_PROJECT/mbt-pipeline:latest"
 
 
-def dataflow_beam_args(project: str, region: str, temp_location: str) -> tuple:
-    return ("--runner=DataflowRunner", f"--project={project}", f"--region={region}",
-            f"--temp_location={temp_location}", "--experiments=use_runner_v2")
-
-
 def cloud_settings(settings: PipelineSettings, *, target: str, bucket: str,
-                   project: Optional[str] = None, region: str = "us-central1") -> PipelineSettings:
-    """The same pipeline with cloud paths; Dataflow for Beam where a project is known."""
+                   project: Optional[str] = None, region: str = "us-central1",
+                   image: str = DEFAULT_IMAGE,
+                   trainer_machine: Optional[TrainerMachine] = None) -> PipelineSettings:
+    """The same pipeline with cloud paths; Dataflow for Beam where a project is known; the
+    Trainer on its own Vertex machine where one is asked for."""
     if target not in TARGETS:
         raise ValueError(f"--target {target!r}: expected one of {TARGETS}")
     if not bucket.startswith("gs://"):
         raise ValueError(f"--bucket {bucket!r}: expected a gs:// URI")
+    if trainer_machine and not (target == "vertex" and project):
+        raise ValueError("--trainer-machine-type/--trainer-accelerator-*: the Trainer runs as a "
+                         "Vertex AI custom job, which needs --target vertex and --project")
+    if (project or trainer_machine) and image == DEFAULT_IMAGE:
+        raise ValueError("--image: Dataflow workers and the Trainer's custom job run the "
+                         "pipeline image; pass the one you built from kubeflow/Dockerfile and "
+                         "pushed")
     root = f"{bucket.rstrip('/')}/{settings.pipeline_name}"
     changes = dict(pipeline_root=f"{root}/pipeline_root", metadata_path=None,
-                   serving_base=f"{root}/serving")
+                   serving_base=f"{root}/serving", image=image)
     if project:
-        beam = dataflow_beam_args(project, region, f"{root}/tmp")
+        beam = dataflow_beam_args(project=project, region=region,
+                                  temp_location=f"{root}/tmp", image=image)
         # Pipeline-level args reach every Beam component, the ExampleGen included.
         changes.update(beam_args=beam, decode_beam_args=())
+    if trainer_machine:
+        changes.update(trainer_machine=trainer_machine, vertex_project=project,
+                       vertex_region=region)
     return settings.replace(**changes)
 
 

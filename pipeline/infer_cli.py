@@ -20,6 +20,7 @@ from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
 from mbt_keras import contract
 from pipeline.output_folder import replaced_output
 from pipeline.preprocess_cli import add_job_arguments, beam_options, run_job
+from pipeline.settings import absolute
 
 
 def add_arguments(parser):
@@ -57,7 +58,14 @@ def centre_window(source, **window) -> List[Window]:
 
 
 def infer(args) -> dict:
-    """Runs the job; returns read_outcome's counts (`written`: videos predicted)."""
+    """Runs the job; returns read_outcome's counts (`written`: videos predicted). Local
+    paths are made absolute, as `mbt preprocess` does: the predictions name their videos."""
+    try:
+        pipeline_options = beam_options(args.workers, args.beam_arg, args.processes, args.image)
+    except ValueError as error:
+        raise SystemExit(f"mbt infer: {error}") from error
+    args.model, args.out = absolute(args.model), absolute(args.out)
+    args.listing, args.videos = absolute(args.listing), absolute(args.videos)
     check_saved_model(args.model)
     if args.listing:
         records = parse_listing(args.listing, args.encoding)
@@ -71,8 +79,7 @@ def infer(args) -> dict:
     window = {k: v for k, v in (("num_frames", args.num_frames), ("seconds", args.seconds))
               if v is not None}
     with replaced_output(args.out, args.overwrite) as out:
-        with beam.Pipeline(options=beam_options(args.workers, args.beam_arg,
-                                                args.processes)) as pipeline:
+        with beam.Pipeline(options=pipeline_options) as pipeline:
             _ = pipeline | "Infer" >> WritePredictions(
                 records, args.model, out, functools.partial(centre_window, **window),
                 missing_audio=args.missing_audio, progress=not args.quiet)

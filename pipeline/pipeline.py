@@ -1,6 +1,6 @@
 """`create_pipeline`: wires the MBT TFX pipeline and nothing else (TFX template style).
 
-clip ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Trainer
+clip ExampleGen -> StatisticsGen -> SchemaGen -> SchemaCurator -> ExampleValidator -> Trainer
 -> latest-blessed-model Resolver -> Evaluator -> Pusher.
 """
 from typing import Optional
@@ -9,10 +9,32 @@ from tfx import v1 as tfx
 
 from components import eval_config
 from components.clip_example_gen import ClipExampleGen
+from components.schema_curator import SchemaCurator
 from mbt_keras.config import from_preset
-from pipeline.settings import PipelineSettings
+from pipeline.settings import PipelineSettings, with_worker_image
 
 TRAINER_RUN_FN = "components.trainer_module.run_fn"
+
+
+def vertex_training_config(settings: PipelineSettings) -> dict:
+    """The Trainer's custom_config keys that make TFX's Vertex Trainer extension run it as a
+    Vertex AI custom job (CustomJob.job_spec) on `settings.trainer_machine` and the pipeline
+    image; empty when the Trainer runs inside its pipeline step."""
+    if not settings.trainer_machine:
+        return {}
+    vertex = tfx.extensions.google_cloud_ai_platform
+    return {
+        vertex.ENABLE_VERTEX_KEY: True,
+        vertex.VERTEX_REGION_KEY: settings.vertex_region,
+        vertex.TRAINING_ARGS_KEY: {
+            "project": settings.vertex_project,
+            "job_spec": {"worker_pool_specs": [{
+                "machine_spec": settings.trainer_machine.machine_spec(),
+                "replica_count": 1,
+                "container_spec": {"image_uri": settings.image},
+            }]},
+        },
+    }
 
 
 def create_pipeline(settings: PipelineSettings,
@@ -28,19 +50,24 @@ def create_pipeline(settings: PipelineSettings,
         short_side=settings.short_side,
     )
     if settings.decode_beam_args:
-        example_gen = example_gen.with_beam_pipeline_args(list(settings.decode_beam_args))
+        example_gen = example_gen.with_beam_pipeline_args(
+            list(with_worker_image(settings.decode_beam_args, settings.image)))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    schema_curator = SchemaCurator(inferred_schema=schema_gen.outputs["schema"],
+                                   class_map=settings.class_map or "")
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema_curator.outputs["schema"])
 
-    trainer = tfx.components.Trainer(
+    trainer_class = (tfx.extensions.google_cloud_ai_platform.Trainer
+                     if settings.trainer_machine else tfx.components.Trainer)
+    trainer = trainer_class(
         run_fn=TRAINER_RUN_FN,
         examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
+        schema=schema_curator.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=settings.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=0),
-        custom_config=settings.trainer_config(),
+        custom_config={**settings.trainer_config(), **vertex_training_config(settings)},
     )
 
     model_resolver = tfx.dsl.Resolver(
@@ -68,9 +95,10 @@ def create_pipeline(settings: PipelineSettings,
     return tfx.dsl.Pipeline(
         pipeline_name=settings.pipeline_name,
         pipeline_root=settings.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, trainer,
-                    model_resolver, evaluator, pusher],
+        components=[example_gen, statistics_gen, schema_gen, schema_curator, example_validator,
+                    trainer, model_resolver, evaluator, pusher],
         enable_cache=settings.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(settings.beam_args),
+        # Beam steps that run on Dataflow get the pipeline image as their workers' image.
+        beam_pipeline_args=list(with_worker_image(settings.beam_args, settings.image)),
     )

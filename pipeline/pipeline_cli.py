@@ -5,7 +5,7 @@ Every PipelineSettings field a user changes is a flag; nothing needs a code edit
 import argparse
 
 from mbt_keras.config import parse_assignments
-from pipeline.settings import PipelineSettings, with_class_count
+from pipeline.settings import PipelineSettings, TrainerMachine, with_class_count
 
 _DEFAULTS = PipelineSettings()
 
@@ -46,6 +46,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-arg", dest="beam_args", action="append", default=None,
                         help="Beam pipeline option for all components (repeatable)")
     parser.add_argument("--no-cache", dest="enable_cache", action="store_false")
+    parser.add_argument("--image", default=d.image,
+                        help="pipeline image (kubeflow/Dockerfile): the Dataflow workers of "
+                        "every Beam step and, on Kubeflow/Vertex, every step and the Trainer's "
+                        "custom job run it")
 
 
 def settings_from_args(args) -> PipelineSettings:
@@ -54,13 +58,26 @@ def settings_from_args(args) -> PipelineSettings:
         "epochs",
         "batch_size", "learning_rate", "tpu", "pretrained", "min_metric", "max_metric_drop",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
-        "enable_cache")}
+        "enable_cache", "image")}
     fields["overrides"] = parse_assignments(args.overrides)
     fields["train_overrides"] = parse_assignments(args.train_overrides)
     if args.beam_args:
         fields["beam_args"] = tuple(args.beam_args)
         fields["decode_beam_args"] = tuple(args.beam_args)
     return PipelineSettings(**fields)
+
+
+def trainer_machine_from_args(args):
+    """The Trainer's Vertex machine, or None when no --trainer-* flag asks for one."""
+    if not (args.trainer_machine_type or args.trainer_accelerator_type
+            or args.trainer_accelerator_count or args.trainer_tpu_topology):
+        return None
+    chosen = dict(accelerator_type=args.trainer_accelerator_type,
+                  accelerator_count=args.trainer_accelerator_count,
+                  tpu_topology=args.trainer_tpu_topology)
+    if args.trainer_machine_type:
+        chosen["machine_type"] = args.trainer_machine_type
+    return TrainerMachine(**chosen)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,10 +87,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(comp)
     comp.add_argument("--target", choices=["vertex", "kubeflow"], default="vertex")
     comp.add_argument("--out", required=True, help="output JSON file")
-    comp.add_argument("--image", default=None, help="pipeline container image")
     comp.add_argument("--bucket", required=True, help="gs:// bucket for pipeline root and serving")
     comp.add_argument("--project", default=None, help="GCP project (enables Dataflow for Beam)")
     comp.add_argument("--region", default="us-central1")
+    comp.add_argument("--trainer-machine-type", default=None,
+                      help="run the Trainer as a Vertex AI custom job on this machine type "
+                      "(e.g. n1-standard-16, a2-highgpu-2g, ct5lp-hightpu-4t)")
+    comp.add_argument("--trainer-accelerator-type", default=None,
+                      help="Vertex accelerator: a GPU (NVIDIA_TESLA_V100, NVIDIA_L4, ...) or a "
+                      "TPU (TPU_V5_LITEPOD, TPU_V3, ...); TPUs train with TPUStrategy")
+    comp.add_argument("--trainer-accelerator-count", type=int, default=0,
+                      help="accelerators on the Trainer's machine (several GPUs: "
+                      "MirroredStrategy)")
+    comp.add_argument("--trainer-tpu-topology", default=None,
+                      help="TPU slice topology where the machine type needs one (e.g. 2x2)")
     sub_ = sub.add_parser("submit", help="submit a compiled spec to Vertex AI Pipelines")
     sub_.add_argument("spec", help="compiled PipelineJob JSON")
     sub_.add_argument("--project", required=True)
@@ -86,15 +113,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     if args.action == "run":
         from pipeline.local_runner import run_local
-        run_local(with_class_count(settings_from_args(args)))
+        try:
+            run_local(with_class_count(settings_from_args(args)))
+        except ValueError as error:  # e.g. Dataflow Beam args without --image
+            raise SystemExit(f"mbt pipeline run: {error}") from error
         return 0
     if args.action == "compile":
         from kubeflow import compile as kfp_compile
-        settings = kfp_compile.cloud_settings(settings_from_args(args), target=args.target,
-                                              bucket=args.bucket, project=args.project,
-                                              region=args.region)
-        path = kfp_compile.compile_pipeline(settings, args.out,
-                                            image=args.image or kfp_compile.DEFAULT_IMAGE)
+        try:
+            settings = kfp_compile.cloud_settings(
+                settings_from_args(args), target=args.target, bucket=args.bucket,
+                project=args.project, region=args.region,
+                image=args.image or kfp_compile.DEFAULT_IMAGE,
+                trainer_machine=trainer_machine_from_args(args))
+            path = kfp_compile.compile_pipeline(settings, args.out, image=settings.image)
+        except ValueError as error:
+            raise SystemExit(f"mbt pipeline compile: {error}") from error
         print(f"compiled {args.target} pipeline spec: {path}")
         return 0
     if not args.bucket.startswith("gs://"):

@@ -25,7 +25,7 @@ from components.preprocess.splits import assign_splits
 from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
                                              SplitToTFRecords, read_outcome)
 from pipeline.output_folder import OutputExistsError, replaced_output
-from pipeline.settings import LOCAL_RUNNER
+from pipeline.settings import LOCAL_RUNNER, absolute, with_worker_image
 
 
 def add_arguments(parser):
@@ -68,21 +68,34 @@ def add_job_arguments(parser):
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="Beam pipeline option passed through, repeatable")
     parser.add_argument("--quiet", action="store_true", help="no per-item progress lines")
+    parser.add_argument("--image", default=None,
+                        help="the pipeline image (kubeflow/Dockerfile): with "
+                        "--beam-arg=--runner=DataflowRunner, the Dataflow worker image")
 
 
-def beam_options(workers: int, beam_args, processes: bool = False) -> PipelineOptions:
+def beam_options(workers: int, beam_args, processes: bool = False,
+                 image: str = None) -> PipelineOptions:
     """Local options unless `beam_args` choose otherwise: the DirectRunner's FnApiRunner
     (settings.LOCAL_RUNNER) with worker threads (the decoder, JPEG encoder and GZIP release
     the GIL, and threads start at once), worker processes with `processes` (12-30 s of
-    start-up here, docs/benchmarks.md)."""
+    start-up here, docs/benchmarks.md). On Dataflow the workers run `image`
+    (settings.with_worker_image)."""
     mode = "multi_processing" if processes else "multi_threading" if workers > 1 else "in_memory"
     defaults = [LOCAL_RUNNER, f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
     given = {a.split("=")[0] for a in beam_args}
-    return PipelineOptions([d for d in defaults if d.split("=")[0] not in given] + beam_args)
+    return PipelineOptions(list(with_worker_image(
+        [d for d in defaults if d.split("=")[0] not in given] + list(beam_args), image)))
 
 
 def preprocess(args) -> dict:
-    """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind)."""
+    """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind).
+    Local paths are made absolute: the records name their source files."""
+    try:
+        pipeline_options = beam_options(args.workers, args.beam_arg, args.processes, args.image)
+    except ValueError as error:
+        raise SystemExit(f"mbt preprocess: {error}") from error
+    args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
+                                                                args.out))
     records, class_map = parse_label_file(
         args.labels, args.videos, args.format, class_map_path=args.class_map,
         video_template=args.video_template, presegmented=args.presegmented,
@@ -93,8 +106,7 @@ def preprocess(args) -> dict:
                    min_duration=args.min_duration, decoder_threads=args.decoder_threads)
     with replaced_output(args.out, args.overwrite) as out:
         dead_dir = os.path.join(out, DEAD_LETTERS_DIR)
-        with beam.Pipeline(options=beam_options(args.workers, args.beam_arg,
-                                                args.processes)) as pipeline:
+        with beam.Pipeline(options=pipeline_options) as pipeline:
             for split in buckets:
                 _ = pipeline | f"Split[{split}]" >> SplitToTFRecords(
                     [r for r in records if r.split == split], class_map, split,

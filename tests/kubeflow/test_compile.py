@@ -1,4 +1,6 @@
-"""The Kubeflow/Vertex spec compiles offline and parses into the KFP protos."""
+"""The Kubeflow/Vertex spec compiles offline and parses into the KFP and Vertex protos; the
+Dataflow workers' image and options and the Trainer's Vertex machine are checked field by
+field where Vertex and Dataflow read them."""
 import json
 import os
 import subprocess
@@ -10,13 +12,19 @@ from google.protobuf import json_format
 from kubeflow import compile as kfp_compile
 from pipeline import pipeline_cli
 from pipeline.cli import main as mbt_main
-from pipeline.settings import PipelineSettings
+from pipeline.settings import PipelineSettings, TrainerMachine
 
 # KFP v2 compiles the latest-blessed-model Resolver into two resolver tasks.
-EXPECTED_NODES = {"ClipExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
+EXPECTED_NODES = {"ClipExampleGen", "StatisticsGen", "SchemaGen", "SchemaCurator",
+                  "ExampleValidator", "Trainer",
                   "latest_blessed_model_resolver-model-resolver",
                   "latest_blessed_model_resolver-model-blessing-resolver", "Evaluator", "Pusher"}
 IMAGE = "gcr.io/test-project/mbt-pipeline:1"
+BEAM_COMPONENTS = ("ClipExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Evaluator")
+# Flags of the walk-through in docs/cloud.md, step 2 (GPU Trainer).
+GPU_FLAGS = ["--trainer-machine-type", "a2-highgpu-2g",
+             "--trainer-accelerator-type", "NVIDIA_TESLA_A100",
+             "--trainer-accelerator-count", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +36,8 @@ def compiled(tmp_path_factory):
         [mbt, "pipeline", "compile", "--target", "vertex", "--out", str(out), "--image", IMAGE,
          "--bucket", "gs://test-bucket", "--project", "test-project", "--region", "europe-west4",
          "--preset", "mbt-tiny", "--set", "fusion_layer=1", "--epochs", "7",
-         "--data", "gs://test-bucket/clips", "--labels", "gs://test-bucket/labels.csv"],
+         "--data", "gs://test-bucket/clips", "--labels", "gs://test-bucket/labels.csv",
+         "--class-map", "gs://test-bucket/class_map.csv", *GPU_FLAGS],
         capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
@@ -95,3 +104,106 @@ def test_settings_from_flags_round_trip():
     assert settings.overrides == {"num_bottlenecks": 8, "fusion": "cross"}
     assert settings.min_metric == 0.4
     assert settings.beam_args == ("--direct_num_workers=4",)
+
+
+def _executor_args(compiled, node):
+    return compiled["pipelineSpec"]["deploymentSpec"]["executors"][f"{node}_executor"][
+        "container"]["args"]
+
+
+def _task_parameter(compiled, node, name):
+    parameter = compiled["pipelineSpec"]["root"]["dag"]["tasks"][node]["inputs"]["parameters"]
+    return parameter[name]["runtimeValue"]["constantValue"]["stringValue"]
+
+
+@pytest.mark.parametrize("node", BEAM_COMPONENTS)
+def test_every_beam_component_runs_dataflow_workers_on_the_pipeline_image(compiled, node):
+    args = _executor_args(compiled, node)
+    for expected in (f"--sdk_container_image={IMAGE}", "--experiments=use_runner_v2",
+                     "--sdk_location=container", "--no_save_main_session",
+                     "--temp_location=gs://test-bucket/mbt/tmp"):
+        assert args.count(expected) == 1, (node, expected, args)
+
+
+def _worker_pool(compiled):
+    """The Trainer's CustomJobSpec, parsed by Vertex's own proto (aiplatform_v1)."""
+    from google.cloud.aiplatform_v1.types import CustomJobSpec
+    config = json.loads(_task_parameter(compiled, "Trainer", "custom_config"))
+    training = config["ai_platform_training_args"]
+    spec = CustomJobSpec.from_json(json.dumps(training["job_spec"]),
+                                   ignore_unknown_fields=False)
+    [pool] = spec.worker_pool_specs
+    return config, training, pool
+
+
+def test_trainer_runs_as_a_vertex_custom_job_on_the_requested_gpus(compiled):
+    config, training, pool = _worker_pool(compiled)
+    assert _executor_args(compiled, "Trainer")[1] == (
+        "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor")
+    assert config["ai_platform_enable_vertex"] is True
+    assert config["ai_platform_vertex_region"] == "europe-west4"
+    assert training["project"] == "test-project"
+    assert pool.machine_spec.machine_type == "a2-highgpu-2g"
+    assert pool.machine_spec.accelerator_type.name == "NVIDIA_TESLA_A100"
+    assert pool.machine_spec.accelerator_count == 2
+    assert pool.replica_count == 1
+    assert pool.container_spec.image_uri == IMAGE
+    # Two GPUs on one machine: no TPU address, so mbt_keras.strategy picks MirroredStrategy.
+    assert "tpu" not in config and config["preset"] == "mbt-tiny"
+
+
+def test_a_tpu_trainer_gets_the_tpu_vm_spec_and_trains_with_tpu_strategy(tmp_path):
+    machine = TrainerMachine(machine_type="ct5lp-hightpu-4t", accelerator_type="TPU_V5_LITEPOD",
+                             accelerator_count=4, tpu_topology="2x2")
+    settings = kfp_compile.cloud_settings(
+        PipelineSettings(class_map="gs://b/class_map.csv"), target="vertex", bucket="gs://b",
+        project="p", region="us-central1", image=IMAGE, trainer_machine=machine)
+    out = kfp_compile.compile_pipeline(settings, str(tmp_path / "tpu.json"), image=IMAGE)
+    compiled = json.loads(open(out).read())
+    config, _, pool = _worker_pool(compiled)
+    assert (pool.machine_spec.machine_type, pool.machine_spec.accelerator_type.name,
+            pool.machine_spec.accelerator_count, pool.machine_spec.tpu_topology) == (
+        "ct5lp-hightpu-4t", "TPU_V5_LITEPOD", 4, "2x2")
+    assert pool.container_spec.image_uri == IMAGE
+    # run_fn passes it to make_strategy: TPUClusterResolver(tpu="local") -> TPUStrategy.
+    assert config["tpu"] == "local"
+
+
+def test_without_trainer_flags_the_trainer_stays_in_its_pipeline_step(tmp_path):
+    settings = kfp_compile.cloud_settings(PipelineSettings(), target="vertex", bucket="gs://b",
+                                          project="p", image=IMAGE)
+    out = kfp_compile.compile_pipeline(settings, str(tmp_path / "plain.json"), image=IMAGE)
+    compiled = json.loads(open(out).read())
+    assert _executor_args(compiled, "Trainer")[1] == "tfx.components.trainer.executor.GenericExecutor"
+    assert "ai_platform_training_args" not in _task_parameter(compiled, "Trainer", "custom_config")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--trainer-accelerator-type", "NVIDIA_L4"], "accelerator-count"),
+    (["--trainer-accelerator-count", "2"], "accelerator-type"),
+    (["--trainer-tpu-topology", "2x2", "--trainer-accelerator-type", "NVIDIA_L4",
+      "--trainer-accelerator-count", "1"], "TPU"),
+])
+def test_inconsistent_trainer_flags_are_refused_naming_the_flag(flags, message, tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        mbt_main(["pipeline", "compile", "--out", str(tmp_path / "x.json"), "--bucket", "gs://b",
+                  "--project", "p", *flags])
+
+
+def test_trainer_machine_needs_vertex_and_a_project(tmp_path):
+    with pytest.raises(SystemExit, match="--project"):
+        mbt_main(["pipeline", "compile", "--out", str(tmp_path / "x.json"), "--bucket", "gs://b",
+                  *GPU_FLAGS])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_every_executor_class_the_spec_names_is_importable_from_the_package(compiled):
+    """The steps import their executors by path in the pipeline image; the SchemaCurator's
+    is generated by TFX's component decorator and must be a module attribute."""
+    import importlib
+    executors = compiled["pipelineSpec"]["deploymentSpec"]["executors"]
+    paths = {e["container"]["args"][1] for e in executors.values() if "container" in e}
+    assert "components.schema_curator.SchemaCurator_Executor" in paths
+    for path in paths:
+        module, name = path.rsplit(".", 1)
+        assert hasattr(importlib.import_module(module), name), path

@@ -2,6 +2,8 @@
 
 One shared run (session fixture) feeds most checks; a second run proves caching, and a third
 trains a deliberately worse model (zero epochs) that must be neither blessed nor pushed.
+The shared run is given relative paths: everything it records must still resolve from
+another working directory.
 """
 import csv
 import os
@@ -15,7 +17,8 @@ from pipeline.demo_data import make_demo_data
 from pipeline.local_runner import run_local
 from pipeline.settings import PipelineSettings, with_class_count
 
-NODES = ("ClipExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
+NODES = ("ClipExampleGen", "StatisticsGen", "SchemaGen", "SchemaCurator", "ExampleValidator",
+         "Trainer",
          "latest_blessed_model_resolver", "Evaluator", "Pusher")
 BROKEN = {"broken_truncated": "videos/broken_truncated.mp4",
           "broken_not_video": "videos/broken_not_video.mp4"}
@@ -39,17 +42,21 @@ def _add_broken_clips(data):
 @pytest.fixture(scope="session")
 def e2e(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    data = str(root / "data")
-    make_demo_data(data, clips=30, seed=1)
-    _add_broken_clips(data)
-    settings = with_class_count(PipelineSettings(
-        pipeline_name="mbt-e2e", pipeline_root=str(root / "pipeline_root"),
-        metadata_path=str(root / "metadata.sqlite"), videos=data,
-        labels=os.path.join(data, "labels.csv"), class_map=os.path.join(data, "class_map.csv"),
-        short_side=40, preset="mbt-micro", epochs=20, batch_size=4, learning_rate=2.0,
-        train_overrides={"augment": False, "mixup_alpha": 0.0}, min_metric=0.05,
-        max_metric_drop=0.0, serving_base=str(root / "serving")))
-    run_local(settings)
+    make_demo_data(str(root / "data"), clips=30, seed=1)
+    _add_broken_clips(str(root / "data"))
+    cwd = os.getcwd()
+    os.chdir(root)  # the run sees relative paths only, as `mbt pipeline run` from a folder
+    try:
+        settings = with_class_count(PipelineSettings(
+            pipeline_name="mbt-e2e", pipeline_root="pipeline_root",
+            metadata_path="metadata.sqlite", videos="data", labels="data/labels.csv",
+            class_map="data/class_map.csv", short_side=40, preset="mbt-micro", epochs=20,
+            batch_size=4, learning_rate=2.0,
+            train_overrides={"augment": False, "mixup_alpha": 0.0}, min_metric=0.05,
+            max_metric_drop=0.0, serving_base="serving"))
+        settings = run_local(settings)
+    finally:
+        os.chdir(cwd)
     return settings
 
 
@@ -113,3 +120,48 @@ def test_second_run_reuses_the_cache_and_a_worse_model_is_not_pushed(e2e):
     latest_blessing = max(_artifacts(e2e, "ModelBlessing"), key=lambda a: a.id)
     assert latest_blessing.custom_properties["blessed"].int_value == 0
     assert _versions(e2e) == pushed_before
+
+
+@pytest.mark.slow
+def test_recorded_uris_resolve_from_another_directory(e2e, tmp_path, monkeypatch):
+    """A notebook elsewhere: statistics (TFDV), the curated schema, the validation, the
+    evaluation (TFMA) and the pushed model all load from the URIs the store recorded."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+    import tensorflow_model_analysis as tfma
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    from mbt_keras import contract
+
+    monkeypatch.chdir(tmp_path)
+    store = _store(e2e)
+    assert all(os.path.isabs(artifact.uri) for artifact in store.get_artifacts())
+
+    def first(type_name):
+        return min(_artifacts(e2e, type_name), key=lambda a: a.id)
+
+    statistics = first("ExampleStatistics")
+    train_stats = tfdv.load_stats_binary(os.path.join(statistics.uri, "Split-train",
+                                                      "FeatureStats.pb"))
+    assert train_stats.datasets[0].num_examples > 0
+    curator = _executions(e2e, "SchemaCurator")[0]
+    [curated] = store.get_artifacts_by_id(
+        [e.artifact_id for e in store.get_events_by_execution_ids([curator.id])
+         if e.type == metadata_store_pb2.Event.OUTPUT])
+    schema = tfdv.load_schema_text(os.path.join(curated.uri, "schema.pbtxt"))
+    index = tfdv.get_feature(schema, contract.LABEL_INDEX)
+    assert (index.int_domain.min, index.int_domain.max) == (0, e2e.overrides["num_classes"] - 1)
+    # ExampleValidator used the curated schema: the demo data has no anomaly.
+    validation = first("ExampleAnomalies")
+    for split in ("train", "eval"):
+        anomalies = anomalies_pb2.Anomalies.FromString(tf.io.gfile.GFile(
+            os.path.join(validation.uri, f"Split-{split}", "SchemaDiff.pb"), "rb").read())
+        assert dict(anomalies.anomaly_info) == {}, (split, anomalies)
+    metrics = list(tfma.load_metrics(first("ModelEvaluation").uri))
+    assert metrics and metrics[0].metric_keys_and_values
+    pushed = min((p for p in _artifacts(e2e, "PushedModel")
+                  if p.custom_properties["pushed"].int_value == 1), key=lambda a: a.id)
+    destination = pushed.custom_properties["pushed_destination"].string_value
+    assert os.path.isabs(destination) and destination.startswith(e2e.push_dir)
+    model = tf.saved_model.load(destination)
+    assert contract.SIG_SERVING in model.signatures
