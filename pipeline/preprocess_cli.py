@@ -1,10 +1,11 @@
 """`mbt preprocess`: the ClipExampleGen job outside TFX, on any Beam runner.
 
 Same PTransform per split (SplitToTFRecords), same split rule and same output layout as the
-ExampleGen: OUT/Split-<name>/data_tfrecord-* (`.gz` with --compression gzip) and OUT/DeadLetters/. Runs on the
-DirectRunner's FnApiRunner in this process with one worker thread per core by default
-(`--workers N`, `--processes` for worker processes); `--beam-arg` passes any Beam pipeline
-option through (e.g. --beam-arg=--runner=DataflowRunner --beam-arg=--project=...).
+ExampleGen: OUT/Split-<name>/data_tfrecord-* (`.gz` with --compression gzip) and
+OUT/DeadLetters/. Runs on the DirectRunner's FnApiRunner in this process with one worker thread
+per core by default (`--workers N`, `--processes` for worker processes); `--beam-arg` passes
+any Beam pipeline option through (e.g. --beam-arg=--runner=DataflowRunner
+--beam-arg=--project=...).
 """
 import os
 import sys
@@ -58,7 +59,7 @@ def add_arguments(parser):
 
 def beam_options(workers: int, beam_args, processes: bool = False) -> PipelineOptions:
     """Local options unless `beam_args` choose otherwise: the DirectRunner's FnApiRunner
-    (settings.LOCAL_RUNNER) with worker threads (the decoder, JPEG encoder and GZIP release
+    (settings.LOCAL_RUNNER) with worker threads (the decoder, JPEG encoder and igzip release
     the GIL, and threads start at once), worker processes with `processes` (12-30 s of
     start-up here, docs/benchmarks.md)."""
     mode = "multi_processing" if processes else "multi_threading" if workers > 1 else "in_memory"
