@@ -238,3 +238,16 @@ def test_colour_jitter_equals_tf_image_ops_to_float_rounding():
     reference = tf.clip_by_value(tf.image.adjust_hue(reference, 0.15), 0.0, 1.0)
     np.testing.assert_allclose(augment.colour_jitter(frames, -0.1, 1.3, 0.7, 0.15), reference,
                                atol=2e-6)
+
+
+def test_frames_stored_at_5_fps_are_the_25_fps_frames_at_or_before_the_paper_positions():
+    """`mbt preprocess --fps 5` keeps every 5th frame of the 25 fps record; the paper's 8 frames
+    over 8 s (stride 25 at 25 fps, 5 at 5 fps) then come from the same instants, each the
+    stored frame at or before them: identical when the start is on the 0.2 s grid."""
+    starts = tf.range(0, 200, dtype=tf.float32) / 100.0  # every 10 ms step of the sampler
+    for start in starts:
+        at_25 = input_pipeline.frame_indices(start, 25.0, 250, 8.0, 8).numpy()
+        at_5 = input_pipeline.frame_indices(start, 5.0, 50, 8.0, 8).numpy()
+        np.testing.assert_array_equal(at_5, at_25 // 5)
+        if round(float(start) * 100) % 20 == 0:
+            np.testing.assert_array_equal(5 * at_5, at_25)
