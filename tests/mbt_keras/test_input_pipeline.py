@@ -229,7 +229,7 @@ def test_colour_jitter_equals_tf_image_ops_to_float_rounding():
     for factor in (0.0, 0.6, 1.0, 1.4, 3.0):
         np.testing.assert_allclose(augment.adjust_saturation(frames, factor),
                                    tf.image.adjust_saturation(frames, factor), atol=2e-6)
-    for delta in (-0.5, -0.2, -0.01, 0.0, 0.13, 0.2, 0.5):
+    for delta in (-1.0, -0.5, -0.2, -0.01, 0.0, 0.13, 0.2, 0.5, 0.99):
         np.testing.assert_allclose(augment.adjust_hue(frames, delta),
                                    tf.image.adjust_hue(frames, delta), atol=2e-6)
     reference = tf.image.adjust_brightness(frames, -0.1)
