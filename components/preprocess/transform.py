@@ -30,7 +30,7 @@ DEAD_LETTERS_DIR = "DeadLetters"
 # names them (write_split.DEFAULT_TF_RECORD_FILE_NAME).
 RECORDS_FILE_NAME = "data_tfrecord"
 # Uncompressed by default: deflate saves 1% on JPEG-heavy records and reading them back costs
-# 4x the JPEG decoding a training example needs (docs/benchmarks.md, bench/input_pipeline.py).
+# 6x the JPEG decoding a training example needs (docs/benchmarks.md, bench/input_pipeline.py).
 COMPRESSIONS = ("none", "gzip")
 
 
