@@ -14,7 +14,9 @@ figure that does not move with its load. The last line is `ratio_to_floor=<value
 one-core pipeline's examples per CPU-second over the floor's (issue 15 target >= 0.5); the
 wall-clock ratio is printed before it.
 
-Records come from the real preprocessing job, e.g.
+Records come from the real preprocessing job on real footage, e.g. AudioSet-length clips of
+the test video played twice (docs/benchmarks.md has the label file):
+  python bench/input_pipeline.py --make-clip DIR/bunny10.mp4
   mbt preprocess --labels labels.csv --videos DIR --out OUT --splits train:1 [--fps 25]
   python bench/input_pipeline.py --records 'OUT/Split-train/*' [--gzip-records 'GZ/*.gz']
       [--preset mbt-b16] [--batch-size 8] [--examples 48]
@@ -25,10 +27,40 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from mbt_keras import augment, input_pipeline  # noqa: E402
 from mbt_keras.config import from_preset  # noqa: E402
+
+
+REAL_CLIP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
+                         "bigbuckbunny_5s.mp4")
+
+
+def make_clip(path, seconds=10, fps=25):
+    """tests/data's 5.3 s 720p clip looped to `seconds` (AudioSet's 10 s), re-encoded as
+    H.264 + AAC with PyAV: real footage at the length the paper's datasets have."""
+    import av  # pylint: disable=import-outside-toplevel
+    with av.open(REAL_CLIP) as source:
+        frames = [f.to_ndarray(format="rgb24") for f in source.decode(video=0)]
+    with av.open(REAL_CLIP) as source:
+        rate = source.streams.audio[0].rate
+        audio = np.concatenate([f.to_ndarray() for f in source.decode(audio=0)], axis=1)
+    mono = np.resize(audio.mean(axis=0), seconds * rate).astype(np.float32)[None]
+    with av.open(path, "w") as out:
+        video = out.add_stream("libx264", rate=fps, options={"preset": "superfast"})
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=rate, layout="mono")
+        for k in range(seconds * fps):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frames[k % len(frames)],
+                                                            format="rgb24")))
+        out.mux(video.encode(None))
+        frame = av.AudioFrame.from_ndarray(mono, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = rate, 0
+        out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
 
 
 def read_all(files):
@@ -122,13 +154,19 @@ def record_bytes(files):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", required=True, help="glob of the job's TFRecords")
+    parser.add_argument("--records", help="glob of the job's TFRecords")
+    parser.add_argument("--make-clip", help="write the 10 s source clip here and exit")
     parser.add_argument("--gzip-records", help="glob of the same clips written with GZIP")
     parser.add_argument("--preset", default="mbt-b16",
                         help="sampling of the paper: 8 frames, 224 crop, 800 x 128 log-mel")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--examples", type=int, default=48, help="examples timed per figure")
     args = parser.parse_args(argv)
+    if args.make_clip:
+        make_clip(args.make_clip)
+        return 0
+    if not args.records:
+        parser.error("--records is required (or --make-clip)")
     config = from_preset(args.preset)
     files = input_pipeline.list_files(args.records)
     serialized = [r.numpy() for r in read_all(files).take(8)]
