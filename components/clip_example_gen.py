@@ -1,5 +1,6 @@
 """ClipExampleGen: the TFX ExampleGen that turns raw clips + a label file into
-SequenceExample TFRecords (GZIP) with train/eval splits and dead letters.
+SequenceExample TFRecords (uncompressed, or GZIP `.gz` on request) with train/eval splits and
+dead letters.
 
 It reuses FileBasedExampleGen's spec and driver (spans, fingerprints of the label file, so an
 unchanged label file is a cache hit) and adds one parameter, the preprocessing options.
