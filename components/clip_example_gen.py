@@ -1,5 +1,6 @@
 """ClipExampleGen: the TFX ExampleGen that turns raw clips + a label file into
-SequenceExample TFRecords (GZIP) with train/eval splits and dead letters.
+SequenceExample TFRecords (uncompressed, or GZIP `.gz` on request) with train/eval splits and
+dead letters.
 
 It reuses FileBasedExampleGen's spec and driver (spans, fingerprints of the label file, so an
 unchanged label file is a cache hit) and adds one parameter, the preprocessing options.
@@ -38,15 +39,18 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
                  class_map: Optional[str] = None, splits: Optional[Dict[str, int]] = None,
                  fps: float = 25, short_side: int = 256, missing_audio: str = "reject",
                  min_duration: float = 1.0, include_waveform: bool = False,
-                 video_template: str = "{ytid}.mp4", presegmented: bool = False):
+                 video_template: str = "{ytid}.mp4", presegmented: bool = False,
+                 compression: str = "none"):
         """`labels`: the label file (its folder is the input_base; the driver fingerprints the
         file, so an unchanged label file is a cache hit). `splits` maps output split names to hash buckets, used for clips whose label-file
-        row has no split; rows with a split keep it (test/val go to 'eval')."""
+        row has no split; rows with a split keep it (test/val go to 'eval'). `compression`:
+        "none" (records DMVR/Scenic read as they are) or "gzip" (`.gz` files)."""
         splits = splits or DEFAULT_SPLITS
         config = dict(format=label_format, videos=videos, class_map=class_map, fps=fps,
                       short_side=short_side, missing_audio=missing_audio,
                       min_duration=min_duration, include_waveform=include_waveform,
-                      video_template=video_template, presegmented=presegmented)
+                      video_template=video_template, presegmented=presegmented,
+                      compression=compression)
         spec = ClipExampleGenSpec(
             input_base=os.path.dirname(labels),
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(

@@ -9,12 +9,13 @@ per-element lengths such as 100 x 128 log-mel floats per second, presence) and r
 what depends on the particular clips:
 
 - ids and file names are free text: no domain;
-- timestamps and durations are free floats: no domain, no shape;
+- timestamps and durations are free numbers: no domain, no shape;
 - feature lists (`##SEQUENCE##`) may have any number of elements, and are checked (never
   DEPRECATED), so a record without its log-mel is an anomaly;
 - label indices lie in [0, number of classes - 1] of the class map, label names in the
   class map's names; several labels per clip are allowed (multi-label data);
-- the optional waveform list (`--include-waveform`) may be absent.
+- the optional waveform list (`--include-waveform`) may be absent, and its one element
+  holds the whole clip's samples (DMVR's layout), so its length is free too.
 
 `SchemaCurator` is the TFX component that applies them after SchemaGen; ExampleValidator
 and the Trainer read its output.
@@ -29,8 +30,9 @@ from mbt_keras import contract
 # tfx_bsl's TFSequenceExampleRecord puts the feature lists under this STRUCT feature.
 SEQUENCE_STRUCT = "##SEQUENCE##"
 FREE_TEXT = (contract.CLIP_ID, contract.VIDEO_FILENAME)
-FREE_FLOATS = (contract.CLIP_START, contract.CLIP_END, contract.CLIP_DURATION)
-LABELS = (contract.LABEL_INDEX, contract.LABEL_STRING)
+FREE_NUMBERS = (contract.CLIP_START, contract.CLIP_END, contract.CLIP_DURATION)
+# Label names: `clip/label/text` in version-2 records, `clip/label/string` in version 1.
+LABEL_NAMES = (contract.LABEL_TEXT, contract.LABEL_STRING)
 OPTIONAL_SEQUENCE = (contract.WAVEFORM,)
 SCHEMA_FILE = "schema.pbtxt"  # the name SchemaGen writes and ExampleValidator reads
 
@@ -58,11 +60,11 @@ def curate_schema(inferred: schema_pb2.Schema,
     schema = schema_pb2.Schema()
     schema.CopyFrom(inferred)
     top = schema.feature
-    for name in FREE_TEXT + FREE_FLOATS:
+    for name in FREE_TEXT + FREE_NUMBERS:
         feature = _feature(top, name)
         if feature is not None:
             _free(feature)
-    kept = [d for d in schema.string_domain if d.name not in FREE_TEXT + (contract.LABEL_STRING,)]
+    kept = [d for d in schema.string_domain if d.name not in FREE_TEXT + LABEL_NAMES]
     del schema.string_domain[:]
     schema.string_domain.extend(kept)
 
@@ -73,13 +75,15 @@ def curate_schema(inferred: schema_pb2.Schema,
         index.int_domain.min = 0
         if class_names:
             index.int_domain.max = len(class_names) - 1
-    names = _feature(top, contract.LABEL_STRING)
-    if names is not None:
+    for name in LABEL_NAMES:
+        names = _feature(top, name)
+        if names is None:
+            continue
         _free(names)
         _at_least_one_value(names)
         if class_names:
-            names.domain = contract.LABEL_STRING
-            schema.string_domain.add(name=contract.LABEL_STRING, value=list(class_names))
+            names.domain = name
+            schema.string_domain.add(name=name, value=list(class_names))
 
     sequence = _feature(top, SEQUENCE_STRUCT)
     if sequence is not None:
@@ -96,6 +100,9 @@ def curate_schema(inferred: schema_pb2.Schema,
                                                               type=schema_pb2.FLOAT))
             optional.presence.min_fraction = 0.0
             optional.presence.min_count = 0
+            for count in optional.value_counts.value_count[1:]:
+                count.ClearField("min")
+                count.ClearField("max")
     return schema
 
 

@@ -5,21 +5,29 @@ model's contract without pulling in training code.
 """
 
 # --- TFRecords: tf.train.SequenceExample following DMVR / Scenic MBT keys ----
-# Feature lists (one element per frame / per second of audio).
+# Read by DMVR's add_image / add_label / add_audio and Scenic's MBT add_spectrogram unchanged
+# (docs/data_format.md). Version 1 records (before RECORD_FORMAT_VERSION) stay readable.
+# Feature lists (one element per frame / per second of log-mel).
 IMAGE_ENCODED = "image/encoded"              # bytes, one JPEG per frame
 MELSPEC = "melspec/feature/floats"           # float, 100 frames x 128 bins per second
-WAVEFORM = "WAVEFORM/feature/floats"         # float, optional, 16000 samples per second
+WAVEFORM = "WAVEFORM/feature/floats"         # float, optional: the whole waveform as ONE element
 # Context features.
 LABEL_INDEX = "clip/label/index"             # int64, one or more class indices
-LABEL_STRING = "clip/label/string"           # bytes, the matching class names
+LABEL_TEXT = "clip/label/text"               # bytes, the matching class names (DMVR's key)
+LABEL_STRING = "clip/label/string"           # bytes, label names of version-1 records (read only)
 VIDEO_FILENAME = "video/filename"            # bytes, source path or URI
 CLIP_ID = "clip/id"                          # bytes
 CLIP_FPS = "clip/frame_rate"                 # float, fps of the stored frames
 CLIP_SAMPLE_RATE = "clip/audio/sample_rate"  # int64, Hz of the stored waveform
-CLIP_START = "clip/start/timestamp"          # float, seconds into the source
-CLIP_END = "clip/end/timestamp"              # float, seconds into the source
+CLIP_START = "clip/start/timestamp"          # int64, microseconds into the source (MediaSequence)
+CLIP_END = "clip/end/timestamp"              # int64, microseconds into the source (MediaSequence)
 CLIP_DURATION = "clip/duration"              # float, seconds actually stored
 HAS_AUDIO = "clip/has_audio"                 # int64, 0 when audio was filled with silence
+FORMAT_VERSION = "clip/format_version"       # int64, RECORD_FORMAT_VERSION; absent in version 1
+RECORD_FORMAT_VERSION = 2
+# Record files: GZIP when the name ends with this suffix, else uncompressed (the rule TFX's
+# readers, tfx_bsl and Beam's CompressionTypes.AUTO, apply to an Examples artifact's files).
+GZIP_SUFFIX = ".gz"
 
 # --- Audio front end (paper 4.2, AST) ---------------------------------------
 SAMPLE_RATE = 16000

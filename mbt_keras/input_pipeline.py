@@ -11,6 +11,8 @@ a centre crop; the trainer averages the logits over the views.
 Clips shorter than the window are looped (indices wrap around), so every clip
 yields a full window. Everything runs as TensorFlow ops in parallel maps.
 """
+import re
+
 import tensorflow as tf
 
 from mbt_keras import augment, contract
@@ -29,8 +31,27 @@ def list_files(patterns):
     return files
 
 
+def compression_type(filename):
+    """The compression of a record file by its name, the rule TFX's readers apply: "GZIP"
+    for a `.gz` file, else "" (uncompressed). Takes a str or a scalar string tensor."""
+    if isinstance(filename, str):
+        return "GZIP" if filename.endswith(contract.GZIP_SUFFIX) else ""
+    gzip = tf.strings.regex_full_match(filename, ".*" + re.escape(contract.GZIP_SUFFIX))
+    return tf.where(gzip, "GZIP", "")
+
+
+def read_tfrecords(filename):
+    """A TFRecordDataset of one file, GZIP or not by its name."""
+    return tf.data.TFRecordDataset(filename, compression_type=compression_type(filename))
+
+
+def _all_records(patterns):
+    """Every record of the matching files, in file order."""
+    return tf.data.Dataset.from_tensor_slices(list_files(patterns)).flat_map(read_tfrecords)
+
+
 def _records(patterns, input_context, shuffle: bool, seed=None):
-    """GZIP TFRecords read in parallel, sharded per input pipeline (one per worker).
+    """TFRecords (plain or GZIP) read in parallel, sharded per input pipeline (one per worker).
 
     With at least one file per pipeline, files are sharded and may be read in any
     order. With fewer, records are sharded, which needs the same record order on
@@ -47,8 +68,8 @@ def _records(patterns, input_context, shuffle: bool, seed=None):
     if any_order:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        cycle_length=min(len(files), 16), num_parallel_calls=AUTOTUNE, deterministic=not any_order)
+        read_tfrecords, cycle_length=min(len(files), 16), num_parallel_calls=AUTOTUNE,
+        deterministic=not any_order or seed is not None)
     if shard_records:
         dataset = dataset.shard(shards, input_context.input_pipeline_id)
     return dataset
@@ -193,13 +214,15 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling={sampling!r}: expected one of {SAMPLINGS}")
     per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
-    dataset = _records(patterns, input_context, shuffle=augment_inputs, seed=seed)
-    if augment_inputs and shuffle_buffer > 1:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    # Shuffled whether or not inputs are augmented: clips in file order would hand the model
+    # one source's clips in a row. Reshuffled every epoch; a seed makes the order reproducible.
+    dataset = _records(patterns, input_context, shuffle=True, seed=seed)
+    if shuffle_buffer > 1:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.map(lambda s: _train_example(s, config, sampling, augment_inputs),
-                          num_parallel_calls=AUTOTUNE, deterministic=not augment_inputs)
+                          num_parallel_calls=AUTOTUNE, deterministic=seed is not None)
     dataset = dataset.batch(per_replica, drop_remainder=True)
     if mixup_alpha > 0:
         dataset = dataset.map(
@@ -220,20 +243,23 @@ def eval_dataset(patterns, config: ModelConfig, batch_size: int, *, views: int =
 
 def count_examples(patterns) -> int:
     """Number of records, to size an epoch when the caller does not give steps_per_epoch."""
-    dataset = tf.data.TFRecordDataset(list_files(patterns), compression_type="GZIP")
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    return int(_all_records(patterns).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
 def class_names(patterns, num_classes: int = None):
-    """Class names by index, read from the examples' label strings ('class_<i>' if absent)."""
+    """Class names by index, read from the examples' label names ('class_<i>' if absent):
+    `clip/label/text`, or version-1 records' `clip/label/string`."""
     def names(serialized):
         parsed, _ = tf.io.parse_single_sequence_example(serialized, context_features={
             contract.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+            contract.LABEL_TEXT: tf.io.VarLenFeature(tf.string),
             contract.LABEL_STRING: tf.io.VarLenFeature(tf.string)})
+        text = tf.sparse.to_dense(parsed[contract.LABEL_TEXT], default_value=b"")
+        legacy = tf.sparse.to_dense(parsed[contract.LABEL_STRING], default_value=b"")
         return (tf.sparse.to_dense(parsed[contract.LABEL_INDEX]),
-                tf.sparse.to_dense(parsed[contract.LABEL_STRING], default_value=b""))
+                tf.cond(tf.size(text) > 0, lambda: text, lambda: legacy))
 
-    dataset = tf.data.TFRecordDataset(list_files(patterns), compression_type="GZIP")
+    dataset = _all_records(patterns)
     found = {}
     for index, strings in dataset.map(names, num_parallel_calls=AUTOTUNE).as_numpy_iterator():
         for i, name in zip(index.tolist(), strings.tolist()):

@@ -1,7 +1,8 @@
 """`mbt preprocess`: the ClipExampleGen job outside TFX, on any Beam runner.
 
 Same PTransform per split (SplitToTFRecords), same split rule and same output layout as the
-ExampleGen: OUT/Split-<name>/data_tfrecord-*.gz and OUT/DeadLetters/. Runs on the
+ExampleGen: OUT/Split-<name>/data_tfrecord-* (`.gz` with --compression gzip) and
+OUT/DeadLetters/. Runs on the
 DirectRunner's FnApiRunner in this process with one worker thread per core by default
 (`--workers N`, `--processes` for worker processes); `--beam-arg` passes any Beam pipeline
 option through (e.g. --beam-arg=--runner=DataflowRunner --beam-arg=--project=...). The job
@@ -22,7 +23,7 @@ from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
 from components.preprocess.label_files import (FORMATS, LabelFileError, parse_label_file,
                                                write_class_map)
 from components.preprocess.splits import assign_splits
-from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
+from components.preprocess.transform import (COMPRESSIONS, DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
                                              SplitToTFRecords, read_outcome)
 from pipeline.output_folder import OutputExistsError, replaced_output
 from pipeline.settings import LOCAL_RUNNER, absolute, with_worker_image
@@ -47,6 +48,9 @@ def add_arguments(parser):
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)
     parser.add_argument("--include-waveform", action="store_true")
+    parser.add_argument("--compression", default="none", choices=COMPRESSIONS,
+                        help="record files: none (DMVR/Scenic read them as they are; GZIP "
+                        "saves ~1%% on JPEG frames) or gzip (.gz)")
     parser.add_argument("--decoder-threads", type=int, default=1,
                         help="FFmpeg threads per clip; 0: one per core (default 1: the "
                         "workers already decode clips in parallel)")
@@ -76,7 +80,7 @@ def add_job_arguments(parser):
 def beam_options(workers: int, beam_args, processes: bool = False,
                  image: str = None) -> PipelineOptions:
     """Local options unless `beam_args` choose otherwise: the DirectRunner's FnApiRunner
-    (settings.LOCAL_RUNNER) with worker threads (the decoder, JPEG encoder and GZIP release
+    (settings.LOCAL_RUNNER) with worker threads (the decoder, JPEG encoder and igzip release
     the GIL, and threads start at once), worker processes with `processes` (12-30 s of
     start-up here, docs/benchmarks.md). On Dataflow the workers run `image`
     (settings.with_worker_image)."""
@@ -111,8 +115,8 @@ def preprocess(args) -> dict:
                 _ = pipeline | f"Split[{split}]" >> SplitToTFRecords(
                     [r for r in records if r.split == split], class_map, split,
                     os.path.join(out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
-                    include_waveform=args.include_waveform, progress=not args.quiet,
-                    **options)
+                    include_waveform=args.include_waveform, compression=args.compression,
+                    progress=not args.quiet, **options)
         write_class_map(class_map, os.path.join(out, "class_map.csv"))
         return read_outcome(dead_dir)
 

@@ -6,7 +6,8 @@ Do would split by hashing whole serialized records and write through TFX's Write
 level 6, which costs as much as the JPEG encoding). Here a split comes from the label file
 (else a hash of the clip id), each split is one SplitToTFRecords (the transform `mbt
 preprocess` runs), and the artifact gets the properties the stock ExampleGen sets
-(split_names, payload_format, file_format) plus the counts as custom properties. Dead letters
+(split_names, payload_format, file_format) plus the counts and the records' compression as
+custom properties. Dead letters
 and counts go to `<artifact>/DeadLetters/`.
 """
 import json
@@ -29,7 +30,8 @@ from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME
 PREPROCESS_CONFIG_KEY = "preprocess_config"
 # preprocess_config keys: label file reading, then decode_clip / ClipsToExamples options.
 LABEL_KEYS = ("format", "videos", "class_map", "video_template", "presegmented")
-TRANSFORM_KEYS = ("fps", "short_side", "missing_audio", "min_duration", "include_waveform")
+TRANSFORM_KEYS = ("fps", "short_side", "missing_audio", "min_duration", "include_waveform",
+                  "compression")
 
 
 def _configs(exec_properties):
@@ -72,8 +74,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     dead_letters, **{k: config[k] for k in TRANSFORM_KEYS if k in config})
         examples_utils.set_payload_format(
             examples, exec_properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY])
+        # 'tfrecords_gzip' is TFX 1.16's only TFRecord file format; its readers (tfx_bsl,
+        # Beam's AUTO compression) take GZIP or not from each file's `.gz` suffix, so the
+        # Evaluator, StatisticsGen and Trainer read both kinds. `compression` says which.
         examples_utils.set_file_format(examples, write_split.to_file_format_str(
             example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+        examples.set_string_custom_property("compression", config.get("compression", "none"))
         outcome = read_outcome(dead_letters)
         examples.set_string_custom_property("dead_letters_uri", dead_letters)
         for key in ("read", "written", "rejected"):

@@ -1,9 +1,11 @@
 """DecodedClip -> tf.train.SequenceExample with the DMVR keys Scenic's MBT loaders read.
 
-Feature lists: one JPEG per frame, one element per whole second of audio holding 100 log-mel
-frames x 128 bins flattened (and optionally that second's 16000 samples). The trailing
-fraction of a second is not stored in the audio lists so every element has the fixed length
-those parsers expect. See docs/data_format.md.
+Feature lists: one JPEG per frame and one element per whole second of audio holding 100 log-mel
+frames x 128 bins flattened (the trailing fraction of a second is not stored, so every element
+has the fixed length Scenic's FixedLenSequenceFeature expects). The optional waveform is ONE
+element holding every sample, as DMVR's add_audio reads it. Label names go under DMVR's
+`clip/label/text`, the clip's bounds are MediaSequence's int64 microseconds, and
+`clip/format_version` tells these records from version 1's. See docs/data_format.md.
 """
 from typing import Dict, Sequence
 
@@ -39,15 +41,16 @@ def clip_to_sequence_example(clip: DecodedClip, *, clip_id: str, uri: str,
     example = tf.train.SequenceExample()
     context = example.context.feature
     context[contract.LABEL_INDEX].int64_list.value.extend(class_map[n] for n in labels)
-    context[contract.LABEL_STRING].bytes_list.value.extend(n.encode() for n in labels)
+    context[contract.LABEL_TEXT].bytes_list.value.extend(n.encode() for n in labels)
     context[contract.VIDEO_FILENAME].bytes_list.value.append(uri.encode())
     context[contract.CLIP_ID].bytes_list.value.append(clip_id.encode())
     context[contract.CLIP_FPS].float_list.value.append(clip.fps)
     context[contract.CLIP_SAMPLE_RATE].int64_list.value.append(clip.sample_rate)
-    context[contract.CLIP_START].float_list.value.append(clip.start)
-    context[contract.CLIP_END].float_list.value.append(clip.end)
+    context[contract.CLIP_START].int64_list.value.append(_microseconds(clip.start))
+    context[contract.CLIP_END].int64_list.value.append(_microseconds(clip.end))
     context[contract.CLIP_DURATION].float_list.value.append(clip.duration)
     context[contract.HAS_AUDIO].int64_list.value.append(int(clip.has_audio))
+    context[contract.FORMAT_VERSION].int64_list.value.append(contract.RECORD_FORMAT_VERSION)
     lists = example.feature_lists.feature_list
     images = lists[contract.IMAGE_ENCODED].feature
     for frame in clip.frames:
@@ -56,7 +59,9 @@ def clip_to_sequence_example(clip: DecodedClip, *, clip_id: str, uri: str,
     for second in mel:
         mels.add().float_list.value.extend(second.tolist())
     if include_waveform:
-        waves = lists[contract.WAVEFORM].feature
-        for second in waveform.reshape(seconds, contract.SAMPLE_RATE):
-            waves.add().float_list.value.extend(second.tolist())
+        lists[contract.WAVEFORM].feature.add().float_list.value.extend(clip.waveform.tolist())
     return example
+
+
+def _microseconds(seconds: float) -> int:
+    return int(round(seconds * 1_000_000))

@@ -14,6 +14,7 @@ import os
 from typing import Dict
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
 
 from components.preprocess.clip_decoder import ClipError, decode_clip
@@ -27,9 +28,12 @@ DEAD_LETTERS = "dead_letters"
 METRICS_NAMESPACE = "mbt_preprocess"
 # Under the output folder (mbt preprocess) or the Examples artifact (ExampleGen).
 DEAD_LETTERS_DIR = "DeadLetters"
-# Record files are `Split-<name>/<RECORDS_FILE_NAME>-SSSSS-of-NNNNN.gz`, as TFX's ExampleGen
+# Record files are `Split-<name>/<RECORDS_FILE_NAME>-SSSSS-of-NNNNN[.gz]`, as TFX's ExampleGen
 # names them (write_split.DEFAULT_TF_RECORD_FILE_NAME).
 RECORDS_FILE_NAME = "data_tfrecord"
+# Uncompressed by default: deflate saves 1% on JPEG-heavy records and reading them back costs
+# 6x the JPEG decoding a training example needs (docs/benchmarks.md, bench/input_pipeline.py).
+COMPRESSIONS = ("none", "gzip")
 
 
 def dead_letter(record: ClipRecord, kind: str, reason: str) -> dict:
@@ -186,23 +190,35 @@ class WriteOutcome(beam.PTransform):
                     file_name_suffix=".json", shard_name_template=""))
 
 
+def write_tfrecords(file_prefix: str, compression: str) -> beam.PTransform:
+    """PCollection[bytes] -> `<file_prefix>-SSSSS-of-NNNNN`, plain TFRecords that DMVR and
+    Scenic read as `<file_prefix>@N`, or with `compression="gzip"` the same names + `.gz`
+    (WriteGzipTFRecords). Readers tell them apart by the suffix, as TFX's do."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression={compression!r}: expected one of {COMPRESSIONS}")
+    if compression == "gzip":
+        return WriteGzipTFRecords(file_prefix)
+    return beam.io.WriteToTFRecord(file_prefix, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
 class SplitToTFRecords(beam.PTransform):
     """One output split, applied to the pipeline: its ClipRecords -> ClipsToExamples ->
-    GZIP SequenceExample TFRecords `<file_prefix>-SSSSS-of-NNNNN.gz`, and its dead letters and
-    counts in `dead_letter_dir` (WriteOutcome). `options` go to ClipsToExamples."""
+    SequenceExample TFRecords `<file_prefix>-SSSSS-of-NNNNN` (write_tfrecords), and its dead
+    letters and counts in `dead_letter_dir` (WriteOutcome). `options` go to ClipsToExamples."""
 
     def __init__(self, records, class_map: Dict[str, int], split: str, file_prefix: str,
-                 dead_letter_dir: str, **options):
+                 dead_letter_dir: str, *, compression: str = "none", **options):
         super().__init__()
         self._records, self._split = list(records), split
-        self._file_prefix, self._dead_letter_dir = file_prefix, dead_letter_dir
+        self._dead_letter_dir = dead_letter_dir
+        self._write = write_tfrecords(file_prefix, compression)
         self._to_examples = ClipsToExamples(class_map, **options)
 
     def expand(self, pipeline):
         outputs = (pipeline | "Records" >> beam.Create(self._records, reshuffle=True)
                    | "ClipsToExamples" >> self._to_examples)
         _ = (outputs[EXAMPLES] | "Serialize" >> beam.Map(lambda e: e.SerializeToString())
-             | "Write" >> WriteGzipTFRecords(self._file_prefix))
+             | "Write" >> self._write)
         return as_dict(outputs) | "Outcome" >> WriteOutcome(self._dead_letter_dir, self._split,
                                                            len(self._records))
 

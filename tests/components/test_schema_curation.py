@@ -125,7 +125,7 @@ def test_curation_rules_follow_the_class_map_and_keep_the_record_format(data, tm
     assert not features[contract.CLIP_ID].HasField("domain")
     assert not any(d.name in (contract.CLIP_ID, contract.VIDEO_FILENAME)
                    for d in curated.string_domain)
-    [names] = [d for d in curated.string_domain if d.name == contract.LABEL_STRING]
+    [names] = [d for d in curated.string_domain if d.name == contract.LABEL_TEXT]
     assert list(names.value) == CLASSES
     sequence = {f.name: f for f in features[SEQUENCE_STRUCT].struct_domain.feature}
     mel = sequence[contract.MELSPEC]

@@ -88,8 +88,11 @@ def test_examples_follow_the_dmvr_contract(job):
     window = by_id["ok_window"]
     context, lists = window.context.feature, window.feature_lists.feature_list
     assert list(context[contract.LABEL_INDEX].int64_list.value) == [0]
-    assert list(context[contract.LABEL_STRING].bytes_list.value) == [b"cat"]
-    assert context[contract.CLIP_START].float_list.value[0] == 1.0
+    assert list(context[contract.LABEL_TEXT].bytes_list.value) == [b"cat"]
+    assert contract.LABEL_STRING not in context  # version 1's key, no longer written
+    assert context[contract.CLIP_START].int64_list.value[0] == 1_000_000  # MediaSequence: us
+    assert context[contract.CLIP_END].int64_list.value[0] == 3_000_000
+    assert context[contract.FORMAT_VERSION].int64_list.value[0] == contract.RECORD_FORMAT_VERSION
     assert context[contract.CLIP_DURATION].float_list.value[0] == 2.0
     assert context[contract.HAS_AUDIO].int64_list.value[0] == 1
     assert context[contract.CLIP_SAMPLE_RATE].int64_list.value[0] == 16000
@@ -98,10 +101,10 @@ def test_examples_follow_the_dmvr_contract(job):
     assert frame.shape == (64, 114, 3)
     mels = lists[contract.MELSPEC].feature
     assert len(mels) == 2 and all(len(m.float_list.value) == 100 * 128 for m in mels)
-    waves = lists[contract.WAVEFORM].feature
-    assert len(waves) == 2 and len(waves[0].float_list.value) == 16000
+    waves = lists[contract.WAVEFORM].feature  # DMVR's layout: the whole waveform, one element
+    assert len(waves) == 1 and len(waves[0].float_list.value) == 2 * 16000
     # The stored log-mel is the shared function of the stored waveform.
-    wave = np.concatenate([w.float_list.value for w in waves]).astype(np.float32)
+    wave = np.asarray(waves[0].float_list.value, np.float32)
     np.testing.assert_allclose(
         np.concatenate([m.float_list.value for m in mels]).reshape(-1, 128),
         log_mel_spectrogram(wave).numpy(), atol=1e-4)

@@ -1,4 +1,5 @@
-"""Tiny real TFRecords in the contract's format (GZIP SequenceExamples, real JPEGs).
+"""Tiny real TFRecords in the contract's format (SequenceExamples with real JPEGs; GZIP when
+the file name ends with .gz, as the preprocessing job's --compression gzip writes them).
 
 Frames and spectrograms carry their own time stamps so tests can see which
 part of a clip a window came from: frame i is a flat grey of level
@@ -7,7 +8,7 @@ FRAME_LEVEL_STEP * i, and every bin of log-mel row r holds r.
 import numpy as np
 import tensorflow as tf
 
-from mbt_keras import contract
+from mbt_keras import contract, input_pipeline
 
 FRAME_LEVEL_STEP = 8
 JPEG_QUALITY = 90  # what the preprocessing job writes
@@ -24,12 +25,16 @@ def clip_arrays(seconds: float, fps: float, height: int, width: int, mel_bins: i
 
 
 def sequence_example(frames, melspec, label_index, fps, label_names=(), clip_id="",
-                     quality=JPEG_QUALITY):
-    """A SequenceExample with the DMVR keys of mbt_keras.contract."""
+                     quality=JPEG_QUALITY, version=contract.RECORD_FORMAT_VERSION):
+    """A SequenceExample with the DMVR keys of mbt_keras.contract; `version=1` writes the label
+    names under version 1's key and no version marker."""
     example = tf.train.SequenceExample()
     context = example.context.feature
     context[contract.LABEL_INDEX].int64_list.value.extend(int(i) for i in label_index)
-    context[contract.LABEL_STRING].bytes_list.value.extend(n.encode() for n in label_names)
+    names_key = contract.LABEL_STRING if version == 1 else contract.LABEL_TEXT
+    context[names_key].bytes_list.value.extend(n.encode() for n in label_names)
+    if version > 1:
+        context[contract.FORMAT_VERSION].int64_list.value.append(version)
     context[contract.CLIP_FPS].float_list.value.append(float(fps))
     context[contract.CLIP_ID].bytes_list.value.append(clip_id.encode())
     lists = example.feature_lists.feature_list
@@ -44,15 +49,16 @@ def sequence_example(frames, melspec, label_index, fps, label_names=(), clip_id=
 
 
 def write_tfrecord(path, examples):
-    """GZIP TFRecord file of serialized examples, as the preprocessing job writes them."""
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+    """TFRecord file of serialized examples, GZIP when `path` ends with .gz."""
+    with tf.io.TFRecordWriter(str(path), options=input_pipeline.compression_type(str(path))) \
+            as writer:
         for example in examples:
             writer.write(example.SerializeToString())
     return str(path)
 
 
 def write_clips(path, num_clips, num_classes, *, seconds=2.0, fps=10.0, height=40, width=48,
-                labels_per_clip=1, seed=0):
+                labels_per_clip=1, seed=0, version=contract.RECORD_FORMAT_VERSION):
     """A file of `num_clips` stamped clips with labels (clip i has class i % num_classes first)."""
     rng = np.random.default_rng(seed)
     examples = []
@@ -61,5 +67,6 @@ def write_clips(path, num_clips, num_classes, *, seconds=2.0, fps=10.0, height=4
         extra = rng.choice(num_classes, size=labels_per_clip - 1, replace=False).tolist()
         labels = [i % num_classes] + [c for c in extra if c != i % num_classes]
         examples.append(sequence_example(frames, melspec, labels, fps,
-                                         [f"class_{c}" for c in labels], f"clip{i}"))
+                                         [f"class_{c}" for c in labels], f"clip{i}",
+                                         version=version))
     return write_tfrecord(path, examples)

@@ -88,7 +88,7 @@ def test_preprocess_cli_with_two_worker_processes_writes_splits_and_summary(demo
     dest = str(tmp_path / "records")
     code = cli.main(["preprocess", "--labels", os.path.join(out, "labels.csv"), "--videos", out,
                      "--out", dest, "--short-side", "64", "--quiet",
-                     "--workers", "2", "--processes"])
+                     "--workers", "2", "--processes", "--compression", "gzip"])
     assert code == 0
     printed = capsys.readouterr().out
     assert f"read {CLIPS} = written {CLIPS} + rejected 0" in printed

@@ -147,7 +147,7 @@ def test_the_records_written_by_the_workers_are_complete(job):
     for clip_id, (seconds, label) in GOOD.items():
         example = examples[clip_id][1]
         context, lists = example.context.feature, example.feature_lists.feature_list
-        assert context[contract.LABEL_STRING].bytes_list.value == [label.encode()]
+        assert context[contract.LABEL_TEXT].bytes_list.value == [label.encode()]
         assert len(lists[contract.IMAGE_ENCODED].feature) == int(seconds * contract.FPS)
         assert len(lists[contract.MELSPEC].feature) == int(seconds)
         # Relative --videos/--out were made absolute before anything was recorded.
