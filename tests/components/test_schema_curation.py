@@ -54,11 +54,11 @@ def _statistics(pattern):
 
 
 def _rewritten(pattern, folder, change):
-    """The same records with `change(example)` applied to the first one, as GZIP TFRecords."""
+    """The same (uncompressed) records with `change(example)` applied to the first one."""
     os.makedirs(folder)
-    out = os.path.join(folder, "data_tfrecord-00000-of-00001.gz")
-    raw = list(tf.data.TFRecordDataset(sorted(glob.glob(pattern)), compression_type="GZIP"))
-    with tf.io.TFRecordWriter(out, options="GZIP") as writer:
+    out = os.path.join(folder, "data_tfrecord-00000-of-00001")
+    raw = list(tf.data.TFRecordDataset(sorted(glob.glob(pattern))))
+    with tf.io.TFRecordWriter(out) as writer:
         for i, record in enumerate(raw):
             example = tf.train.SequenceExample.FromString(record.numpy())
             if i == 0:
