@@ -52,3 +52,13 @@ OUT_TOP_K = 5
 
 LABEL_KEY = "labels"              # dense multi-hot/one-hot labels for TFMA
 CLASS_NAMES_ASSET = "class_names.txt"
+
+# --- Input contract and request bounds (mbt_keras/input_contract.py) ---------
+SIG_CONTRACT = "input_contract"    # no inputs -> OUT_CONTRACT
+OUT_CONTRACT = "contract"          # string scalar: the InputContract as JSON
+CONTRACT_ASSET = "input_contract.json"
+MAX_FRAMES = 1024                  # frames per clip in one request (40 s at 25 fps)
+MAX_WAVEFORM_SAMPLES = 60 * SAMPLE_RATE  # samples per clip in one request
+MIN_IMAGE_SIDE = 16                # px; smaller frames carry nothing the model can use
+MAX_IMAGE_SIDE = 4096              # px; larger frames are refused before decoding
+WAVEFORM_LIMIT = 2.0               # |sample| bound: float PCM is [-1, 1], lossy decoders overshoot
