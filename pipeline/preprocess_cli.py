@@ -10,14 +10,9 @@ import os
 import sys
 import time
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
 from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
 from components.preprocess.splits import assign_splits
-from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
-                                             SplitToTFRecords, read_outcome)
 from pipeline.settings import LOCAL_RUNNER
 
 
@@ -53,19 +48,24 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no per-clip progress lines")
 
 
-def beam_options(workers: int, beam_args, processes: bool = False) -> PipelineOptions:
+def beam_options(workers: int, beam_args, processes: bool = False):
     """Local options unless `beam_args` choose otherwise: the DirectRunner's FnApiRunner
     (settings.LOCAL_RUNNER) with worker threads (the decoder, JPEG encoder and GZIP release
     the GIL, and threads start at once), worker processes with `processes` (12-30 s of
     start-up here, docs/benchmarks.md)."""
     mode = "multi_processing" if processes else "multi_threading" if workers > 1 else "in_memory"
     defaults = [LOCAL_RUNNER, f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+    from apache_beam.options.pipeline_options import PipelineOptions
     given = {a.split("=")[0] for a in beam_args}
     return PipelineOptions([d for d in defaults if d.split("=")[0] not in given] + beam_args)
 
 
 def preprocess(args) -> dict:
     """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind)."""
+    import apache_beam as beam  # Beam and TensorFlow load here, not for --help
+
+    from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
+                                                 SplitToTFRecords, read_outcome)
     records, class_map = parse_label_file(
         args.labels, args.videos, args.format, class_map_path=args.class_map,
         video_template=args.video_template, presegmented=args.presegmented)
@@ -94,6 +94,7 @@ def run(args) -> int:
     for kind, n in sorted(counts["rejected_by_kind"].items()):
         print(f"  rejected {kind}: {n}")
     if counts["rejected"]:
+        from components.preprocess.transform import DEAD_LETTERS_DIR
         print(f"dead letters (item, reason): {os.path.join(args.out, DEAD_LETTERS_DIR)}")
     if counts["read"] != counts["written"] + counts["rejected"]:
         print("ERROR: clips lost between read and written + rejected", file=sys.stderr)

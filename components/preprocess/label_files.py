@@ -12,7 +12,6 @@ import json
 import os
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-import tensorflow as tf
 
 FORMATS = ("generic", "audioset", "vggsound")
 # Separators accepted between labels in one generic CSV cell.
@@ -44,6 +43,7 @@ def write_class_map(class_map: ClassMap, path: str) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["index", "name"])
     writer.writerows((i, n) for n, i in sorted(class_map.items(), key=lambda kv: kv[1]))
+    import tensorflow as tf  # gfile; imported on use so that CLI parsers load fast
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(out.getvalue())
 
@@ -88,6 +88,7 @@ def _check_labels(record: ClipRecord, class_map: ClassMap) -> ClipRecord:
 
 
 def _read_text(path: str) -> str:
+    import tensorflow as tf
     with tf.io.gfile.GFile(path, "r") as f:
         return f.read()
 

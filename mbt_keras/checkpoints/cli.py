@@ -1,7 +1,7 @@
 """`mbt init-from-vit` and `mbt import-scenic`: pretrained weights to a `.keras` model."""
 import argparse
 
-from mbt_keras.checkpoints import scenic_import, vit_npz
+from mbt_keras.checkpoints import vit_npz
 from mbt_keras.config import PRESETS, from_preset
 
 
@@ -38,6 +38,7 @@ def add_import_scenic_arguments(parser: argparse.ArgumentParser):
 
 
 def run_import_scenic(args) -> int:
+    from mbt_keras.checkpoints import scenic_import  # TensorFlow: only when it runs
     overrides = {} if args.fusion_layer is None else {"fusion_layer": args.fusion_layer}
     model, config, report = scenic_import.import_scenic(args.checkpoint, **overrides)
     for line in report:
