@@ -83,8 +83,9 @@ def main():
         "mbt --help": {"before": mbt + ["--help"], "after": mbt + ["--help"]},
         "mbt preprocess --help": {"before": mbt + ["preprocess", "--help"],
                                   "after": mbt + ["preprocess", "--help"]},
-        "mbt predict --server (total)": {"before": mbt + ["predict", CLIP, "--server", target] + window,
-                                         "after": mbt + ["predict", CLIP, "--server", target]},
+        "mbt predict --server (total)": {
+            "before": mbt + ["predict", CLIP, "--server", target] + window,
+            "after": mbt + ["predict", CLIP, "--server", target]},
     }
     trees = {"before": args.before, "after": REPO}
     try:

@@ -77,7 +77,8 @@ class _ExportModule(tf.Module):
         cfg = self._config
         frames_name = contract.IN_FRAMES_JPEG if decode_jpeg else contract.IN_FRAMES_UINT8
         checked = _batch_checks(frames_name, frames_uint8_or_jpeg, waveform)
-        frames_uint8_or_jpeg, waveform = (_after(checked, t) for t in (frames_uint8_or_jpeg, waveform))
+        frames_uint8_or_jpeg, waveform = (_after(checked, t)
+                                          for t in (frames_uint8_or_jpeg, waveform))
         inputs = {}
         if contract.INPUT_RGB in cfg.modalities:
             if decode_jpeg:
@@ -229,15 +230,19 @@ def _checked_waveform(waveform, limits):
                  "Hz), its window", samples),
         _require(samples <= limits.max_samples, f"input {name} has {{}} samples per clip, more "
                  f"than the bound of {limits.max_samples}", samples)], waveform)
-    not_finite = ~tf.math.is_finite(waveform)
-    clip, sample = _first(not_finite)
-    waveform = _after([_require(~tf.reduce_any(not_finite), f"input {name}[{{}}, {{}}]: value "
-                                "{} is not finite", clip, sample, waveform[clip, sample])], waveform)
-    outside = tf.abs(waveform) > limits.waveform_limit
-    clip, sample = _first(outside)
-    return _after([_require(~tf.reduce_any(outside), f"input {name}[{{}}, {{}}]: value {{}} is "
-                            f"outside [-{limits.waveform_limit:g}, {limits.waveform_limit:g}]; send "
-                            "float PCM in [-1, 1]", clip, sample, waveform[clip, sample])], waveform)
+    waveform = _after([_value_check(name, ~tf.math.is_finite(waveform), waveform,
+                                    "is not finite")], waveform)
+    limit = limits.waveform_limit
+    return _after([_value_check(name, tf.abs(waveform) > limit, waveform,
+                                f"is outside [-{limit:g}, {limit:g}]; send float PCM in [-1, 1]")],
+                  waveform)
+
+
+def _value_check(name: str, bad, values, why: str):
+    """Refuse `values` [B, S] when `bad` holds anywhere, naming the first such value."""
+    clip, index = _first(bad)
+    return _require(~tf.reduce_any(bad), f"input {name}[{{}}, {{}}]: value {{}} {why}", clip, index,
+                    values[clip, index])
 
 
 def _decoded_jpegs(jpegs, image_size: int):

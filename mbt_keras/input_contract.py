@@ -54,7 +54,7 @@ class InputContract:
 
     @classmethod
     def from_json(cls, text) -> "InputContract":
-        """Parse a contract; keys a newer exporter added are ignored, so old clients keep working."""
+        """Parse a contract; keys a newer exporter added are ignored (old clients keep working)."""
         values = json.loads(text)
         limits = InputLimits(**{k: v for k, v in values["limits"].items() if k in _LIMIT_FIELDS})
         return cls(**{k: tuple(v) if isinstance(v, list) else v

@@ -71,7 +71,7 @@ def window_for(model: InputContract, num_frames: int = None, seconds: float = No
         notes.append(f"--num-frames {num_frames} differs from the model's {model.num_frames}: "
                      f"it takes {model.num_frames} of the frames sent at an even stride")
     if seconds != model.window_seconds:
+        hearing = f" but it hears only the first {model.window_seconds:g} s" if hears else ""
         notes.append(f"--seconds {seconds:g} differs from the model's window of "
-                     f"{model.window_seconds:g} s: its frames span {seconds:g} s"
-                     + (f" but it hears only the first {model.window_seconds:g} s" if hears else ""))
+                     f"{model.window_seconds:g} s: its frames span {seconds:g} s{hearing}")
     return num_frames, seconds, notes
