@@ -62,3 +62,8 @@ MAX_WAVEFORM_SAMPLES = 60 * SAMPLE_RATE  # samples per clip in one request
 MIN_IMAGE_SIDE = 16                # px; smaller frames carry nothing the model can use
 MAX_IMAGE_SIDE = 4096              # px; larger frames are refused before decoding
 WAVEFORM_LIMIT = 2.0               # |sample| bound: float PCM is [-1, 1], lossy decoders overshoot
+
+# --- Console (pipeline/log_level.py) -------------------------------------------
+# Set (to "1") when `mbt` itself silenced TensorFlow's C++ logs, so that `mbt serve` can give
+# the official tensorflow_model_server, whose log is its output, its default level back.
+QUIETED_TF_LOGS_ENV = "MBT_QUIETED_TF_LOGS"

@@ -9,6 +9,8 @@ import logging
 import os
 import warnings
 
+from mbt_keras import contract
+
 ENV = "MBT_LOG_LEVEL"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Warnings raised from our own code stay visible when quiet.
@@ -26,7 +28,9 @@ def configure(verbose: bool = False) -> str:
     os.environ[ENV] = name
     if LEVELS.index(name) <= LEVELS.index("INFO"):
         return name
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        os.environ[contract.QUIETED_TF_LOGS_ENV] = "1"
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=OUR_MODULES)

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 
+from mbt_keras import contract
 from pipeline import log_level
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,7 +42,7 @@ def test_a_command_that_loads_tensorflow_is_quiet_unless_verbose():
 
 
 def test_verbose_and_mbt_log_level_bring_third_party_output_back(monkeypatch):
-    for name in ("TF_CPP_MIN_LOG_LEVEL", log_level.ENV):
+    for name in ("TF_CPP_MIN_LOG_LEVEL", log_level.ENV, contract.QUIETED_TF_LOGS_ENV):
         monkeypatch.delenv(name, raising=False)
     with warnings.catch_warnings():
         assert log_level.configure(verbose=True) == "INFO"
@@ -52,6 +53,7 @@ def test_verbose_and_mbt_log_level_bring_third_party_output_back(monkeypatch):
         monkeypatch.setenv(log_level.ENV, "WARNING")
         assert log_level.configure() == "WARNING"
         assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+        assert os.environ[contract.QUIETED_TF_LOGS_ENV] == "1"
         with warnings.catch_warnings(record=True) as seen:  # keeps the configured filters
             warnings.warn_explicit("ours", FutureWarning, "x.py", 1, module="serving.client")
             warnings.warn_explicit("theirs", FutureWarning, "y.py", 1, module="google.api_core.x")
