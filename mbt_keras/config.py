@@ -8,6 +8,8 @@ import json
 from typing import Optional, Tuple
 
 FUSIONS = ("vanilla", "cross", "bottleneck")
+# Late fusion is not a FUSIONS mode: it is any of them with fusion_layer = num_layers (paper 3.2).
+LATE = "late"
 HEADS = ("multilabel", "singlelabel", "verb_noun")
 MODALITIES = ("rgb", "spec")
 RGB_TOKENIZERS = ("patch", "tubelet")

@@ -28,6 +28,7 @@ RECORD_FORMAT_VERSION = 2
 # Record files: GZIP when the name ends with this suffix, else uncompressed (the rule TFX's
 # readers, tfx_bsl and Beam's CompressionTypes.AUTO, apply to an Examples artifact's files).
 GZIP_SUFFIX = ".gz"
+RECORD_COMPRESSIONS = ("none", "gzip")  # mbt preprocess --compression; "none" is the default
 
 # --- Audio front end (paper 4.2, AST) ---------------------------------------
 SAMPLE_RATE = 16000
@@ -60,3 +61,18 @@ OUT_TOP_K = 5
 
 LABEL_KEY = "labels"              # dense multi-hot/one-hot labels for TFMA
 CLASS_NAMES_ASSET = "class_names.txt"
+
+# --- Input contract and request bounds (mbt_keras/input_contract.py) ---------
+SIG_CONTRACT = "input_contract"    # no inputs -> OUT_CONTRACT
+OUT_CONTRACT = "contract"          # string scalar: the InputContract as JSON
+CONTRACT_ASSET = "input_contract.json"
+MAX_FRAMES = 1024                  # frames per clip in one request (40 s at 25 fps)
+MAX_WAVEFORM_SAMPLES = 60 * SAMPLE_RATE  # samples per clip in one request
+MIN_IMAGE_SIDE = 16                # px; smaller frames carry nothing the model can use
+MAX_IMAGE_SIDE = 4096              # px; larger frames are refused before decoding
+WAVEFORM_LIMIT = 2.0               # |sample| bound: float PCM is [-1, 1], lossy decoders overshoot
+
+# --- Console (pipeline/log_level.py) -------------------------------------------
+# Set (to "1") when `mbt` itself silenced TensorFlow's C++ logs, so that `mbt serve` can give
+# the official tensorflow_model_server, whose log is its output, its default level back.
+QUIETED_TF_LOGS_ENV = "MBT_QUIETED_TF_LOGS"

@@ -4,25 +4,34 @@ Clients send what they have (JPEG or uint8 frames, a 16 kHz waveform); the graph
 resize/crop and runs the one log-mel function (`mbt_keras.log_mel`), so serving cannot drift
 from preprocessing. TFMA feeds serialized SequenceExamples to `SIG_EXAMPLES` and reads the
 dense labels from `SIG_LABELS`, the name TFMA runs by default as a preprocessing function.
+
+The model's input contract (`mbt_keras.input_contract`) travels with it as an asset and the
+no-input `SIG_CONTRACT` signature. The serving signatures refuse what the model cannot use
+(`tf.debugging.Assert`, INVALID_ARGUMENT naming the input and index), so the official
+`tensorflow_model_server` applies the same checks as ours.
 """
 import os
 import tempfile
 
 import tensorflow as tf
 
-from mbt_keras import augment, contract, input_pipeline, training
+from mbt_keras import augment, contract, input_contract, input_pipeline, training
 from mbt_keras.config import ModelConfig
 from mbt_keras.log_mel import log_mel_spectrogram
+
+JPEG_SOI = b"\xff\xd8\xff"  # every JPEG starts with these bytes
 
 
 class _ExportModule(tf.Module):
     """Holds the Keras model, the class-name table and the signature functions."""
 
-    def __init__(self, model, config: ModelConfig, class_names_file: str, top_k: int,
-                 eval_views: int):
+    def __init__(self, model, config: ModelConfig, class_names_file: str, contract_file: str,
+                 limits: input_contract.InputLimits, top_k: int, eval_views: int):
         super().__init__()
         self.model = model
         self._config = config
+        self._limits = limits
+        self.contract_asset = tf.saved_model.Asset(contract_file)
         self._eval_views = eval_views
         shapes = {contract.INPUT_RGB: [config.num_frames, config.image_size, config.image_size, 3],
                   contract.INPUT_SPEC: [config.spec_frames, config.mel_bins]}
@@ -66,23 +75,31 @@ class _ExportModule(tf.Module):
 
     def _predict(self, frames_uint8_or_jpeg, waveform, decode_jpeg: bool):
         cfg = self._config
+        frames_name = contract.IN_FRAMES_JPEG if decode_jpeg else contract.IN_FRAMES_UINT8
+        checked = _batch_checks(frames_name, frames_uint8_or_jpeg, waveform)
+        frames_uint8_or_jpeg, waveform = (_after(checked, t)
+                                          for t in (frames_uint8_or_jpeg, waveform))
         inputs = {}
         if contract.INPUT_RGB in cfg.modalities:
+            if decode_jpeg:
+                frames_uint8_or_jpeg = _checked_jpegs(frames_uint8_or_jpeg, cfg.num_frames,
+                                                      self._limits)
+            else:
+                frames_uint8_or_jpeg = _checked_uint8(frames_uint8_or_jpeg, self._limits)
             frames = tf.gather(frames_uint8_or_jpeg,
                                uniform_frame_indices(tf.shape(frames_uint8_or_jpeg)[1], cfg.num_frames),
                                axis=1)
             clip_spec = tf.TensorSpec([cfg.num_frames, cfg.image_size, cfg.image_size, 3],
                                       tf.float32)
             if decode_jpeg:
-                # The evaluation code itself: one centre crop per clip, from its first frame.
-                rgb = tf.map_fn(lambda jpegs: input_pipeline.decode_frames(
-                    jpegs, augment.centre_crop_window(jpegs[0]), cfg.image_size),
-                    frames, fn_output_signature=clip_spec)
+                rgb = tf.map_fn(lambda jpegs: _decoded_jpegs(jpegs, cfg.image_size), frames,
+                                fn_output_signature=clip_spec)
             else:
                 rgb = tf.map_fn(lambda clip: _decoded_frames(clip, cfg.image_size), frames,
                                 fn_output_signature=clip_spec)
             inputs[contract.INPUT_RGB] = rgb
         if contract.INPUT_SPEC in cfg.modalities:
+            waveform = _checked_waveform(waveform, self._limits)
             inputs[contract.INPUT_SPEC] = _spectrogram_window(waveform, cfg.spec_frames)
         scores = self._scores(inputs)
         # verb_noun: one ranking over verbs and nouns together, each scored by its own softmax.
@@ -108,7 +125,12 @@ class _ExportModule(tf.Module):
                                input_signature=examples_spec)
         labels = tf.function(lambda examples: {contract.LABEL_KEY: self._example_labels(examples)},
                              input_signature=examples_spec)
+        # No inputs: gRPC Predict accepts it on the official server too (docs/serving.md).
+        contract_text = tf.function(
+            lambda: {contract.OUT_CONTRACT: tf.io.read_file(self.contract_asset.asset_path)},
+            input_signature=[])
         return {contract.SIG_SERVING: jpeg.get_concrete_function(),
+                contract.SIG_CONTRACT: contract_text.get_concrete_function(),
                 contract.SIG_UINT8: uint8.get_concrete_function(),
                 contract.SIG_EXAMPLES: examples.get_concrete_function(),
                 contract.SIG_LABELS: labels.get_concrete_function()}
@@ -119,6 +141,117 @@ def uniform_frame_indices(available, wanted: int) -> tf.Tensor:
     trainer's `input_pipeline.frame_indices` picks frames at its stride t * fps / num_frames."""
     stride = tf.cast(available, tf.float32) / wanted
     return tf.cast(tf.floor(tf.range(wanted, dtype=tf.float32) * stride + 1e-4), tf.int32)
+
+
+def _require(ok, template: str, *values):
+    """An assertion that fails the call with INVALID_ARGUMENT and the formatted message."""
+    return tf.debugging.Assert(ok, [tf.strings.format(template, list(values))])
+
+
+def _after(checks, tensor):
+    """`tensor`, computed only once every check in `checks` has passed."""
+    with tf.control_dependencies(checks):
+        return tf.identity(tensor)
+
+
+def _first(bad):
+    """Index of the first True in `bad`, one scalar per axis (zeros when there is none)."""
+    flat = tf.argmax(tf.cast(tf.reshape(bad, [-1]), tf.int32), output_type=tf.int32)
+    return tf.unstack(tf.unravel_index(flat, tf.shape(bad, out_type=tf.int32)))
+
+
+def _batch_checks(frames_name: str, frames, waveform):
+    """At least one clip, and as many waveforms as clips of frames."""
+    clips, waves = tf.shape(frames)[0], tf.shape(waveform)[0]
+    return [_require(clips > 0, f"input {frames_name} has batch size 0; send at least one clip"),
+            _require(clips == waves, f"inputs {frames_name} and {contract.IN_WAVEFORM} hold "
+                     "{} and {} clips; send one waveform per clip", clips, waves)]
+
+
+def _frame_count_checks(name: str, count, limits):
+    return [_require(count > 0, f"input {name} has 0 frames per clip; send at least one"),
+            _require(count <= limits.max_frames, f"input {name} has {{}} frames per clip, more "
+                     f"than the bound of {limits.max_frames}", count)]
+
+
+def _image_size_checks(name: str, heights, widths, limits):
+    """Every frame's sides within [min_image_side, max_image_side]; heights, widths [B, F]."""
+    short, long = tf.minimum(heights, widths), tf.maximum(heights, widths)
+    small, large = short < limits.min_image_side, long > limits.max_image_side
+    checks = []
+    for bad, why in ((small, f"the model needs at least {limits.min_image_side} px on the short "
+                             "side (it centre-crops and resizes it)"),
+                     (large, f"larger than the bound of {limits.max_image_side} px per side")):
+        clip, frame = _first(bad)
+        checks.append(_require(~tf.reduce_any(bad), f"input {name}[{{}}, {{}}]: image is {{}}x{{}} "
+                               f"px; {why}", clip, frame, widths[clip, frame],
+                               heights[clip, frame]))
+    return checks
+
+
+def _checked_jpegs(frames, num_frames: int, limits):
+    """JPEG frames [B, F] once every frame passed the checks, not only the sampled ones:
+    JPEG marker, size from the header, and (when some frames are not sampled) a cheap 1/8
+    scale decode so a damaged frame fails the request wherever it is."""
+    name = contract.IN_FRAMES_JPEG
+    frames = _after(_frame_count_checks(name, tf.shape(frames)[1], limits), frames)
+    not_jpeg = tf.not_equal(tf.strings.substr(frames, 0, len(JPEG_SOI)), JPEG_SOI)
+    clip, frame = _first(not_jpeg)
+    frames = _after([_require(~tf.reduce_any(not_jpeg), f"input {name}[{{}}, {{}}]: not a JPEG "
+                              "image (no JPEG start marker)", clip, frame)], frames)
+    dims = tf.map_fn(tf.image.extract_jpeg_shape, tf.reshape(frames, [-1]),
+                     fn_output_signature=tf.TensorSpec([3], tf.int32))
+    dims = tf.reshape(dims, tf.concat([tf.shape(frames), [3]], 0))
+    frames = _after(_image_size_checks(name, dims[..., 0], dims[..., 1], limits), frames)
+    every_frame_sampled = tf.shape(frames)[1] <= num_frames
+    decodable = tf.cond(every_frame_sampled, lambda: tf.constant(True), lambda: tf.reduce_all(
+        tf.map_fn(lambda jpeg: tf.size(tf.io.decode_jpeg(jpeg, channels=3, ratio=8)) > 0,
+                  tf.reshape(frames, [-1]), fn_output_signature=tf.bool)))
+    return _after([decodable], frames)
+
+
+def _checked_uint8(frames, limits):
+    """uint8 frames [B, F, H, W, 3] within the frame-count and image-size bounds."""
+    name = contract.IN_FRAMES_UINT8
+    shape = tf.shape(frames)
+    frames = _after(_frame_count_checks(name, shape[1], limits), frames)
+    return _after(_image_size_checks(name, tf.fill(shape[:2], shape[2]),
+                                     tf.fill(shape[:2], shape[3]), limits), frames)
+
+
+def _checked_waveform(waveform, limits):
+    """waveform [B, S] once it covers the model's window, stays within the sample bound and
+    holds finite values within [-waveform_limit, waveform_limit]."""
+    name, samples = contract.IN_WAVEFORM, tf.shape(waveform)[1]
+    need = limits.min_samples
+    waveform = _after([
+        _require(samples >= need, f"input {name} has {{}} samples per clip; the model needs "
+                 f"at least {need} ({need / contract.SAMPLE_RATE:g} s at {contract.SAMPLE_RATE} "
+                 "Hz), its window", samples),
+        _require(samples <= limits.max_samples, f"input {name} has {{}} samples per clip, more "
+                 f"than the bound of {limits.max_samples}", samples)], waveform)
+    waveform = _after([_value_check(name, ~tf.math.is_finite(waveform), waveform,
+                                    "is not finite")], waveform)
+    limit = limits.waveform_limit
+    return _after([_value_check(name, tf.abs(waveform) > limit, waveform,
+                                f"is outside [-{limit:g}, {limit:g}]; send float PCM in [-1, 1]")],
+                  waveform)
+
+
+def _value_check(name: str, bad, values, why: str):
+    """Refuse `values` [B, S] when `bad` holds anywhere, naming the first such value."""
+    clip, index = _first(bad)
+    return _require(~tf.reduce_any(bad), f"input {name}[{{}}, {{}}]: value {{}} {why}", clip, index,
+                    values[clip, index])
+
+
+def _decoded_jpegs(jpegs, image_size: int):
+    """`input_pipeline.decode_frames` of one clip's sampled JPEGs [F], each with its own centre
+    crop (`augment.centre_crop_window`), so frames of different sizes in one clip are fine;
+    equal-sized frames get the evaluation's crop exactly."""
+    return tf.map_fn(lambda jpeg: input_pipeline.decode_frames(
+        jpeg[tf.newaxis], augment.centre_crop_window(jpeg), image_size)[0], jpegs,
+        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
 def _decoded_frames(frames, image_size: int):
@@ -134,20 +267,21 @@ def _decoded_frames(frames, image_size: int):
 
 
 def _spectrogram_window(waveform: tf.Tensor, spec_frames: int) -> tf.Tensor:
-    """The log-mel of the first `spec_frames` hops; a short waveform is padded with silence."""
-    samples = spec_frames * contract.HOP_SAMPLES
-    waveform = waveform[:, :samples]
-    waveform = tf.pad(waveform, [[0, 0], [0, samples - tf.shape(waveform)[1]]])
+    """The log-mel of the first `spec_frames` hops (the signature refuses shorter audio)."""
+    waveform = waveform[:, :spec_frames * contract.HOP_SAMPLES]
     spec = log_mel_spectrogram(waveform)[:, :spec_frames]
     return tf.ensure_shape(spec, [None, spec_frames, contract.MEL_BINS])
 
 
 def export_saved_model(model, config: ModelConfig, class_names, export_dir: str, *,
-                       top_k: int = contract.OUT_TOP_K, eval_views: int = 1) -> str:
+                       top_k: int = contract.OUT_TOP_K, eval_views: int = 1,
+                       fps: float = contract.FPS, preset: str = None) -> str:
     """Write the SavedModel with the signatures of `mbt_keras.contract`; returns `export_dir`.
 
     `eval_views` is the number of windows the examples signature averages per clip; pass the
-    trainer's evaluation `views` so TFMA and the trainer score clips the same way.
+    trainer's evaluation `views` so TFMA and the trainer score clips the same way. `fps` (the
+    rate the training frames were stored at) and `preset` (found from `config` when None) go
+    into the input contract.
     """
     class_names = list(class_names)
     if len(class_names) != sum(config.num_classes):
@@ -155,10 +289,15 @@ def export_saved_model(model, config: ModelConfig, class_names, export_dir: str,
     bad = [n for n in class_names if not n or "\n" in n or "\r" in n]
     if bad:
         raise ValueError(f"class names must be non-empty single lines, got {bad[:3]!r}")
+    model_contract = input_contract.for_model(config, class_names, fps=fps, preset=preset)
     with tempfile.TemporaryDirectory() as tmp:
         names_file = os.path.join(tmp, contract.CLASS_NAMES_ASSET)
         with open(names_file, "w", encoding="utf-8") as f:
             f.write("\n".join(class_names) + "\n")
-        module = _ExportModule(model, config, names_file, top_k, eval_views)
+        contract_file = os.path.join(tmp, contract.CONTRACT_ASSET)
+        with open(contract_file, "w", encoding="utf-8") as f:
+            f.write(model_contract.to_json())
+        module = _ExportModule(model, config, names_file, contract_file, model_contract.limits,
+                               top_k, eval_views)
         tf.saved_model.save(module, export_dir, signatures=module.signatures())
     return export_dir

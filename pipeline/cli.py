@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from pipeline import log_level
+
 SUBCOMMANDS = {
     # name: (module, one-line help)
     "summary": ("mbt_keras.reports", "print the model summary and parameter counts of a preset"),
@@ -31,7 +33,15 @@ def _module(name):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="mbt", description=__doc__.splitlines()[0])
+    # --verbose is accepted anywhere (`mbt --verbose predict ...`, `mbt predict ... --verbose`).
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    log_level.configure(verbose)
+    parser = argparse.ArgumentParser(
+        prog="mbt", description=__doc__.splitlines()[0],
+        epilog=f"--verbose (anywhere) or {log_level.ENV}=INFO shows third-party warnings and "
+               "TensorFlow logs, hidden by default")
+    parser.add_argument("--verbose", action="store_true", help="see below")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-from mbt_keras import contract
-from mbt_keras.config import from_preset
 from pipeline.settings import PipelineSettings, with_class_count
 
 DEMO_CLIPS = 96
@@ -97,16 +95,16 @@ def run(args) -> int:
     try:
         _wait_until_serving(target, settings.model_name, server)
         from pipeline.demo_data import CLASSES
+        from serving import model_contract
         from serving.client import PredictClient, clip_inputs, format_top_k
-        config = from_preset(settings.preset, **settings.overrides)
         eval_rows = [line.split(",") for line in open(settings.labels).read().splitlines()[1:]]
         for clip_id, path, label, split in [r for r in eval_rows if r[3] == "eval"][:len(CLASSES)]:
             video = os.path.join(data, path)
             _step(f"mbt predict {video} --server {target}   (true label: {label})")
             client = PredictClient(target, settings.model_name)
+            window = model_contract.from_server(client.stub, settings.model_name)
             outputs, version = client.predict(clip_inputs(
-                video, num_frames=config.num_frames,
-                seconds=config.spec_frames / contract.SPEC_FRAMES_PER_SECOND))
+                video, num_frames=window.num_frames, seconds=window.window_seconds))
             client.close()
             print(format_top_k(outputs))
     finally:

@@ -24,7 +24,6 @@ import time
 import av
 import numpy as np
 
-from components.preprocess.label_files import write_class_map
 
 CLASSES = ("visual_green", "visual_yellow", "audio_beeps", "audio_sweep", "av_match",
            "av_mismatch")
@@ -82,6 +81,7 @@ def make_demo_data(out: str, clips: int = 48, seed: int = 0):
         writer = csv.DictWriter(f, fieldnames=["clip_id", "path", "labels", "split"])
         writer.writeheader()
         writer.writerows(rows)
+    from components.preprocess.label_files import write_class_map
     write_class_map({name: i for i, name in enumerate(CLASSES)},
                     os.path.join(out, "class_map.csv"))
     return rows

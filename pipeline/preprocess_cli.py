@@ -16,16 +16,11 @@ import os
 import sys
 import time
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
 from components.preprocess.label_files import (FORMATS, LabelFileError, parse_label_file,
                                                write_class_map)
 from components.preprocess.splits import assign_splits
-from components.preprocess.transform import (COMPRESSIONS, DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
-                                             SplitToTFRecords, read_outcome)
-from pipeline.output_folder import OutputExistsError, replaced_output
+from mbt_keras import contract
 from pipeline.settings import LOCAL_RUNNER, absolute, with_worker_image
 
 
@@ -48,7 +43,7 @@ def add_arguments(parser):
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)
     parser.add_argument("--include-waveform", action="store_true")
-    parser.add_argument("--compression", default="none", choices=COMPRESSIONS,
+    parser.add_argument("--compression", default="none", choices=contract.RECORD_COMPRESSIONS,
                         help="record files: none (DMVR/Scenic read them as they are; GZIP "
                         "saves ~1%% on JPEG frames) or gzip (.gz)")
     parser.add_argument("--decoder-threads", type=int, default=1,
@@ -77,8 +72,7 @@ def add_job_arguments(parser):
                         "--beam-arg=--runner=DataflowRunner, the Dataflow worker image")
 
 
-def beam_options(workers: int, beam_args, processes: bool = False,
-                 image: str = None) -> PipelineOptions:
+def beam_options(workers: int, beam_args, processes: bool = False, image: str = None):
     """Local options unless `beam_args` choose otherwise: the DirectRunner's FnApiRunner
     (settings.LOCAL_RUNNER) with worker threads (the decoder, JPEG encoder and igzip release
     the GIL, and threads start at once), worker processes with `processes` (12-30 s of
@@ -86,6 +80,7 @@ def beam_options(workers: int, beam_args, processes: bool = False,
     (settings.with_worker_image)."""
     mode = "multi_processing" if processes else "multi_threading" if workers > 1 else "in_memory"
     defaults = [LOCAL_RUNNER, f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+    from apache_beam.options.pipeline_options import PipelineOptions
     given = {a.split("=")[0] for a in beam_args}
     return PipelineOptions(list(with_worker_image(
         [d for d in defaults if d.split("=")[0] not in given] + list(beam_args), image)))
@@ -94,6 +89,11 @@ def beam_options(workers: int, beam_args, processes: bool = False,
 def preprocess(args) -> dict:
     """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind).
     Local paths are made absolute: the records name their source files."""
+    import apache_beam as beam  # Beam and TensorFlow load here, not for --help
+
+    from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
+                                                 SplitToTFRecords, read_outcome)
+    from pipeline.output_folder import replaced_output
     try:
         pipeline_options = beam_options(args.workers, args.beam_arg, args.processes, args.image)
     except ValueError as error:
@@ -126,6 +126,7 @@ def run_job(job, args, done: str = "written") -> int:
     `read N = <done> D + rejected R` with the rejections per kind. Unusable input (a label
     file that does not decode, a missing folder or model, a non-empty --out) is one line on
     stderr and exit status 2; counts that do not add up are exit status 1."""
+    from pipeline.output_folder import OutputExistsError
     began = time.time()
     try:
         counts = job(args)
@@ -138,6 +139,7 @@ def run_job(job, args, done: str = "written") -> int:
     for kind, n in sorted(counts["rejected_by_kind"].items()):
         print(f"  rejected {kind}: {n}")
     if counts["rejected"]:
+        from components.preprocess.transform import DEAD_LETTERS_DIR
         print(f"dead letters (item, reason): {os.path.join(args.out, DEAD_LETTERS_DIR)}")
     if counts["read"] != counts["written"] + counts["rejected"]:
         print(f"ERROR: items lost between read and {done} + rejected", file=sys.stderr)

@@ -8,6 +8,7 @@ so a swap never fails an in-flight request.
 """
 import logging
 import os
+import re
 import threading
 from concurrent import futures
 
@@ -25,6 +26,8 @@ from mbt_keras import contract
 
 LOG = logging.getLogger("mbt.serve")
 SIGNATURE_DEF_FIELD = "signature_def"
+# How a failed tf.debugging.Assert of the exported signature reads: "assertion failed: [...]".
+ASSERTION = re.compile(r"assertion failed: \[(.*)\]\s*$", re.M)
 
 
 class RequestError(Exception):
@@ -82,17 +85,27 @@ class LoadedVersion:
             outputs = function(**tensors)
         except tf.errors.InvalidArgumentError as exc:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"signature {signature_name!r} rejected the inputs: "
-                               f"{_op_error(exc.message)}") from exc
+                               f"signature {signature_name!r} refused the inputs: "
+                               f"{_refusal(exc.message, tensors)}") from exc
         return {name: outputs[name].numpy() for name in wanted}
 
 
-def _op_error(message: str) -> str:
-    """The op's own words from a TF runtime error, without the graph-execution boilerplate."""
-    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")
-    lines = [line.strip() for line in message.splitlines()]
-    useful = [line for line in lines if line and not line.startswith(noise)]
-    return "; ".join(useful) or message
+def _refusal(message: str, tensors: dict) -> str:
+    """The reason the exported signature's checks give (`mbt_keras.export`), without
+    TensorFlow's graph-execution text; for the one failure the graph cannot attribute (a
+    JPEG whose header reads but whose data does not decode) the frame is found here."""
+    match = ASSERTION.search(message)
+    if match:
+        return match.group(1)
+    if contract.IN_FRAMES_JPEG in tensors:
+        for index, jpeg in np.ndenumerate(tensors[contract.IN_FRAMES_JPEG].numpy()):
+            try:
+                tf.io.decode_jpeg(jpeg, channels=3)
+            except tf.errors.InvalidArgumentError:
+                return (f"input {contract.IN_FRAMES_JPEG}[{', '.join(map(str, index))}]: "
+                        "not a decodable JPEG (damaged or truncated data)")
+    LOG.warning("unattributed op error: %s", message.replace("\n", " | "))
+    return "the model could not compute on these inputs (details in the server log)"
 
 
 def _first_line(message: str) -> str:
@@ -203,10 +216,13 @@ def _grpc_method(method):
         try:
             return method(self, request, context)
         except RequestError as exc:
+            LOG.warning("refused %s: %s: %s", method.__name__, exc.code.name, exc)
             context.abort(exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
             LOG.exception("internal error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            context.abort(grpc.StatusCode.INTERNAL,
+                          f"internal error in {method.__name__} ({type(exc).__name__}); "
+                          "details in the server log")
     wrapper.__name__ = method.__name__
     return wrapper
 

@@ -8,6 +8,8 @@ import os
 import shutil
 import sys
 
+from mbt_keras import contract
+
 OFFICIAL_BINARY = "tensorflow_model_server"
 
 
@@ -35,6 +37,8 @@ def run(args) -> int:
     if binary and not args.builtin:
         command = official_command(binary, args)
         print("exec " + " ".join(command), flush=True)
+        if os.environ.pop(contract.QUIETED_TF_LOGS_ENV, None):  # its log is the output here
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
         os.execv(binary, command)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from serving.server import serve  # TensorFlow only when our server is the one that runs

@@ -15,7 +15,6 @@ import json
 import os
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-import tensorflow as tf
 
 FORMATS = ("generic", "audioset", "vggsound")
 # Separators accepted between labels in one generic CSV cell.
@@ -64,6 +63,7 @@ def write_class_map(class_map: ClassMap, path: str) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["index", "name"])
     writer.writerows((i, n) for n, i in sorted(class_map.items(), key=lambda kv: kv[1]))
+    import tensorflow as tf  # gfile; imported on use so that CLI parsers load fast
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(out.getvalue())
 
@@ -138,6 +138,7 @@ def _read_text(path: str, encoding: str = "utf-8") -> str:
         "".encode(encoding)
     except LookupError:
         raise LabelFileError(f"unknown encoding {encoding!r} for {path}") from None
+    import tensorflow as tf  # not for --help
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             data = f.read()

@@ -33,7 +33,7 @@ DEAD_LETTERS_DIR = "DeadLetters"
 RECORDS_FILE_NAME = "data_tfrecord"
 # Uncompressed by default: deflate saves 1% on JPEG-heavy records and reading them back costs
 # 6x the JPEG decoding a training example needs (docs/benchmarks.md, bench/input_pipeline.py).
-COMPRESSIONS = ("none", "gzip")
+COMPRESSIONS = contract.RECORD_COMPRESSIONS
 
 
 def dead_letter(record: ClipRecord, kind: str, reason: str) -> dict:

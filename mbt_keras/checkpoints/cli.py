@@ -1,10 +1,9 @@
 """`mbt init-from-vit` and `mbt import-scenic`: pretrained weights to a `.keras` model."""
 import argparse
 
-from mbt_keras.checkpoints import scenic_import, vit_npz
-from mbt_keras.config import FUSIONS, PRESETS, from_preset
+from mbt_keras.config import FUSIONS, LATE, PRESETS, from_preset
 
-FUSION_CHOICES = tuple(FUSIONS) + (scenic_import.LATE,)
+FUSION_CHOICES = tuple(FUSIONS) + (LATE,)
 INPUT_FLAGS = {"--num-frames": "num_frames", "--image-size": "image_size",
                "--spec-frames": "spec_frames", "--mel-bins": "mel_bins"}
 
@@ -51,6 +50,7 @@ def add_import_scenic_arguments(parser: argparse.ArgumentParser):
 
 
 def run_import_scenic(args) -> int:
+    from mbt_keras.checkpoints import scenic_import  # TensorFlow: only when it runs
     overrides = {field: getattr(args, field) for field in ("fusion", "fusion_layer", *INPUT_FLAGS.values())
                  if getattr(args, field) is not None}
     model, config, report = scenic_import.import_scenic(args.checkpoint, **overrides)

@@ -13,13 +13,12 @@ import re
 
 from mbt_keras.checkpoints import flax_msgpack
 from mbt_keras.checkpoints.scenic_names import assign, model_weights, shape_text, vit_block_names
-from mbt_keras.config import ModelConfig, from_preset
+from mbt_keras.config import LATE, ModelConfig, from_preset
 from mbt_keras.export import export_saved_model
 from mbt_keras.model import build_model
 
 PRESET = "mbt-b16x2-scenic"
 # `fusion` value for late fusion: Scenic's fusion_layer == num_layers, any fusion mode.
-LATE = "late"
 _BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)(_spectrogram)?/")
 _POSITIONS = {"rgb": "Transformer/posembed_input/pos_embedding",
               "spec": "Transformer/posembed_input_spectrogram/pos_embedding"}

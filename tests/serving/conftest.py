@@ -44,22 +44,22 @@ def clip_request(exported):
 
 
 def start_server(model_base: str, timeout: float = 120.0):
-    """(process, 'host:port') of a server on a free port, once it says it is listening."""
+    """(process, 'host:port', log) of a server on a free port, once it says it is listening;
+    `log` keeps growing with the server's output lines."""
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.server_cli", "--model-base", model_base, "--port", "0",
          "--model-name", MODEL_NAME, "--poll-seconds", "0.3", "--builtin"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    log = []
+    lines, log = queue.Queue(), []
+    threading.Thread(target=lambda: [(log.append(line), lines.put(line))
+                                     for line in process.stdout], daemon=True).start()
     while True:
         try:
             line = lines.get(timeout=timeout)
         except queue.Empty:
             process.kill()
             raise RuntimeError("server did not start:\n" + "".join(log))
-        log.append(line)
         match = re.search(r"on (127\.0\.0\.1:\d+)$", line.strip())
         if match:
             return process, match.group(1), log
@@ -68,11 +68,18 @@ def start_server(model_base: str, timeout: float = 120.0):
 
 
 @pytest.fixture(scope="session")
-def server(exported, tmp_path_factory):
-    """A running server over a base dir that holds version 1; yields (target, model dir)."""
+def server_process(exported, tmp_path_factory):
+    """A running server over a base dir that holds version 1; yields (target, model dir,
+    its growing log)."""
     base = tmp_path_factory.mktemp("serving_base")
     shutil.copytree(exported[1], base / MODEL_NAME / "1")
-    process, target, _ = start_server(str(base))
-    yield target, str(base / MODEL_NAME)
+    process, target, log = start_server(str(base))
+    yield target, str(base / MODEL_NAME), log
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(server_process):
+    """(target, model dir) of the running server."""
+    return server_process[:2]

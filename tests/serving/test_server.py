@@ -35,7 +35,7 @@ def test_uint8_signature_answers_over_grpc(server, exported):
     target, _ = server
     frames = np.random.default_rng(0).integers(0, 256, (1, 3, 40, 60, 3), dtype=np.uint8)
     inputs = {contract.IN_FRAMES_UINT8: frames,
-              contract.IN_WAVEFORM: np.zeros((1, 8000), np.float32)}
+              contract.IN_WAVEFORM: np.zeros((1, 16000), np.float32)}  # >= the 0.96 s window
     outputs, _ = PredictClient(target, MODEL_NAME).predict(inputs, contract.SIG_UINT8)
     local = predict_saved_model(exported[1], inputs, contract.SIG_UINT8)
     np.testing.assert_allclose(outputs[contract.OUT_SCORES], local[contract.OUT_SCORES], atol=1e-6)
