@@ -1,6 +1,7 @@
 """`mbt init-from-vit` and `mbt import-scenic`: pretrained weights to a `.keras` model."""
 import argparse
 
+from mbt_keras.checkpoints import vit_npz
 from mbt_keras.config import FUSIONS, LATE, PRESETS, from_preset
 
 FUSION_CHOICES = tuple(FUSIONS) + (LATE,)
