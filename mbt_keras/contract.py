@@ -20,6 +20,7 @@ CLIP_START = "clip/start/timestamp"          # float, seconds into the source
 CLIP_END = "clip/end/timestamp"              # float, seconds into the source
 CLIP_DURATION = "clip/duration"              # float, seconds actually stored
 HAS_AUDIO = "clip/has_audio"                 # int64, 0 when audio was filled with silence
+SKIPPED_PACKETS = "clip/decode/skipped_packets"  # int64, damaged packets the decoder skipped
 
 # --- Audio front end (paper 4.2, AST) ---------------------------------------
 SAMPLE_RATE = 16000

@@ -28,26 +28,34 @@ def frame_indices(available, wanted: int, xp=np):
     return xp.asarray(xp.floor(positions), dtype=xp.int32)
 
 
+def frames_of(seconds: float, rate: float) -> int:
+    """Whole frames (or samples) of `seconds` at `rate`, as the decoder counts them."""
+    return int(math.floor(seconds * rate + 1e-6))
+
+
 def span(start: float, seconds: float, rate: float):
     """(first, count): the window [start, start + seconds) as an index range at `rate`
     (frames per second or samples per second) counted from the source's time 0."""
-    return int(round(start * rate)), max(1, int(math.floor(seconds * rate + 1e-6)))
+    return int(round(start * rate)), max(1, frames_of(seconds, rate))
 
 
-def starts(duration: float, seconds: float, hop: float, fps: float) -> List[float]:
-    """Start times of the windows a timeline takes over `duration` seconds: every `hop`
-    seconds while a whole window fits, then one window ending at the end if the last one
-    left more than a frame uncovered; one window for a clip shorter than `seconds`.
-
-    Starts lie on the frame grid (multiples of 1 / fps), so a window decoded on its own
-    (`clip_inputs(start=...)`) takes exactly the frames the timeline takes for it.
-    """
-    if hop <= 0 or seconds <= 0:
-        raise ValueError(f"need hop > 0 and seconds > 0, got hop={hop} seconds={seconds}")
-    total, length, step = (int(math.floor(x * fps + 1e-6)) for x in (duration, seconds, hop))
+def start_frames(total: int, length: int, step: int) -> List[int]:
+    """First frames of the windows of `length` frames a timeline takes over `total` frames:
+    every `step` frames while a whole window fits, then one window ending at the end if the
+    last one left more than a frame uncovered; one window [0, total) when total <= length."""
     if total <= length:
-        return [0.0]
+        return [0]
     firsts = list(range(0, total - length + 1, max(1, step)))
     if firsts[-1] + length < total - 1:
         firsts.append(total - length)
-    return [first / fps for first in firsts]
+    return firsts
+
+
+def starts(duration: float, seconds: float, hop: float, fps: float) -> List[float]:
+    """Start times in seconds of `start_frames` for a clip of `duration` seconds. Starts lie
+    on the frame grid (multiples of 1 / fps), so a window decoded on its own
+    (`clip_inputs(start=...)`) takes exactly the frames the timeline takes for it."""
+    if hop <= 0 or seconds <= 0:
+        raise ValueError(f"need hop > 0 and seconds > 0, got hop={hop} seconds={seconds}")
+    return [first / fps for first in start_frames(
+        frames_of(duration, fps), frames_of(seconds, fps), frames_of(hop, fps))]

@@ -1,4 +1,5 @@
-"""`mbt predict VIDEO`: top-k labels of a local video from a server or a SavedModel."""
+"""`mbt predict VIDEO`: top-k labels of a window of a local video, or with `--timeline` of
+every window of it, from a server or a SavedModel."""
 import argparse
 import sys
 
@@ -15,30 +16,88 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--num-frames", type=int, default=8, help="frames sent (model resamples)")
     parser.add_argument("--seconds", type=float, default=8.0, help="window length (paper: t = 8 s)")
     parser.add_argument("--start", type=float, default=None, help="window start (default: centred)")
+    timeline = parser.add_argument_group("timeline: classify every window of the whole video")
+    timeline.add_argument("--timeline", action="store_true",
+                          help="consecutive windows over the whole video, one decoding pass")
+    timeline.add_argument("--hop", type=float, default=None,
+                          help="seconds between window starts (default: the window length)")
+    timeline.add_argument("--out", help="write one row per window to FILE.csv or FILE.json")
+    timeline.add_argument("--plot", help="draw the top classes over time to FILE.png")
+    timeline.add_argument("--batch-size", type=int, default=8, help="windows per request")
 
 
 def run(args) -> int:
+    import grpc
+
     from components.preprocess.clip_decoder import ClipError
     from serving import client
+    if args.out and not args.out.endswith((".csv", ".json")):
+        print(f"error: --out {args.out}: expected a .csv or .json file", file=sys.stderr)
+        return 2
+    if (args.out or args.plot or args.hop) and not args.timeline:
+        print("error: --out, --plot and --hop need --timeline", file=sys.stderr)
+        return 2
+    if args.saved_model:
+        predict = client.load_saved_model(args.saved_model, args.signature)
+        where = f"in-process {args.saved_model}"
+    else:
+        predictor = client.PredictClient(args.server, args.model)
+        predict = lambda inputs: predictor.predict(inputs, args.signature)[0]  # noqa: E731
+        where = f"{args.model} at {args.server}"
     try:
-        inputs = client.clip_inputs(args.video, num_frames=args.num_frames, seconds=args.seconds,
-                                    start=args.start)
+        if args.timeline:
+            return _timeline(args, predict, where)
+        window = client.read_window(args.video, num_frames=args.num_frames,
+                                    seconds=args.seconds, start=args.start)
+        if args.saved_model:
+            outputs = predict(window.inputs)
+        else:
+            outputs, version = predictor.predict(window.inputs, args.signature)
+            where = f"{args.model} version {version} at {args.server}"
     except ClipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.saved_model:
-        outputs = client.predict_saved_model(args.saved_model, inputs, args.signature)
-        print(f"{args.video} (in-process {args.saved_model})")
-    else:
-        import grpc
-        predictor = client.PredictClient(args.server, args.model)
-        try:
-            outputs, version = predictor.predict(inputs, args.signature)
-        except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-        finally:
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.saved_model:
             predictor.close()
-        print(f"{args.video} ({args.model} version {version} at {args.server})")
+    print(f"{args.video} ({where})")
+    if not window.has_audio:
+        print(NO_AUDIO_NOTICE)
     print(client.format_top_k(outputs))
+    return 0
+
+
+NO_AUDIO_NOTICE = "note: the video has no audio track; the model heard silence"
+
+
+def _timeline(args, predict, where) -> int:
+    from serving import timeline
+    windows = timeline.windows(args.video, num_frames=args.num_frames, seconds=args.seconds,
+                               hop=args.hop)
+    rows = list(timeline.classify(windows, predict, args.batch_size))
+    print(f"{args.video} ({where}): timeline of {args.seconds:g} s windows every "
+          f"{args.hop or args.seconds:g} s")
+    if rows and not rows[0].has_audio:
+        print(NO_AUDIO_NOTICE)
+    print(timeline.summary(rows))
+    known = None
+    if args.saved_model:
+        import os
+        names_file = os.path.join(args.saved_model, "assets", contract.CLASS_NAMES_ASSET)
+        if os.path.exists(names_file):
+            with open(names_file, encoding="utf-8") as f:
+                known = f.read().splitlines()
+    names = timeline.class_names(rows, known)
+    if args.out:
+        if args.out.endswith(".csv"):
+            timeline.write_csv(rows, args.out)
+        else:
+            timeline.write_json(rows, names, args.out, args.video)
+        print(f"wrote {len(rows)} rows to {args.out}")
+    if args.plot:
+        timeline.plot(rows, names, args.plot)
+        print(f"wrote {args.plot}")
     return 0

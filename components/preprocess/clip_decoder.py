@@ -72,7 +72,7 @@ class DecodedClip:
 
 @dataclasses.dataclass(frozen=True)
 class SourceInfo:
-    duration: Optional[float]   # seconds the container declares, None when it does not
+    duration: Optional[float]   # seconds of video the header declares, None if it does not
     has_audio: bool
 
 
@@ -82,8 +82,12 @@ def probe(source: Source, name: Optional[str] = None) -> SourceInfo:
         if not container.streams.video:
             raise ClipError("not_a_video", f"not a video file: {_label(source, name)} has no "
                             "video stream")
-        duration = container.duration / av.time_base if container.duration else None
-        return SourceInfo(duration=duration, has_audio=bool(container.streams.audio))
+        video = container.streams.video[0]
+        known = [container.duration / av.time_base if container.duration else None,
+                 float(video.duration * video.time_base) if video.duration else None]
+        known = [d for d in known if d]
+        return SourceInfo(duration=min(known) if known else None,
+                          has_audio=bool(container.streams.audio))
 
 
 def decode_clip(source: Source, *, fps: float = 25, short_side: Optional[int] = 256,
@@ -230,7 +234,7 @@ class _Stream:
                            backward=True)
         self.label, self.fps, self.sample_rate = label, fps, sample_rate
         self.start, self.max_damaged_fraction = start, max_damaged_fraction
-        self.video_declared = float(video.duration * video.time_base) if video.duration else None
+        self.video_declared = _declared_video_seconds(video)
         self.picker = _FramePicker(start, end, fps, video, short_side)
         self.audio = _AudioTrack(sample_rate) if audio is not None else None
         self.packets = container.demux([video] + ([audio] if audio is not None else []))
@@ -261,6 +265,8 @@ class _Stream:
             frames = packet.decode()
         except av.error.FFmpegError:
             self.skipped += 1
+            if packet.stream.type == "audio":
+                self.audio.lost_packet()
             return
         for frame in frames:
             if packet.stream.type == "video":
@@ -304,14 +310,14 @@ class _Stream:
 
 
 class _AudioTrack:
-    """Resampled mono audio indexed by sample number from the source's time 0; a gap in the
-    timestamps (a skipped packet) becomes silence, so later audio stays in place."""
+    """Resampled mono audio indexed by sample number from the source's time 0; a packet that
+    did not decode becomes silence, so later audio stays in place."""
 
     def __init__(self, sample_rate):
         self.sample_rate = sample_rate
         self.resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         self.chunks, self.first, self.size = [], None, 0  # first: sample index of chunks[0]
-        self.next_time = None
+        self.frame_seconds = None
 
     def covers(self, time: float) -> bool:
         return self.first is not None and self.first + self.size >= time * self.sample_rate
@@ -319,17 +325,20 @@ class _AudioTrack:
     def add(self, frame):
         if self.first is None:
             self.first = int(round((frame.time or 0.0) * self.sample_rate))
-        elif frame.time is not None and self.next_time is not None and \
-                frame.time > self.next_time + 0.5 * frame.samples / frame.sample_rate:
+        self.frame_seconds = frame.samples / frame.sample_rate
+        for out in self.resampler.resample(frame):
+            self._append(out.to_ndarray().reshape(-1))
+
+    def lost_packet(self):
+        """A packet that did not decode: silence as long as the frame before it (audio codecs
+        have fixed frame sizes; container timestamps of audio, AVI's above all, are too coarse
+        to measure the gap)."""
+        if self.frame_seconds:
             self.finish()
             self.resampler = av.AudioResampler(format="flt", layout="mono",
                                                rate=self.sample_rate)
-            self._append(np.zeros(int(round((frame.time - self.next_time) * self.sample_rate)),
+            self._append(np.zeros(int(round(self.frame_seconds * self.sample_rate)),
                                   np.float32))
-        if frame.time is not None:
-            self.next_time = frame.time + frame.samples / frame.sample_rate
-        for out in self.resampler.resample(frame):
-            self._append(out.to_ndarray().reshape(-1))
 
     def finish(self):
         for out in self.resampler.resample(None):
@@ -429,6 +438,16 @@ class _FramePicker:
         if not out:
             return np.zeros((0, self.size[1], self.size[0], 3), np.uint8)
         return np.stack(out)
+
+
+def _declared_video_seconds(video) -> Optional[float]:
+    """The longest video length the header declares: its duration, or its frame count (AVI
+    keeps the frame count in its header, while FFmpeg measures a cut file's duration from
+    the data that is left)."""
+    known = [float(video.duration * video.time_base) if video.duration else 0.0,
+             video.frames / float(video.average_rate) if video.frames and video.average_rate
+             else 0.0]
+    return max(known) or None
 
 
 def _resized(width, height, short_side):
