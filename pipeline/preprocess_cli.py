@@ -13,7 +13,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
+from components.preprocess.clip_decoder import MAX_DAMAGED_FRACTION, MISSING_AUDIO_POLICIES
 from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
 from components.preprocess.splits import assign_splits
 from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
@@ -39,6 +39,9 @@ def add_arguments(parser):
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)
     parser.add_argument("--include-waveform", action="store_true")
+    parser.add_argument("--max-damaged-fraction", type=float, default=MAX_DAMAGED_FRACTION,
+                        help="share of a clip's packets that may fail to decode (skipped and "
+                        "counted) before it is rejected as corrupt; at least one always may")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="DirectRunner workers, each decoding one clip at a time (default: "
                         "one per core; ignored by other runners)")
@@ -73,7 +76,8 @@ def preprocess(args) -> dict:
     records = assign_splits(records, buckets)
     dead_dir = os.path.join(args.out, DEAD_LETTERS_DIR)
     options = dict(fps=args.fps, short_side=args.short_side, missing_audio=args.missing_audio,
-                   min_duration=args.min_duration, decoder_threads=args.decoder_threads)
+                   min_duration=args.min_duration, decoder_threads=args.decoder_threads,
+                   max_damaged_fraction=args.max_damaged_fraction)
     with beam.Pipeline(options=beam_options(args.workers, args.beam_arg,
                                             args.processes)) as pipeline:
         for split in buckets:

@@ -96,3 +96,35 @@ def test_a_file_cut_in_half_or_overwritten_with_garbage_is_corrupt(source, tmp_p
     with pytest.raises(ClipError) as error:
         decode_clip(str(broken))
     assert error.value.kind == "corrupt"
+
+
+def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packets(tmp_path):
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from components.preprocess.label_files import parse_label_file, write_class_map
+    from components.preprocess.transform import METRICS_NAMESPACE, ClipsToExamples
+    clean = write_clip(str(tmp_path / "clean.mp4"), SECONDS, rate=48000, gop=20)
+    light = damage_packets(clean, str(tmp_path / "light.mp4"), {("video", 25), ("audio", 9)})
+    heavy = damage_packets(clean, str(tmp_path / "heavy.mp4"),
+                           {("video", n) for n in range(3, 80, 4)})
+    (tmp_path / "labels.csv").write_text(f"clip_id,path,labels\nlight,{light},dog\n"
+                                         f"heavy,{heavy},dog\n")
+    write_class_map({"dog": 0}, str(tmp_path / "class_map.csv"))
+    records, class_map = parse_label_file(str(tmp_path / "labels.csv"), str(tmp_path),
+                                          class_map_path=str(tmp_path / "class_map.csv"))
+    pipeline = beam.Pipeline()
+    outputs = pipeline | beam.Create(records) | ClipsToExamples(class_map, short_side=32)
+    _ = outputs.examples | beam.Map(
+        lambda e: e.context.feature[contract.SKIPPED_PACKETS].int64_list.value[0]
+    ) | beam.Map(lambda n: _check_equal(n, 2))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+    assert counters["read"] == 2 and counters["written"] == 1
+    assert counters["rejected_corrupt"] == 1 and counters["skipped_packets"] == 2
+
+
+def _check_equal(value, expected):
+    assert value == expected, f"record says {value} skipped packets, expected {expected}"
