@@ -120,3 +120,22 @@ def media_silent(tmp_path):
     if not path.exists():
         write_clip(str(path), 3.0, with_audio=False)
     return str(path)
+
+
+def test_timeline_through_a_server_equals_the_saved_model(server, exported, tmp_path):
+    target, _ = server
+    window = ["--num-frames", str(CONFIG.num_frames), "--seconds", str(SECONDS), "--timeline",
+              "--hop", "0.5", "--batch-size", "3"]
+    assert main(["predict", CLIP, "--server", target, *window,
+                 "--out", str(tmp_path / "served.csv")]) == 0
+    assert main(["predict", CLIP, "--saved-model", exported[1], *window,
+                 "--out", str(tmp_path / "local.csv")]) == 0
+    tables = []
+    for name in ("served.csv", "local.csv"):
+        with open(tmp_path / name, newline="") as f:
+            tables.append(list(csv.DictReader(f)))
+    served, local = tables
+    assert len(served) == len(windows.starts(5.28, SECONDS, 0.5, contract.FPS)) == 10
+    for a, b in zip(served, local):
+        assert (a["start"], a["label_1"]) == (b["start"], b["label_1"])
+        assert float(a["score_1"]) == pytest.approx(float(b["score_1"]), abs=1e-6)
