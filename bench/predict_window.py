@@ -2,8 +2,8 @@
 in the same run:
 - `mbt predict --start T` of a window near the end of the film vs the same window cut into
   its own short file: time ratio of the medians of 5 (target <= 1.5) and peak memory
-  (target <= 1.5 GB), each in its own process (peak_mb), after start-up (imports and model load are the same for
-  both and are reported apart);
+  (target <= 1.5 GB), each in its own process (peak_mb), after start-up (imports and model
+  load are the same for both and are reported apart);
 - `mbt predict --timeline` on the SavedModel path vs a bare PyAV decode of every packet of
   the same file: throughput ratio in seconds of video per second (target >= 0.5).
 The film is tests/data/bigbuckbunny_5s.mp4 (1280x720 H.264, 5.1 AAC) repeated by copying
@@ -55,7 +55,8 @@ def build_film(path: str, minutes: float) -> float:
 def cut(film: str, path: str, start: float, seconds: float):
     """The window [start - 0.5, start + seconds + 0.5) re-encoded as its own 720p file."""
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from components.preprocess.clip_decoder import decode_clip  # pylint: disable=import-outside-toplevel
+    from components.preprocess.clip_decoder import (  # pylint: disable=import-outside-toplevel
+        decode_clip)
     clip = decode_clip(film, start=start - 0.5, end=start + seconds + 0.5, short_side=None)
     with av.open(path, "w") as out:
         video = out.add_stream("libx264", rate=25, options={"preset": "veryfast"})
@@ -144,7 +145,8 @@ def main():
         film = os.path.join(tmp, "film.mp4")
         length = build_film(film, args.minutes)
         print(f"film: {length:.0f} s of 1280x720 H.264 + 5.1 AAC, "
-              f"{os.path.getsize(film) / 1e6:.0f} MB (built in {time.perf_counter() - began:.0f} s)")
+              f"{os.path.getsize(film) / 1e6:.0f} MB "
+              f"(built in {time.perf_counter() - began:.0f} s)")
         config = from_preset(PRESET)
         keras.utils.set_random_seed(0)
         model = export_saved_model(build_model(config), config,

@@ -39,46 +39,58 @@ def windows(path: str, *, num_frames: int, seconds: float, hop: Optional[float] 
     `hop` seconds (default: `seconds`, back to back), plus one window ending at the end when
     the last hop leaves a tail (`mbt_keras.windows.start_frames`). `decode_options` go to
     `decode_chunks` (decoder_threads, max_damaged_fraction, short_side)."""
-    fps, rate = contract.FPS, contract.SAMPLE_RATE
-    length = window_rule.frames_of(seconds, fps)
-    step = max(1, window_rule.frames_of(hop or seconds, fps))
-    frames, first_frame = [], 0                        # buffered frames, index of frames[0]
-    audio, first_sample = np.zeros(0, np.float32), 0   # buffered samples, index of audio[0]
-    state = {"emitted": None, "skipped": 0, "has_audio": True}
-
-    def take(first: int, count: int) -> Window:
-        nonlocal frames, first_frame, audio, first_sample
-        start = first / fps
-        window_seconds = seconds if count == length else count / fps
-        begin, samples = window_rule.span(start, window_seconds, rate)
-        waveform = audio[begin - first_sample:begin - first_sample + samples]
-        waveform = np.pad(waveform, (0, samples - len(waveform)))
-        window = Window(inputs=window_inputs(frames[first - first_frame:][:count], waveform,
-                                             num_frames),
-                        start=start, end=start + window_seconds,
-                        has_audio=state["has_audio"], skipped_packets=state["skipped"])
-        # A later window starts at or after this one (the tail one too): forget what is before.
-        frames, first_frame = frames[first - first_frame:], first
-        audio, first_sample = audio[max(0, begin - first_sample):], max(begin, first_sample)
-        state.update(emitted=first, skipped=0)
-        return window
-
-    for chunk in decode_chunks(path, chunk_seconds=CHUNK_SECONDS, fps=fps, sample_rate=rate,
-                               missing_audio="silence", **decode_options):
-        frames.extend(chunk.frames)
-        audio = np.concatenate([audio, chunk.waveform])
-        state["has_audio"] = chunk.has_audio
-        state["skipped"] += chunk.skipped_packets
+    length = window_rule.frames_of(seconds, contract.FPS)
+    step = max(1, window_rule.frames_of(hop or seconds, contract.FPS))
+    cutter = _Cutter(num_frames, seconds, length)
+    for chunk in decode_chunks(path, chunk_seconds=CHUNK_SECONDS, fps=contract.FPS,
+                               sample_rate=contract.SAMPLE_RATE, missing_audio="silence",
+                               **decode_options):
+        cutter.add(chunk)
         while True:
-            emitted = state["emitted"]
-            first = 0 if emitted is None else emitted + step
-            if first + length > first_frame + len(frames):
+            first = 0 if cutter.emitted is None else cutter.emitted + step
+            if first + length > cutter.total:
                 break
-            yield take(first, length)
-    total = first_frame + len(frames)
-    for first in window_rule.start_frames(total, length, step):
-        if state["emitted"] is None or first > state["emitted"]:
-            yield take(first, min(length, total - first))
+            yield cutter.cut(first, length)
+    for first in window_rule.start_frames(cutter.total, length, step):
+        if cutter.emitted is None or first > cutter.emitted:
+            yield cutter.cut(first, min(length, cutter.total - first))
+
+
+class _Cutter:
+    """The decoded frames and samples from the last window's start on, cut into windows by
+    the window rule; every later window (the tail one too) starts at or after the last."""
+
+    def __init__(self, num_frames: int, seconds: float, length: int):
+        self.num_frames, self.seconds, self.length = num_frames, seconds, length
+        self.frames, self.first_frame = [], 0                       # frames[0] is frame first_frame
+        self.audio, self.first_sample = np.zeros(0, np.float32), 0  # audio[0] is sample first_sample
+        self.emitted, self.skipped, self.has_audio = None, 0, True
+
+    @property
+    def total(self) -> int:
+        return self.first_frame + len(self.frames)
+
+    def add(self, chunk):
+        self.frames.extend(chunk.frames)
+        self.audio = np.concatenate([self.audio, chunk.waveform])
+        self.has_audio = chunk.has_audio
+        self.skipped += chunk.skipped_packets
+
+    def cut(self, first: int, count: int) -> Window:
+        start = first / contract.FPS
+        seconds = self.seconds if count == self.length else count / contract.FPS
+        begin, samples = window_rule.span(start, seconds, contract.SAMPLE_RATE)
+        self.frames, self.first_frame = self.frames[first - self.first_frame:], first
+        self.audio = self.audio[max(0, begin - self.first_sample):]
+        self.first_sample = max(begin, self.first_sample)
+        waveform = self.audio[begin - self.first_sample:][:samples]
+        window = Window(inputs=window_inputs(self.frames[:count],
+                                             np.pad(waveform, (0, samples - len(waveform))),
+                                             self.num_frames),
+                        start=start, end=start + seconds, has_audio=self.has_audio,
+                        skipped_packets=self.skipped)
+        self.emitted, self.skipped = first, 0
+        return window
 
 
 def classify(windows_: Iterable[Window], predict: Callable[[dict], dict],
@@ -184,7 +196,8 @@ def summary(rows: Sequence[Row], most: int = 3) -> str:
     lines = [f"{len(rows)} windows, {rows[0].start:.1f}-{rows[-1].end:.1f} s"]
     for label, n in sorted(counts.items(), key=lambda item: -item[1])[:most]:
         spans = sorted((s for s in stretches if s[0] == label), key=lambda s: s[1] - s[2])[:3]
-        when = ", ".join(f"{_clock(s[1])}-{_clock(s[2])}" for s in sorted(spans, key=lambda s: s[1]))
+        when = ", ".join(f"{_clock(s[1])}-{_clock(s[2])}"
+                         for s in sorted(spans, key=lambda s: s[1]))
         lines.append(f"  {label:<20} top in {n}/{len(rows)} windows, longest at {when}")
     return "\n".join(lines)
 

@@ -110,9 +110,9 @@ class ClipsToExamples(beam.PTransform):
     `decode_options` are passed to `decode_clip` (fps, short_side, missing_audio,
     min_duration, decoder_threads, max_damaged_fraction); the `skipped_packets` counter sums
     the damaged packets skipped in written clips. The sample rate is always
-    contract.SAMPLE_RATE, the log-mel's rate. `decoder_threads` defaults to 1: runners process several clips at once
-    (worker threads and processes), and one single-threaded decoder per clip costs less CPU in
-    total than FFmpeg's frame threads (bench/preprocess.py).
+    contract.SAMPLE_RATE, the log-mel's rate. `decoder_threads` defaults to 1: runners process
+    several clips at once (worker threads and processes), and one single-threaded decoder per
+    clip costs less CPU in total than FFmpeg's frame threads (bench/preprocess.py).
     """
 
     def __init__(self, class_map: Dict[str, int], *, include_waveform: bool = False,

@@ -26,7 +26,8 @@ def damage_packets(source, target, damaged):
             n = seen[kind] = seen.get(kind, -1) + 1
             if (kind, n) in damaged:
                 garbage = av.Packet(rng.integers(0, 256, packet.size, np.uint8).tobytes())
-                garbage.pts, garbage.dts, garbage.time_base = packet.pts, packet.dts, packet.time_base
+                garbage.pts, garbage.dts = packet.pts, packet.dts
+                garbage.time_base = packet.time_base
                 garbage.is_keyframe = packet.is_keyframe
                 packet = garbage
             packet.stream = out
