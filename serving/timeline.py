@@ -62,8 +62,9 @@ class _Cutter:
 
     def __init__(self, num_frames: int, seconds: float, length: int):
         self.num_frames, self.seconds, self.length = num_frames, seconds, length
-        self.frames, self.first_frame = [], 0                       # frames[0] is frame first_frame
-        self.audio, self.first_sample = np.zeros(0, np.float32), 0  # audio[0] is sample first_sample
+        # frames[0] is frame number first_frame, audio[0] sample number first_sample.
+        self.frames, self.first_frame = [], 0
+        self.audio, self.first_sample = np.zeros(0, np.float32), 0
         self.emitted, self.skipped, self.has_audio = None, 0, True
 
     @property
