@@ -39,21 +39,20 @@ def run(args) -> int:
         return 2
     if args.saved_model:
         predict = client.load_saved_model(args.saved_model, args.signature)
-        where = f"in-process {args.saved_model}"
+        where = lambda: f"in-process {args.saved_model}"  # noqa: E731
     else:
-        predictor = client.PredictClient(args.server, args.model)
-        predict = lambda inputs: predictor.predict(inputs, args.signature)[0]  # noqa: E731
-        where = f"{args.model} at {args.server}"
+        predictor, answered = client.PredictClient(args.server, args.model), {}
+
+        def predict(inputs):
+            outputs, answered["version"] = predictor.predict(inputs, args.signature)
+            return outputs
+        where = lambda: f"{args.model} version {answered['version']} at {args.server}"  # noqa: E731
     try:
         if args.timeline:
             return _timeline(args, predict, where)
         window = client.read_window(args.video, num_frames=args.num_frames,
                                     seconds=args.seconds, start=args.start)
-        if args.saved_model:
-            outputs = predict(window.inputs)
-        else:
-            outputs, version = predictor.predict(window.inputs, args.signature)
-            where = f"{args.model} version {version} at {args.server}"
+        outputs = predict(window.inputs)
     except ClipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -63,7 +62,7 @@ def run(args) -> int:
     finally:
         if not args.saved_model:
             predictor.close()
-    print(f"{args.video} ({where})")
+    print(f"{args.video} ({where()})")
     if not window.has_audio:
         print(NO_AUDIO_NOTICE)
     print(client.format_top_k(outputs))
@@ -78,7 +77,7 @@ def _timeline(args, predict, where) -> int:
     windows = timeline.windows(args.video, num_frames=args.num_frames, seconds=args.seconds,
                                hop=args.hop)
     rows = list(timeline.classify(windows, predict, args.batch_size))
-    print(f"{args.video} ({where}): timeline of {args.seconds:g} s windows every "
+    print(f"{args.video} ({where()}): timeline of {args.seconds:g} s windows every "
           f"{args.hop or args.seconds:g} s")
     if rows and not rows[0].has_audio:
         print(NO_AUDIO_NOTICE)
