@@ -187,7 +187,7 @@ def summary(rows: Sequence[Row], most: int = 3) -> str:
     stretches = []  # [label, start, end] of consecutive windows with the same top-1 label
     for row in rows:
         label = row.top_k[0][0]
-        if stretches and stretches[-1][0] == label and row.start <= stretches[-1][2] + 1e-6:
+        if stretches and stretches[-1][0] == label:
             stretches[-1][2] = row.end
         else:
             stretches.append([label, row.start, row.end])
