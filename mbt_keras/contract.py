@@ -23,6 +23,7 @@ CLIP_START = "clip/start/timestamp"          # int64, microseconds into the sour
 CLIP_END = "clip/end/timestamp"              # int64, microseconds into the source (MediaSequence)
 CLIP_DURATION = "clip/duration"              # float, seconds actually stored
 HAS_AUDIO = "clip/has_audio"                 # int64, 0 when audio was filled with silence
+SKIPPED_PACKETS = "clip/decode/skipped_packets"  # int64, damaged packets the decoder skipped
 FORMAT_VERSION = "clip/format_version"       # int64, RECORD_FORMAT_VERSION; absent in version 1
 RECORD_FORMAT_VERSION = 2
 # Record files: GZIP when the name ends with this suffix, else uncompressed (the rule TFX's

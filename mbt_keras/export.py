@@ -14,8 +14,9 @@ import os
 import tempfile
 
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
-from mbt_keras import augment, contract, input_contract, input_pipeline, training
+from mbt_keras import augment, contract, input_contract, input_pipeline, training, windows
 from mbt_keras.config import ModelConfig
 from mbt_keras.log_mel import log_mel_spectrogram
 
@@ -137,10 +138,9 @@ class _ExportModule(tf.Module):
 
 
 def uniform_frame_indices(available, wanted: int) -> tf.Tensor:
-    """`wanted` indices at the stride available / wanted from the first frame, as the
-    trainer's `input_pipeline.frame_indices` picks frames at its stride t * fps / num_frames."""
-    stride = tf.cast(available, tf.float32) / wanted
-    return tf.cast(tf.floor(tf.range(wanted, dtype=tf.float32) * stride + 1e-4), tf.int32)
+    """The window rule (`windows.frame_indices`) in the graph: `available` is the number of
+    frames the client sent, known only at run time."""
+    return windows.frame_indices(available, wanted, xp=tnp)
 
 
 def _require(ok, template: str, *values):

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
+from components.preprocess.clip_decoder import MAX_DAMAGED_FRACTION, MISSING_AUDIO_POLICIES
 from components.preprocess.label_files import (FORMATS, LabelFileError, parse_label_file,
                                                write_class_map)
 from components.preprocess.splits import assign_splits
@@ -43,6 +43,9 @@ def add_arguments(parser):
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)
     parser.add_argument("--include-waveform", action="store_true")
+    parser.add_argument("--max-damaged-fraction", type=float, default=MAX_DAMAGED_FRACTION,
+                        help="share of a clip's packets that may fail to decode (skipped and "
+                        "counted) before it is rejected as corrupt; at least one always may")
     parser.add_argument("--compression", default="none", choices=contract.RECORD_COMPRESSIONS,
                         help="record files: none (DMVR/Scenic read them as they are; GZIP "
                         "saves ~1%% on JPEG frames) or gzip (.gz)")
@@ -107,7 +110,8 @@ def preprocess(args) -> dict:
     buckets = {name: int(n) for name, n in (s.split(":") for s in args.splits.split(","))}
     records = assign_splits(records, buckets)
     options = dict(fps=args.fps, short_side=args.short_side, missing_audio=args.missing_audio,
-                   min_duration=args.min_duration, decoder_threads=args.decoder_threads)
+                   min_duration=args.min_duration, decoder_threads=args.decoder_threads,
+                   max_damaged_fraction=args.max_damaged_fraction)
     with replaced_output(args.out, args.overwrite) as out:
         dead_dir = os.path.join(out, DEAD_LETTERS_DIR)
         with beam.Pipeline(options=pipeline_options) as pipeline:

@@ -1,37 +1,71 @@
 """Client side of the serving API: a video window -> PredictRequest -> top-k labels.
 
-Frames are decoded with the project's decoder (`clip_decoder.decode_clip`, the one
-preprocessing uses), picked at the trainer's stride over the window and sent as JPEGs with
-the window's 16 kHz waveform; the model does the crop, resize and log-mel itself.
+Frames are decoded with the project's decoder (`clip_decoder`, the one preprocessing uses),
+only the window asked for, picked by the window rule (`mbt_keras.windows`) and sent as JPEGs
+with the window's 16 kHz waveform; the model does the crop, resize and log-mel itself.
 """
+import dataclasses
+
 import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from components.preprocess.clip_decoder import decode_clip
-from mbt_keras import contract
+from components.preprocess import clip_decoder
+from mbt_keras import contract, windows
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One window of a video, ready to send: `inputs` is the request's batch of one."""
+    inputs: dict
+    start: float
+    end: float
+    has_audio: bool        # False: the clip has no audio track, `inputs` hold silence
+    skipped_packets: int   # damaged packets the decoder skipped in this window
+
+
+def window_inputs(frames, waveform: np.ndarray, num_frames: int) -> dict:
+    """{'frames': JPEG bytes [1, num_frames], 'waveform': float32 [1, S]} of a window's
+    frames (a sequence of uint8 [H, W, 3] at contract.FPS) and waveform: frames taken by the
+    window rule."""
+    jpegs = [tf.io.encode_jpeg(frames[i], quality=95).numpy()
+             for i in windows.frame_indices(len(frames), num_frames)]
+    return {contract.IN_FRAMES_JPEG: np.array([jpegs], dtype=object),
+            contract.IN_WAVEFORM: waveform[np.newaxis].astype(np.float32)}
+
+
+def read_window(path: str, *, num_frames: int = 8, seconds: float = 8.0,
+                start: float = None) -> Window:
+    """The window of `seconds` of the clip, centred unless `start` is given (a start too late
+    for a whole window is moved back); a shorter clip is used whole, its audio padded with
+    silence to the window's length. Only the window is
+    decoded (from the keyframe before it), whatever the file's length."""
+    duration = clip_decoder.probe(path).duration
+    window_seconds = seconds
+    if duration is not None:
+        seconds = min(seconds, duration)
+        start = (duration - seconds) / 2 if start is None else min(start, duration - seconds)
+    start = max(0.0, start or 0.0)
+    clip = clip_decoder.decode_clip(path, fps=contract.FPS, sample_rate=contract.SAMPLE_RATE,
+                                    start=start, end=start + seconds if duration else None,
+                                    missing_audio="silence")
+    frame_count = windows.span(start, seconds, contract.FPS)[1]
+    sample_count = windows.span(start, seconds, contract.SAMPLE_RATE)[1]
+    # A clip shorter than the window is heard whole, then silence: the model refuses audio
+    # shorter than its window (its input contract's min_samples).
+    padded = max(sample_count, windows.span(start, window_seconds, contract.SAMPLE_RATE)[1])
+    waveform = np.pad(clip.waveform[:sample_count],
+                      (0, max(0, padded - min(sample_count, len(clip.waveform)))))
+    return Window(inputs=window_inputs(clip.frames[:frame_count], waveform, num_frames),
+                  start=clip.start, end=clip.end, has_audio=clip.has_audio,
+                  skipped_packets=clip.skipped_packets)
 
 
 def clip_inputs(path: str, *, num_frames: int = 8, seconds: float = 8.0,
                 start: float = None) -> dict:
-    """{'frames': JPEG bytes [1, F], 'waveform': float32 [1, S]} of one window of the clip.
-
-    The window is `seconds` long, centred in the clip unless `start` is given; a shorter clip
-    is used whole. Frames are taken every window_frames / num_frames frames from its start.
-    """
-    clip = decode_clip(path, fps=contract.FPS, sample_rate=contract.SAMPLE_RATE,
-                       missing_audio="silence")
-    seconds = min(seconds, clip.duration)
-    start = (clip.duration - seconds) / 2 if start is None else min(start, clip.duration - seconds)
-    first, count = int(round(start * clip.fps)), max(1, int(round(seconds * clip.fps)))
-    window = clip.frames[first:first + count]
-    picked = window[np.floor(np.arange(num_frames) * len(window) / num_frames + 1e-4).astype(int)]
-    sample = int(round(start * clip.sample_rate))
-    waveform = clip.waveform[sample:sample + int(round(seconds * clip.sample_rate))]
-    jpegs = [tf.io.encode_jpeg(frame, quality=95).numpy() for frame in picked]
-    return {contract.IN_FRAMES_JPEG: np.array([jpegs], dtype=object),
-            contract.IN_WAVEFORM: waveform[np.newaxis].astype(np.float32)}
+    """The request inputs of `read_window` (which also says whether the clip had audio)."""
+    return read_window(path, num_frames=num_frames, seconds=seconds, start=start).inputs
 
 
 def predict_request(inputs: dict, model_name: str, signature: str = contract.SIG_SERVING,
@@ -68,10 +102,19 @@ class PredictClient:
         self.channel.close()
 
 
+def load_saved_model(saved_model_dir: str, signature: str = contract.SIG_SERVING):
+    """The signature as a function of numpy inputs to numpy outputs, loaded once."""
+    loaded = tf.saved_model.load(saved_model_dir)  # held by the closure: it owns the variables
+
+    def predict(inputs: dict) -> dict:
+        outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in outputs.items()}
+    return predict
+
+
 def predict_saved_model(saved_model_dir: str, inputs: dict, signature: str = contract.SIG_SERVING):
     """The same signature called in-process, outputs as numpy arrays."""
-    function = tf.saved_model.load(saved_model_dir).signatures[signature]
-    return {k: v.numpy() for k, v in function(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+    return load_saved_model(saved_model_dir, signature)(inputs)
 
 
 def format_top_k(outputs: dict) -> str:

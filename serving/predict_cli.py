@@ -1,4 +1,5 @@
-"""`mbt predict VIDEO`: top-k labels of a local video from a server or a SavedModel.
+"""`mbt predict VIDEO`: top-k labels of a window of a local video, or with `--timeline` of
+every window of it, from a server or a SavedModel.
 
 The window (frames, seconds) is the model's own, read from its input contract
 (`serving.model_contract`); flags that say otherwise get a warning, or an error where the
@@ -24,6 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--show-contract", action="store_true",
                         help="print the model's input contract (JSON) and exit")
     parser.add_argument("--start", type=float, default=None, help="window start (default: centred)")
+    timeline = parser.add_argument_group("timeline: classify every window of the whole video")
+    timeline.add_argument("--timeline", action="store_true",
+                          help="consecutive windows over the whole video, one decoding pass")
+    timeline.add_argument("--hop", type=float, default=None,
+                          help="seconds between window starts (default: the window length)")
+    timeline.add_argument("--out", help="write one row per window to FILE.csv or FILE.json")
+    timeline.add_argument("--plot", help="draw the top classes over time to FILE.png")
+    timeline.add_argument("--batch-size", type=int, default=8, help="windows per request")
 
 
 def apply_contract(args):
@@ -48,6 +57,7 @@ def apply_contract(args):
         if args.show_contract or args.num_frames is None or args.seconds is None:
             print(f"error: {exc}; pass --num-frames and --seconds", file=sys.stderr)
             return 1
+        args.contract = None
         return None
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -55,6 +65,7 @@ def apply_contract(args):
     if args.show_contract:
         print(model.to_json())
         return 0
+    args.contract = model
     try:
         args.num_frames, args.seconds, notes = model_contract.window_for(
             model, args.num_frames, args.seconds)
@@ -70,27 +81,70 @@ def run(args) -> int:
     status = apply_contract(args)
     if status is not None:
         return status
+    import grpc
+
     from components.preprocess.clip_decoder import ClipError
     from serving import client
+    if args.out and not args.out.endswith((".csv", ".json")):
+        print(f"error: --out {args.out}: expected a .csv or .json file", file=sys.stderr)
+        return 2
+    if (args.out or args.plot or args.hop) and not args.timeline:
+        print("error: --out, --plot and --hop need --timeline", file=sys.stderr)
+        return 2
+    if args.saved_model:
+        predict = client.load_saved_model(args.saved_model, args.signature)
+        where = lambda: f"in-process {args.saved_model}"  # noqa: E731
+    else:
+        predictor, answered = client.PredictClient(args.server, args.model), {}
+
+        def predict(inputs):
+            outputs, answered["version"] = predictor.predict(inputs, args.signature)
+            return outputs
+        where = lambda: f"{args.model} version {answered['version']} at {args.server}"  # noqa: E731
     try:
-        inputs = client.clip_inputs(args.video, num_frames=args.num_frames, seconds=args.seconds,
-                                    start=args.start)
+        if args.timeline:
+            return _timeline(args, predict, where)
+        window = client.read_window(args.video, num_frames=args.num_frames,
+                                    seconds=args.seconds, start=args.start)
+        outputs = predict(window.inputs)
     except ClipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.saved_model:
-        outputs = client.predict_saved_model(args.saved_model, inputs, args.signature)
-        print(f"{args.video} (in-process {args.saved_model})")
-    else:
-        import grpc
-        predictor = client.PredictClient(args.server, args.model)
-        try:
-            outputs, version = predictor.predict(inputs, args.signature)
-        except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-        finally:
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.saved_model:
             predictor.close()
-        print(f"{args.video} ({args.model} version {version} at {args.server})")
+    print(f"{args.video} ({where()})")
+    if not window.has_audio:
+        print(NO_AUDIO_NOTICE)
     print(client.format_top_k(outputs))
+    return 0
+
+
+NO_AUDIO_NOTICE = "note: the video has no audio track; the model heard silence"
+
+
+def _timeline(args, predict, where) -> int:
+    from serving import timeline
+    windows = timeline.windows(args.video, num_frames=args.num_frames, seconds=args.seconds,
+                               hop=args.hop)
+    rows = list(timeline.classify(windows, predict, args.batch_size))
+    print(f"{args.video} ({where()}): timeline of {args.seconds:g} s windows every "
+          f"{args.hop or args.seconds:g} s")
+    if rows and not rows[0].has_audio:
+        print(NO_AUDIO_NOTICE)
+    print(timeline.summary(rows))
+    # Without a contract (a model exported before it), names are learnt from the top-k.
+    names = timeline.class_names(rows, args.contract and list(args.contract.class_names))
+    if args.out:
+        if args.out.endswith(".csv"):
+            timeline.write_csv(rows, args.out)
+        else:
+            timeline.write_json(rows, names, args.out, args.video)
+        print(f"wrote {len(rows)} rows to {args.out}")
+    if args.plot:
+        timeline.plot(rows, names, args.plot)
+        print(f"wrote {args.plot}")
     return 0

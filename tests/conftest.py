@@ -3,3 +3,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory):
+    """Three minutes of 64x48 H.264 at 10 fps with a keyframe every 2 s and 16 kHz mono AAC:
+    long enough that decoding all of it is 40x the work of one window near its end."""
+    from tests.components.conftest import write_clip
+    path = str(tmp_path_factory.mktemp("long") / "long.mp4")
+    return write_clip(path, 180.0, fps=10, rate=16000, layout="mono", gop=20)

@@ -1,14 +1,24 @@
 """Decode one clip with PyAV into the paper's inputs (4.2): RGB frames at a fixed fps and
 16 kHz mono audio, trimmed to [start, end).
 
-Shared by the Beam job and by serving (`mbt predict`), so a clip is decoded the same way for
-training and for inference. Bad input raises `ClipError` whose `kind` names the failure
-(the Beam job turns it into a dead-letter record and a counter).
+The project's one decoder: the Beam job, `mbt predict`, the timeline and batch inference all
+read video through it, so a clip is decoded the same way for training and for inference.
+- Windowed: `decode_clip(start=, end=)` seeks to the keyframe before `start` and stops after
+  `end`, so its work and memory depend on the window, not on the file's length.
+- Streaming: `decode_chunks` reads a whole file once, front to back, as consecutive clips,
+  holding one chunk at a time.
+- Tolerant: a packet that does not decode (FFmpeg reports damaged data; real AVI files often
+  start with an audio packet that does not) is skipped and counted in `skipped_packets`;
+  the clip is rejected as `corrupt` only when more than max(1, max_damaged_fraction x the
+  packets read) are skipped (a skipped audio packet leaves silence in its place).
+Bad input raises `ClipError` whose `kind` names the failure (the Beam job turns it into a
+dead-letter record and a counter).
 """
+import contextlib
 import dataclasses
 import math
 import os
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Iterator, Optional, Union
 
 import av
 import numpy as np
@@ -20,11 +30,22 @@ MISSING_AUDIO_POLICIES = ("reject", "silence")
 END_TOLERANCE_S = 0.1
 # A video stream that stops this much before its declared length was cut short.
 TRUNCATION_TOLERANCE_S = 0.5
+# Default share of a clip's packets that may fail to decode before it is `corrupt`: a few
+# damaged packets in a minute of video (about 4000 packets) pass, a file of garbage does not.
+MAX_DAMAGED_FRACTION = 0.02
+# Decoding starts at the keyframe before start - PREROLL_S: audio decoders (AAC, AC3) and the
+# resampler need a frame or two of history before their output is exact.
+PREROLL_S = 0.25
+# Containers interleave audio within a second or so of the video; audio still missing this
+# far behind the video has ended (a soundtrack shorter than the film), so reading stops.
+INTERLEAVE_S = 5.0
 # Leading bytes of the containers FFmpeg reads for video: an unreadable file that starts
 # like one of these is a damaged video, anything else is not a video at all.
 _CONTAINER_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"OggS"),
                     (0, b"FLV"), (0, b"\x00\x00\x01\xba"), (0, b"\x47"), (4, b"moov"),
                     (4, b"mdat"), (4, b"free"), (4, b"wide"))
+
+Source = Union[str, BinaryIO]
 
 
 class ClipError(ValueError):
@@ -45,14 +66,38 @@ class DecodedClip:
     duration: float         # seconds stored
     start: float            # seconds into the source
     end: float
+    skipped_packets: int = 0  # packets that did not decode (tolerated damage)
+    packets_read: int = 0     # packets demuxed to decode this clip (its decoding work)
 
 
-def decode_clip(source: Union[str, BinaryIO], *, fps: float = 25, short_side: Optional[int] = 256,
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    duration: Optional[float]   # seconds of video the header declares, None if it does not
+    has_audio: bool
+
+
+def probe(source: Source, name: Optional[str] = None) -> SourceInfo:
+    """What the container header says, without decoding (to place a window in a clip)."""
+    with _opened(source, _label(source, name)) as container:
+        if not container.streams.video:
+            raise ClipError("not_a_video", f"not a video file: {_label(source, name)} has no "
+                            "video stream")
+        video = container.streams.video[0]
+        known = [container.duration / av.time_base if container.duration else None,
+                 float(video.duration * video.time_base) if video.duration else None]
+        known = [d for d in known if d]
+        return SourceInfo(duration=min(known) if known else None,
+                          has_audio=bool(container.streams.audio))
+
+
+def decode_clip(source: Source, *, fps: float = 25, short_side: Optional[int] = 256,
                 sample_rate: int = 16000, start: Optional[float] = None,
                 end: Optional[float] = None, missing_audio: str = "reject",
                 min_duration: float = 0.0, name: Optional[str] = None,
-                decoder_threads: int = 0) -> DecodedClip:
-    """Decodes `source` (a path or a binary file object, e.g. read through tf.io.gfile).
+                decoder_threads: int = 0,
+                max_damaged_fraction: float = MAX_DAMAGED_FRACTION) -> DecodedClip:
+    """Decodes [start, end) of `source` (a path or a binary file object, e.g. read through
+    tf.io.gfile); the whole file when both are None.
 
     Frames are picked by timestamp (the decoded frame nearest to start + k / fps), so any
     source frame rate maps to `fps`; the shorter side is resized to `short_side` (None keeps
@@ -62,24 +107,88 @@ def decode_clip(source: Union[str, BinaryIO], *, fps: float = 25, short_side: Op
     `decoder_threads`: 0 lets FFmpeg decode one clip on every core (frame + slice threads, best
     for one clip at a time, e.g. serving); 1 decodes in the calling thread, which is cheaper in
     total when a job decodes several clips in parallel (docs/benchmarks.md).
+    `max_damaged_fraction`: share of packets that may fail to decode (module docstring).
     """
-    if missing_audio not in MISSING_AUDIO_POLICIES:
-        raise ValueError(f"missing_audio={missing_audio!r}: expected one of {MISSING_AUDIO_POLICIES}")
-    label = name or (source if isinstance(source, str) else getattr(source, "name", "<stream>"))
-    if isinstance(source, str) and not os.path.exists(source):
-        raise ClipError("missing_file", f"missing file: {label} does not exist")
+    label = _label(source, name)
     if start is not None and start < 0 or end is not None and end <= (start or 0.0):
         raise ClipError("out_of_range", f"invalid window start={start} end={end} for {label}: "
                         "need 0 <= start < end")
+    first = start or 0.0
+    with _opened(source, label) as container:
+        declared = container.duration / av.time_base if container.duration else None
+        if declared is not None and first >= declared:
+            raise ClipError("out_of_range", f"start {first:.2f} s is outside {label} "
+                            f"(0-{declared:.2f} s)")
+        if declared is not None and end is not None and end > declared + END_TOLERANCE_S:
+            raise ClipError("too_short", f"clip shorter than asked: {label} ends at "
+                            f"{declared:.2f} s, the window asks {first:.2f}-{end:.2f} s")
+        stream = _Stream(container, label, fps=fps, short_side=short_side,
+                         sample_rate=sample_rate, start=first, end=end,
+                         missing_audio=missing_audio, decoder_threads=decoder_threads,
+                         max_damaged_fraction=max_damaged_fraction)
+        stream.read_until(end if end is not None else math.inf)
+        last_end = stream.last_end()
+        stop = end if end is not None else last_end
+        if stop > last_end + END_TOLERANCE_S:
+            kind = "corrupt" if declared and last_end < declared - END_TOLERANCE_S else "too_short"
+            what = "truncated video file" if kind == "corrupt" else "clip shorter than asked"
+            raise ClipError(kind, f"{what}: {label} has video up to {last_end:.2f} s, the window "
+                            f"asks {first:.2f}-{stop:.2f} s")
+        stop = min(stop, last_end)
+        if stop - first < min_duration:
+            raise ClipError("too_short", f"clip shorter than asked: {label} gives "
+                            f"{stop - first:.2f} s of video, at least {min_duration:.2f} s "
+                            "required")
+        return stream.take(stop)
+
+
+def decode_chunks(source: Source, *, chunk_seconds: float = 1.0, fps: float = 25,
+                  short_side: Optional[int] = 256, sample_rate: int = 16000,
+                  missing_audio: str = "reject", name: Optional[str] = None,
+                  decoder_threads: int = 0,
+                  max_damaged_fraction: float = MAX_DAMAGED_FRACTION) -> Iterator[DecodedClip]:
+    """The whole of `source` in one pass, as consecutive clips of round(chunk_seconds * fps)
+    frames (the last one shorter) and their audio; memory holds one chunk, whatever the
+    file's length. Chunk k starts at frame k * round(chunk_seconds * fps) and sample
+    round(start * sample_rate) of the source, so concatenated chunks are `decode_clip` of the
+    whole file. Options as `decode_clip`; damage is checked after every chunk.
+    """
+    label = _label(source, name)
+    step = max(1, int(round(chunk_seconds * fps)))
+    with _opened(source, label) as container:
+        stream = _Stream(container, label, fps=fps, short_side=short_side,
+                         sample_rate=sample_rate, start=0.0, end=None,
+                         missing_audio=missing_audio, decoder_threads=decoder_threads,
+                         max_damaged_fraction=max_damaged_fraction)
+        index = 0
+        while True:
+            stop = (index + step) / fps
+            stream.read_until(stop)
+            if stream.exhausted:
+                last_end = stream.last_end()
+                if index / fps < last_end - 1e-6:
+                    yield stream.take(min(stop, last_end))
+                if stop >= last_end - 1e-6:
+                    return
+            else:
+                yield stream.take(stop)
+            index += step
+
+
+def _label(source, name):
+    return name or (source if isinstance(source, str) else getattr(source, "name", "<stream>"))
+
+
+@contextlib.contextmanager
+def _opened(source, label):
+    if isinstance(source, str) and not os.path.exists(source):
+        raise ClipError("missing_file", f"missing file: {label} does not exist")
     try:
         container = av.open(source, metadata_errors="ignore")
     except (av.error.FFmpegError, OSError) as error:
         raise _unreadable(source, label, error) from None
     with container:
-        return _decode(container, label, fps=fps, short_side=short_side,
-                       sample_rate=sample_rate, start=start, end=end,
-                       missing_audio=missing_audio, min_duration=min_duration,
-                       decoder_threads=decoder_threads)
+        yield container
 
 
 def _unreadable(source, label, error) -> ClipError:
@@ -100,96 +209,161 @@ def _unreadable(source, label, error) -> ClipError:
                      f"recognises ({error})")
 
 
-def _decode(container, label, *, fps, short_side, sample_rate, start, end, missing_audio,
-            min_duration, decoder_threads) -> DecodedClip:
-    if not container.streams.video:
-        raise ClipError("not_a_video", f"not a video file: {label} has no video stream")
-    video = container.streams.video[0]
-    audio = container.streams.audio[0] if container.streams.audio else None
-    if audio is None and missing_audio == "reject":
-        raise ClipError("no_audio", f"no audio stream in {label} (missing_audio='reject'; "
-                        "'silence' keeps it with silent audio and has_audio=0)")
-    declared = container.duration / av.time_base if container.duration else None
-    video_declared = float(video.duration * video.time_base) if video.duration else None
-    first = start or 0.0
-    if declared is not None and first >= declared:
-        raise ClipError("out_of_range", f"start {first:.2f} s is outside {label} "
-                        f"(0-{declared:.2f} s)")
-    if declared is not None and end is not None and end > declared + END_TOLERANCE_S:
-        raise ClipError("too_short", f"clip shorter than asked: {label} ends at "
-                        f"{declared:.2f} s, the window asks {first:.2f}-{end:.2f} s")
-    if decoder_threads != 1:
-        video.thread_type = "AUTO"
-    video.thread_count = decoder_threads
-    if first > 1.0:
-        container.seek(int(first / video.time_base), stream=video, backward=True)
+class _Stream:
+    """One demux-and-decode pass from `start`: frames picked at `fps`, audio resampled, bad
+    packets skipped and counted. `read_until(t)` decodes until everything before t is
+    known; `take(t)` hands it over and forgets it, so memory holds only what is not taken."""
 
-    picker = _FramePicker(first, end, fps, video, short_side)
-    chunks, samples, audio_start, stopped_early = [], 0, None, False
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    streams = [video] + ([audio] if audio is not None else [])
-    try:
-        for packet in container.demux(streams):
-            for frame in packet.decode():
-                if packet.stream.type == "video":
-                    picker.add(frame)
-                else:
-                    if audio_start is None and frame.time is not None:
-                        audio_start = frame.time
-                    for out in resampler.resample(frame):
-                        chunks.append(out.to_ndarray().reshape(-1))
-                        samples += len(chunks[-1])
-            if picker.done and (audio is None or
-                                samples / sample_rate + (audio_start or 0.0) >= picker.end):
-                stopped_early = True
+    def __init__(self, container, label, *, fps, short_side, sample_rate, start, end,
+                 missing_audio, decoder_threads, max_damaged_fraction):
+        if missing_audio not in MISSING_AUDIO_POLICIES:
+            raise ValueError(f"missing_audio={missing_audio!r}: expected one of "
+                             f"{MISSING_AUDIO_POLICIES}")
+        if not container.streams.video:
+            raise ClipError("not_a_video", f"not a video file: {label} has no video stream")
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if audio is None and missing_audio == "reject":
+            raise ClipError("no_audio", f"no audio stream in {label} (missing_audio='reject'; "
+                            "'silence' keeps it with silent audio and has_audio=0)")
+        if decoder_threads != 1:
+            video.thread_type = "AUTO"
+        video.thread_count = decoder_threads
+        if start > PREROLL_S and video.time_base:
+            container.seek(int((start - PREROLL_S) / video.time_base), stream=video,
+                           backward=True)
+        self.label, self.fps, self.sample_rate = label, fps, sample_rate
+        self.start, self.max_damaged_fraction = start, max_damaged_fraction
+        self.video_declared = _declared_video_seconds(video)
+        self.picker = _FramePicker(start, end, fps, video, short_side)
+        self.audio = _AudioTrack(sample_rate) if audio is not None else None
+        self.packets = container.demux([video] + ([audio] if audio is not None else []))
+        self.exhausted, self.packets_read, self.skipped = False, 0, 0
+        self.reported = (0, 0)  # (packets_read, skipped) when the last clip was taken
+
+    def read_until(self, time: float):
+        while not self.exhausted and not (self.picker.covers(time) and (
+                self.audio is None or self.audio.covers(time) or
+                self.picker.covers(time + INTERLEAVE_S))):
+            try:
+                packet = next(self.packets)
+            except StopIteration:
+                self.exhausted = True
+                self.picker.finish()
+                if self.audio is not None:
+                    self.audio.finish()
                 break
-        if audio is not None:
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
-    except av.error.FFmpegError as error:
-        raise ClipError("corrupt", f"corrupt video file {label}: decoding failed ({error})") from None
+            except av.error.FFmpegError as error:
+                raise ClipError("corrupt", f"corrupt video file {self.label}: reading failed "
+                                f"({error})") from None
+            self._decode(packet)
 
-    frames, last_end = picker.finish()
-    if last_end is None:
-        raise ClipError("corrupt", f"corrupt or truncated video file {label}: no video frame "
-                        f"decoded at or after {first:.2f} s")
-    if not stopped_early and video_declared and \
-            last_end < video_declared - TRUNCATION_TOLERANCE_S:
-        raise ClipError("corrupt", f"truncated video file {label}: video stops at "
-                        f"{last_end:.2f} s, its header declares {video_declared:.2f} s")
-    stop = end if end is not None else last_end
-    if stop > last_end + END_TOLERANCE_S:
-        kind = "corrupt" if declared and last_end < declared - END_TOLERANCE_S else "too_short"
-        what = "truncated video file" if kind == "corrupt" else "clip shorter than asked"
-        raise ClipError(kind, f"{what}: {label} has video up to {last_end:.2f} s, the window "
-                        f"asks {first:.2f}-{stop:.2f} s")
-    stop = min(stop, last_end)
-    duration = stop - first
-    if duration < min_duration:
-        raise ClipError("too_short", f"clip shorter than asked: {label} gives {duration:.2f} s "
-                        f"of video, at least {min_duration:.2f} s required")
-    count = int(math.floor(duration * fps + 1e-6))
-    num_samples = int(round(duration * sample_rate))
-    if audio is None:
-        waveform = np.zeros(num_samples, np.float32)
-    else:
-        waveform = _trim_audio(chunks, audio_start or 0.0, first, num_samples, sample_rate)
-    return DecodedClip(frames=frames[:count], waveform=waveform, fps=float(fps),
-                       sample_rate=sample_rate, has_audio=audio is not None,
-                       duration=duration, start=first, end=stop)
+    def _decode(self, packet):
+        if packet.size:
+            self.packets_read += 1
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            self.skipped += 1
+            if packet.stream.type == "audio":
+                self.audio.lost_packet()
+            return
+        for frame in frames:
+            if packet.stream.type == "video":
+                self.picker.add(frame)
+            else:
+                self.audio.add(frame)
+
+    def last_end(self) -> float:
+        """End of the video content once the file is read to the end (or past the window)."""
+        last_end = self.picker.last_end()
+        if last_end is None:
+            raise ClipError("corrupt", f"corrupt or truncated video file {self.label}: no video "
+                            f"frame decoded at or after {self.start:.2f} s")
+        if self.exhausted and self.video_declared and \
+                last_end < self.video_declared - TRUNCATION_TOLERANCE_S:
+            raise ClipError("corrupt", f"truncated video file {self.label}: video stops at "
+                            f"{last_end:.2f} s, its header declares {self.video_declared:.2f} s")
+        return last_end
+
+    def take(self, stop: float) -> DecodedClip:
+        """The clip from the end of the last one taken (or `start`) to `stop`."""
+        first = self.start + self.picker.taken / self.fps
+        if self.skipped > max(1, self.max_damaged_fraction * self.packets_read):
+            raise ClipError("corrupt", f"corrupt video file {self.label}: {self.skipped} of "
+                            f"{self.packets_read} packets did not decode (more than "
+                            f"{self.max_damaged_fraction:.1%} damaged)")
+        duration = stop - first
+        frames = self.picker.take(int(math.floor((stop - self.start) * self.fps + 1e-6))
+                                  - self.picker.taken)
+        begin = int(round(first * self.sample_rate))
+        count = int(round(stop * self.sample_rate)) - begin
+        waveform = (self.audio.take(begin, count) if self.audio is not None
+                    else np.zeros(count, np.float32))
+        read, skipped = self.reported
+        self.reported = (self.packets_read, self.skipped)
+        return DecodedClip(frames=frames, waveform=waveform, fps=float(self.fps),
+                           sample_rate=self.sample_rate, has_audio=self.audio is not None,
+                           duration=duration, start=first, end=stop,
+                           skipped_packets=self.skipped - skipped,
+                           packets_read=self.packets_read - read)
 
 
-def _trim_audio(chunks, audio_start, start, num_samples, sample_rate):
-    """Aligns the resampled audio on the clip's start; audio missing at either end (streams
-    rarely start and stop exactly with the video) is filled with silence."""
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    offset = int(round((start - audio_start) * sample_rate))
-    if offset < 0:
-        samples = np.concatenate([np.zeros(-offset, np.float32), samples])
-        offset = 0
-    out = samples[offset:offset + num_samples]
-    if len(out) < num_samples:
-        out = np.concatenate([out, np.zeros(num_samples - len(out), np.float32)])
-    return np.clip(out, -1.0, 1.0).astype(np.float32)
+class _AudioTrack:
+    """Resampled mono audio indexed by sample number from the source's time 0; a packet that
+    did not decode becomes silence, so later audio stays in place."""
+
+    def __init__(self, sample_rate):
+        self.sample_rate = sample_rate
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        self.chunks, self.first, self.size = [], None, 0  # first: sample index of chunks[0]
+        self.frame_seconds = None
+
+    def covers(self, time: float) -> bool:
+        return self.first is not None and self.first + self.size >= time * self.sample_rate
+
+    def add(self, frame):
+        if self.first is None:
+            self.first = int(round((frame.time or 0.0) * self.sample_rate))
+        self.frame_seconds = frame.samples / frame.sample_rate
+        for out in self.resampler.resample(frame):
+            self._append(out.to_ndarray().reshape(-1))
+
+    def lost_packet(self):
+        """A packet that did not decode: silence as long as the frame before it (audio codecs
+        have fixed frame sizes; container timestamps of audio, AVI's above all, are too coarse
+        to measure the gap)."""
+        if self.frame_seconds:
+            self.finish()
+            self.resampler = av.AudioResampler(format="flt", layout="mono",
+                                               rate=self.sample_rate)
+            self._append(np.zeros(int(round(self.frame_seconds * self.sample_rate)),
+                                  np.float32))
+
+    def finish(self):
+        for out in self.resampler.resample(None):
+            self._append(out.to_ndarray().reshape(-1))
+
+    def _append(self, samples):
+        self.chunks.append(samples)
+        self.size += len(samples)
+
+    def take(self, begin: int, count: int) -> np.ndarray:
+        """Samples [begin, begin + count), silence where the stream has none; forgets all
+        before begin + count."""
+        first = self.first if self.first is not None else begin
+        samples = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+        offset = begin - first
+        if offset < 0:
+            samples, offset = np.concatenate([np.zeros(-offset, np.float32), samples]), 0
+            first = begin
+        out = samples[offset:offset + count]
+        if len(out) < count:
+            out = np.concatenate([out, np.zeros(count - len(out), np.float32)])
+        rest = samples[offset + count:]
+        self.chunks, self.size = [rest], len(rest)
+        self.first = first + offset + count if self.first is not None else None
+        return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
 class _FramePicker:
@@ -210,15 +384,14 @@ class _FramePicker:
         # one-pass scale-to-rgb24; the two differ by under 2 levels on average (chroma edges).
         self.scaler, self.converter = VideoReformatter(), VideoReformatter()
         self.frames, self.previous, self.previous_rgb, self.count = [], None, None, 0
-        self.last_time = None
+        self.kept, self.taken, self.last_time, self.finished = 0, 0, None, False
 
-    @property
-    def done(self):
-        return self.end is not None and self.last_time is not None and \
-            self.last_time >= self.end + self.frame_period
+    def covers(self, time):
+        """Whether every frame with a target time before `time` is known."""
+        return self.last_time is not None and self.last_time >= time + self.frame_period
 
     def _target(self):
-        return self.start + len(self.frames) / self.fps
+        return self.start + self.kept / self.fps
 
     def add(self, frame):
         time = frame.time if frame.time is not None else self.count * self.frame_period
@@ -239,18 +412,42 @@ class _FramePicker:
                                           height=self.size[1], interpolation=self.interpolation)
             self.previous_rgb = self.converter.reformat(scaled, format="rgb24").to_ndarray()
         self.frames.append(self.previous_rgb)
+        self.kept += 1
+
+    def last_end(self):
+        """End time of the video content seen so far (after `finish`: of the whole stream);
+        None when no frame was kept."""
+        if self.previous is None or not self.kept:
+            return None
+        # Millisecond rounding absorbs timestamp quantisation (2.99967 s for 72 frames at 24 fps).
+        return round(self.previous[0] + self.frame_period, 3)
 
     def finish(self):
-        """Returns (frames, end time of the video content) after the last frame."""
-        if self.previous is None:
-            return np.zeros((0, 0, 0, 3), np.uint8), None
-        # Millisecond rounding absorbs timestamp quantisation (2.99967 s for 72 frames at 24 fps).
+        """Keeps the targets up to the end of the last frame, once the stream has ended."""
+        if self.previous is None or self.finished:
+            return
+        self.finished = True
         last_end = round(self.previous[0] + self.frame_period, 3)
         while self._target() < last_end - 1e-6 and not self._past_end():
             self._keep_previous()
-        if not self.frames:
-            return np.zeros((0, 0, 0, 3), np.uint8), None
-        return np.stack(self.frames), last_end
+
+    def take(self, count):
+        """The next `count` kept frames (fewer if fewer are kept), uint8 [N, H, W, 3]."""
+        out, self.frames = self.frames[:max(0, count)], self.frames[max(0, count):]
+        self.taken += len(out)
+        if not out:
+            return np.zeros((0, self.size[1], self.size[0], 3), np.uint8)
+        return np.stack(out)
+
+
+def _declared_video_seconds(video) -> Optional[float]:
+    """The longest video length the header declares: its duration, or its frame count (AVI
+    keeps the frame count in its header, while FFmpeg measures a cut file's duration from
+    the data that is left)."""
+    known = [float(video.duration * video.time_base) if video.duration else 0.0,
+             video.frames / float(video.average_rate) if video.frames and video.average_rate
+             else 0.0]
+    return max(known) or None
 
 
 def _resized(width, height, short_side):

@@ -51,6 +51,7 @@ def clip_to_sequence_example(clip: DecodedClip, *, clip_id: str, uri: str,
     context[contract.CLIP_DURATION].float_list.value.append(clip.duration)
     context[contract.HAS_AUDIO].int64_list.value.append(int(clip.has_audio))
     context[contract.FORMAT_VERSION].int64_list.value.append(contract.RECORD_FORMAT_VERSION)
+    context[contract.SKIPPED_PACKETS].int64_list.value.append(clip.skipped_packets)
     lists = example.feature_lists.feature_list
     images = lists[contract.IMAGE_ENCODED].feature
     for frame in clip.frames:

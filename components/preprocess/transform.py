@@ -113,6 +113,7 @@ class _ClipToExampleFn(AccountedFn):
         clip = decode_clip(open_video(record.uri), start=record.start, end=record.end,
                            sample_rate=contract.SAMPLE_RATE, name=record.uri,
                            **self._decode_options)
+        self._count("skipped_packets", clip.skipped_packets)
         return [clip_to_sequence_example(clip, clip_id=record.clip_id, uri=record.uri,
                                          labels=record.labels, class_map=self._class_map,
                                          include_waveform=self._include_waveform)]
@@ -136,17 +137,18 @@ class ClipsToExamples(beam.PTransform):
     """PCollection[ClipRecord] -> DoOutputsTuple with `examples` and `dead_letters`.
 
     `decode_options` are passed to `decode_clip` (fps, short_side, missing_audio,
-    min_duration, decoder_threads); the sample rate is always contract.SAMPLE_RATE, the
-    log-mel's rate. `decoder_threads` defaults to 1: runners process several clips at once
-    (worker threads and processes), and one single-threaded decoder per clip costs less CPU in
-    total than FFmpeg's frame threads (bench/preprocess.py).
+    min_duration, decoder_threads, max_damaged_fraction); the `skipped_packets` counter sums
+    the damaged packets skipped in written clips. The sample rate is always
+    contract.SAMPLE_RATE, the log-mel's rate. `decoder_threads` defaults to 1: runners process
+    several clips at once (worker threads and processes), and one single-threaded decoder per
+    clip costs less CPU in total than FFmpeg's frame threads (bench/preprocess.py).
     """
 
     def __init__(self, class_map: Dict[str, int], *, include_waveform: bool = False,
                  progress: bool = False, **decode_options):
         super().__init__()
         unknown = set(decode_options) - {"fps", "short_side", "missing_audio", "min_duration",
-                                         "decoder_threads"}
+                                         "decoder_threads", "max_damaged_fraction"}
         if unknown:
             raise ValueError(f"unknown decode option(s) {sorted(unknown)}")
         self._fn = _ClipToExampleFn(dict(class_map), {"decoder_threads": 1, **decode_options},

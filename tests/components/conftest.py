@@ -10,14 +10,19 @@ BUNNY = os.path.join(os.path.dirname(__file__), "..", "data", "bigbuckbunny_5s.m
 
 
 def write_clip(path, seconds, *, fps=10, size=(64, 48), audio_hz=440.0, rate=44100,
-               layout="stereo", with_audio=True):
-    """An H.264/AAC clip whose frame k has brightness 8 * k (so frames can be told apart)
-    and whose audio is a sine at `audio_hz`."""
+               layout="stereo", with_audio=True, video_codec="libx264", audio_codec="aac",
+               gop=None):
+    """An H.264/AAC clip (or the codecs given) whose frame k has brightness 8 * k (so frames
+    can be told apart) and whose audio is a sine at `audio_hz`; a keyframe every `gop`
+    frames when given."""
     width, height = size
     with av.open(path, "w") as container:
-        video = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        options = {"preset": "ultrafast"} if video_codec == "libx264" else {}
+        video = container.add_stream(video_codec, rate=fps, options=options)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        sound = container.add_stream("aac", rate=rate, layout=layout) if with_audio else None
+        if gop:
+            video.codec_context.gop_size = gop
+        sound = container.add_stream(audio_codec, rate=rate, layout=layout) if with_audio else None
         for k in range(int(seconds * fps)):
             image = np.full((height, width, 3), (8 * k) % 256, np.uint8)
             container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))

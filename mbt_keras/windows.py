@@ -1,0 +1,61 @@
+"""The one window rule: which frames and audio samples a window of a clip takes.
+
+Written once, free of TensorFlow, for every reader of windows: the exported model
+(`export.py`, through `tf.experimental.numpy`), the client (`serving/client.py`), the
+timeline and batch inference (NumPy). Frames are counted at a fixed rate from the start of
+the source, so a window is an index range, never a float comparison, and two readers of the
+same window take the same frames.
+"""
+import math
+from typing import List
+
+import numpy as np
+
+# Absorbs float rounding of k * stride at exact integers (stride 2.9999998 -> 3).
+_INDEX_EPSILON = 1e-4
+
+
+def frame_indices(available, wanted: int, xp=np):
+    """`wanted` indices into `available` frames at the stride available / wanted from the
+    first, as the trainer's `input_pipeline.frame_indices` takes frames at t * fps / num_frames.
+
+    `xp` is the array namespace: NumPy, or `tf.experimental.numpy` inside a TF graph, where
+    `available` may be a tensor. The arithmetic is float32 in both, so both pick the same.
+    """
+    f32 = xp.float32
+    stride = xp.asarray(available, dtype=f32) / xp.asarray(wanted, dtype=f32)
+    positions = xp.arange(wanted, dtype=f32) * stride + xp.asarray(_INDEX_EPSILON, dtype=f32)
+    return xp.asarray(xp.floor(positions), dtype=xp.int32)
+
+
+def frames_of(seconds: float, rate: float) -> int:
+    """Whole frames (or samples) of `seconds` at `rate`, as the decoder counts them."""
+    return int(math.floor(seconds * rate + 1e-6))
+
+
+def span(start: float, seconds: float, rate: float):
+    """(first, count): the window [start, start + seconds) as an index range at `rate`
+    (frames per second or samples per second) counted from the source's time 0."""
+    return int(round(start * rate)), max(1, frames_of(seconds, rate))
+
+
+def start_frames(total: int, length: int, step: int) -> List[int]:
+    """First frames of the windows of `length` frames a timeline takes over `total` frames:
+    every `step` frames while a whole window fits, then one window ending at the end if the
+    last one left more than a frame uncovered; one window [0, total) when total <= length."""
+    if total <= length:
+        return [0]
+    firsts = list(range(0, total - length + 1, max(1, step)))
+    if firsts[-1] + length < total - 1:
+        firsts.append(total - length)
+    return firsts
+
+
+def starts(duration: float, seconds: float, hop: float, fps: float) -> List[float]:
+    """Start times in seconds of `start_frames` for a clip of `duration` seconds. Starts lie
+    on the frame grid (multiples of 1 / fps), so a window decoded on its own
+    (`clip_inputs(start=...)`) takes exactly the frames the timeline takes for it."""
+    if hop <= 0 or seconds <= 0:
+        raise ValueError(f"need hop > 0 and seconds > 0, got hop={hop} seconds={seconds}")
+    return [first / fps for first in start_frames(
+        frames_of(duration, fps), frames_of(seconds, fps), frames_of(hop, fps))]
