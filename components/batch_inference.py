@@ -8,7 +8,7 @@ in the workers themselves, loaded once per worker process (`beam.utils.shared`: 
 share one model), so a library of a million clips scales with the runner (Dataflow, Flink,
 Spark) instead of with a server.
 
-Which windows of a video are classified is one function, `windows(source) -> [Window]`,
+Which windows of a video are classified is one function, `windows(source) -> windows`,
 handed to the transform (`mbt infer` passes the window `mbt predict` classifies).
 """
 import atexit
@@ -16,10 +16,9 @@ import functools
 import gc
 import json
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
-import av
 import numpy as np
 from apache_beam.utils import shared
 
@@ -41,28 +40,10 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".m
                     ".flv", ".wmv", ".3gp", ".ogv")
 
 
-class Window(NamedTuple):
-    """One window of a video and the serving signature's inputs for it (batch of 1)."""
-    start: float
-    end: float
-    has_audio: bool   # False: no audio stream, the model heard silence
-    inputs: Dict[str, np.ndarray]
-
-
-WindowFn = Callable[[object], List[Window]]
-
-
-def probe(source) -> Tuple[Optional[float], bool]:
-    """(duration in seconds from the container header or None, has an audio stream) of a
-    video the decoder already read; a file object is rewound first and after."""
-    if hasattr(source, "seek"):
-        source.seek(0)
-    with av.open(source, metadata_errors="ignore") as container:
-        duration = container.duration / av.time_base if container.duration else None
-        has_audio = bool(container.streams.audio)
-    if hasattr(source, "seek"):
-        source.seek(0)
-    return duration, has_audio
+# `windows(source)` -> the windows of a video to classify, in order: objects with `start`,
+# `end`, `has_audio` and `inputs` (the serving signature's inputs, batch of one), e.g.
+# serving.client.Window. An iterator is consumed as it comes, `batch_size` windows per call.
+WindowFn = Callable[[object], Iterable]
 
 
 def list_videos(folder: str, all_files: bool = False) -> Tuple[List[ClipRecord], Dict[str, int]]:
@@ -121,16 +102,21 @@ class _Model:
         return {k: v.numpy() for k, v in outputs.items()}
 
 
-def _batched(windows: List[Window]) -> List[Dict[str, np.ndarray]]:
-    """The windows' inputs as few signature calls as their shapes allow: one batch when all
-    windows have the same shapes (the usual case), else one call per window."""
-    inputs = [w.inputs for w in windows]
-    if all(v.shape == inputs[0][k].shape for i in inputs for k, v in i.items()):
-        return [{k: np.concatenate([i[k] for i in inputs]) for k in inputs[0]}]
-    return inputs
+def _batches(windows: Iterable, size: int) -> Iterable[list]:
+    """Consecutive lists of up to `size` windows whose inputs have the same shapes (one
+    signature call each); a video's windows are never all held at once."""
+    batch = []
+    for window in windows:
+        if batch and (len(batch) == size or any(
+                v.shape != batch[0].inputs[k].shape for k, v in window.inputs.items())):
+            yield batch
+            batch = []
+        batch.append(window)
+    if batch:
+        yield batch
 
 
-def prediction_rows(record: ClipRecord, windows: List[Window], outputs: Dict[str, np.ndarray],
+def prediction_rows(record: ClipRecord, windows: list, outputs: Dict[str, np.ndarray],
                     class_names: List[str]) -> List[dict]:
     """One JSON-ready row per window: the video, the window, top-k labels and all scores."""
     rows = []
@@ -150,9 +136,11 @@ def prediction_rows(record: ClipRecord, windows: List[Window], outputs: Dict[str
 
 class _PredictFn(AccountedFn):
 
-    def __init__(self, saved_model: str, windows: WindowFn, missing_audio: str, progress: bool):
+    def __init__(self, saved_model: str, windows: WindowFn, missing_audio: str, progress: bool,
+                 batch_size: int):
         super().__init__(METRICS_NAMESPACE, "predicted", progress)
         self._saved_model, self._windows, self._missing_audio = saved_model, windows, missing_audio
+        self._batch_size = batch_size
         self._shared = shared.Shared()
         self._model = None
 
@@ -163,18 +151,20 @@ class _PredictFn(AccountedFn):
     def _convert(self, record: ClipRecord) -> list:
         if record.error:
             raise ClipError(record.error_kind or "bad_row", record.error)
-        windows = self._windows(open_video(record.uri))
-        if not windows:
+        rows = []
+        for batch in _batches(self._windows(open_video(record.uri)), self._batch_size):
+            if not rows and not batch[0].has_audio:
+                if self._missing_audio == "reject":
+                    raise ClipError("no_audio", f"no audio stream in {record.uri} "
+                                    "(missing_audio='reject'; 'silence' predicts it on silence)")
+                self._count("predicted_on_silence")
+            inputs = {k: np.concatenate([w.inputs[k] for w in batch]) for k in batch[0].inputs}
+            rows.extend(prediction_rows(record, batch, self._model(inputs),
+                                        self._model.class_names))
+        if not rows:
             raise ClipError("too_short", f"{record.uri} has no window to classify")
-        if not windows[0].has_audio:
-            if self._missing_audio == "reject":
-                raise ClipError("no_audio", f"no audio stream in {record.uri} "
-                                "(missing_audio='reject'; 'silence' predicts it on silence)")
-            self._count("predicted_on_silence")
-        outputs = [self._model(batch) for batch in _batched(windows)]
-        merged = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
-        self._count("windows", len(windows))
-        return [prediction_rows(record, windows, merged, self._model.class_names)]
+        self._count("windows", len(rows))
+        return [rows]
 
     def _describe(self, record, outputs) -> str:
         first = outputs[0][0]
@@ -188,15 +178,15 @@ class VideosToPredictions(beam.PTransform):
     """PCollection[ClipRecord] -> DoOutputsTuple with `predictions` (one list of window rows
     per video, prediction_rows) and `dead_letters` (transform.dead_letter).
 
-    `windows(source)` returns the windows to classify of a video (a path, or a file object
-    for gs://); `missing_audio`: 'silence' (default) predicts videos without audio on silence
+    `windows(source)` yields the windows to classify of a video (a path, or a file object
+    for gs://), sent `batch_size` per signature call; `missing_audio`: 'silence' (default) predicts videos without audio on silence
     and marks their rows `has_audio: false`, 'reject' makes them `no_audio` dead letters.
     """
 
     def __init__(self, saved_model: str, windows: WindowFn, *, missing_audio: str = "silence",
-                 progress: bool = False):
+                 progress: bool = False, batch_size: int = 8):
         super().__init__()
-        self._fn = _PredictFn(saved_model, windows, missing_audio, progress)
+        self._fn = _PredictFn(saved_model, windows, missing_audio, progress, batch_size)
 
     def expand(self, records):
         return records | "Predict" >> beam.ParDo(self._fn).with_outputs(

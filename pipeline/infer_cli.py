@@ -4,21 +4,15 @@ Beam runner (components/batch_inference.py).
 Output: OUT/predictions-SSSSS-of-NNNNN.jsonl (one JSON line per classified window) and
 OUT/DeadLetters/ (dead letters and counts, as `mbt preprocess` writes them). The runner,
 output and progress options are `mbt preprocess`'s (`add_job_arguments`, `beam_options`,
-`run_job`), so `--beam-arg=--runner=DataflowRunner ...` runs it on Dataflow.
+`run_job`), so `--beam-arg=--runner=DataflowRunner ...` runs it on Dataflow. The window is
+the model's own (its input contract), as for `mbt predict`; `--timeline` classifies every
+window of each video, as `mbt predict --timeline` does.
 """
 import functools
 import os
-from typing import List
+import sys
 
-import apache_beam as beam
-
-from components.batch_inference import (WritePredictions, Window, check_saved_model,
-                                        list_videos, probe)
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
-from components.preprocess.label_files import parse_listing
-from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
-from mbt_keras import contract
-from pipeline.output_folder import replaced_output
 from pipeline.preprocess_cli import add_job_arguments, beam_options, run_job
 from pipeline.settings import absolute
 
@@ -32,9 +26,17 @@ def add_arguments(parser):
     parser.add_argument("--model", required=True,
                         help="SavedModel directory (local or gs://), e.g. a pushed version")
     parser.add_argument("--num-frames", type=int, default=None,
-                        help="frames sent per window (default: as mbt predict)")
+                        help="frames sent per window (default: the model's, as mbt predict)")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="window length (default: as mbt predict)")
+                        help="window length (default: the model's window, as mbt predict)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="classify every window of each video (one streaming decode "
+                        "pass per video), not only the centred one")
+    parser.add_argument("--hop", type=float, default=None,
+                        help="with --timeline: seconds between window starts (default: the "
+                        "window length)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="windows per signature call")
     parser.add_argument("--missing-audio", default="silence", choices=MISSING_AUDIO_POLICIES,
                         help="videos without audio: predicted on silence and marked "
                         "has_audio=false (default), or rejected")
@@ -44,17 +46,34 @@ def add_arguments(parser):
     add_job_arguments(parser)
 
 
-def centre_window(source, **window) -> List[Window]:
+def centre_window(source, **window) -> list:
     """The window `mbt predict` classifies by default: the model's window centred in the clip
-    (serving.client.clip_inputs, so predictions equal `mbt predict`'s). `start`/`end` are
-    reported from the container's declared duration. This is the one function that decides
-    which windows of a video are classified."""
-    from serving.client import clip_inputs  # pylint: disable=import-outside-toplevel
-    inputs = clip_inputs(source, **window)
-    seconds = inputs[contract.IN_WAVEFORM].shape[1] / contract.SAMPLE_RATE
-    duration, has_audio = probe(source)
-    start = max(0.0, (duration - seconds) / 2) if duration else 0.0
-    return [Window(start, start + seconds, has_audio, inputs)]
+    (serving.client.read_window, so predictions equal `mbt predict`'s)."""
+    from serving.client import read_window  # pylint: disable=import-outside-toplevel
+    return [read_window(source, **window)]
+
+
+def every_window(source, hop=None, **window):
+    """Every window of the video, as `mbt predict --timeline` takes them (serving.timeline)."""
+    from serving import timeline  # pylint: disable=import-outside-toplevel
+    return timeline.windows(source, hop=hop, **window)
+
+
+def model_window(args) -> dict:
+    """{'num_frames', 'seconds'} of the model's input contract, with the flags applied as
+    `mbt predict` applies them (a warning for a flag that differs, ValueError for one the
+    model would refuse)."""
+    from serving import model_contract  # pylint: disable=import-outside-toplevel
+    try:
+        model = model_contract.from_saved_model(args.model)
+    except model_contract.ContractMissing as error:
+        if args.num_frames is None or args.seconds is None:
+            raise ValueError(f"{error}; pass --num-frames and --seconds") from None
+        return {"num_frames": args.num_frames, "seconds": args.seconds}
+    num_frames, seconds, notes = model_contract.window_for(model, args.num_frames, args.seconds)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return {"num_frames": num_frames, "seconds": seconds}
 
 
 def infer(args) -> dict:
@@ -66,7 +85,21 @@ def infer(args) -> dict:
         raise SystemExit(f"mbt infer: {error}") from error
     args.model, args.out = absolute(args.model), absolute(args.out)
     args.listing, args.videos = absolute(args.listing), absolute(args.videos)
+    import apache_beam as beam  # Beam and TensorFlow load here, not for --help
+
+    from components.batch_inference import WritePredictions, check_saved_model, list_videos
+    from components.preprocess.label_files import parse_listing
+    from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
+    from pipeline.output_folder import replaced_output
     check_saved_model(args.model)
+    if args.hop is not None and not args.timeline:
+        raise SystemExit("mbt infer: --hop needs --timeline")
+    try:
+        window = model_window(args)
+    except ValueError as error:
+        raise SystemExit(f"mbt infer: {error}") from error
+    windows = (functools.partial(every_window, hop=args.hop, **window) if args.timeline
+               else functools.partial(centre_window, **window))
     if args.listing:
         records = parse_listing(args.listing, args.encoding)
         print(f"listed {len(records)} videos in {args.listing}")
@@ -76,13 +109,11 @@ def infer(args) -> dict:
         print(f"listed {len(records)} videos under {args.videos}"
               + (f"; skipped {sum(skipped.values())} other files ({others}; --all-files "
                  "takes them too)" if skipped else ""))
-    window = {k: v for k, v in (("num_frames", args.num_frames), ("seconds", args.seconds))
-              if v is not None}
     with replaced_output(args.out, args.overwrite) as out:
         with beam.Pipeline(options=pipeline_options) as pipeline:
             _ = pipeline | "Infer" >> WritePredictions(
-                records, args.model, out, functools.partial(centre_window, **window),
-                missing_audio=args.missing_audio, progress=not args.quiet)
+                records, args.model, out, windows, missing_audio=args.missing_audio,
+                progress=not args.quiet, batch_size=args.batch_size)
         return read_outcome(os.path.join(out, DEAD_LETTERS_DIR))
 
 

@@ -20,10 +20,15 @@ class ContractMissing(LookupError):
 
 def from_saved_model(saved_model_dir: str) -> InputContract:
     path = os.path.join(saved_model_dir, "assets", contract.CONTRACT_ASSET)
-    if not os.path.isfile(path):
+    if "://" in path:  # gs:// and other TensorFlow filesystems (Dataflow workers, Vertex)
+        import tensorflow as tf
+        exists, opener = tf.io.gfile.exists, tf.io.gfile.GFile
+    else:
+        exists, opener = os.path.isfile, open
+    if not exists(path):
         raise ContractMissing(f"{saved_model_dir} has no {contract.CONTRACT_ASSET} asset "
                               "(exported before models carried their input contract)")
-    with open(path, encoding="utf-8") as f:
+    with opener(path, "r") as f:
         return InputContract.from_json(f.read())
 
 

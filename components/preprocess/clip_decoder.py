@@ -183,6 +183,8 @@ def _label(source, name):
 def _opened(source, label):
     if isinstance(source, str) and not os.path.exists(source):
         raise ClipError("missing_file", f"missing file: {label} does not exist")
+    if hasattr(source, "seek"):  # a file object read before (probe, then decode) starts over
+        source.seek(0)
     try:
         container = av.open(source, metadata_errors="ignore")
     except (av.error.FFmpegError, OSError) as error:

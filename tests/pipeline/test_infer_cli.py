@@ -144,8 +144,8 @@ def test_infer_refuses_a_used_out_and_replaces_it_whole_with_overwrite(library, 
     listing.write_text(f"{videos}/good.mp4\n")
     code, _, err = _run(capsys, "--listing", str(listing), "--model", model, "--out", str(out),
                         *WINDOW)
-    assert code == 2
-    assert err.strip() == (f"error: --out {out} is not empty (2 entries, e.g. DeadLetters): "
+    assert code == 2  # the last line: the model's window warnings come first
+    assert err.strip().splitlines()[-1] == (f"error: --out {out} is not empty (2 entries, e.g. DeadLetters): "
                            "writing beside another run would mix their files; pass --overwrite "
                            "to replace it whole, or choose an empty --out")
     assert (out / "predictions-00000-of-00003.jsonl").exists()
@@ -169,3 +169,31 @@ def test_infer_names_a_missing_model_or_folder_in_one_line(library, tmp_path, ca
                         str(tmp_path / "out"))
     assert code == 2 and err == f"error: --videos {tmp_path / 'nope'} is not a folder\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_infer_timeline_uses_the_models_window_and_equals_mbt_predict_timeline(library, tmp_path,
+                                                                               capsys):
+    """No window flags: the model's contract decides (mbt-micro: 2 frames over 0.96 s); with
+    --timeline every window of the video is a row, the rows `serving.timeline` gives."""
+    from serving import client, model_contract, timeline
+    _, videos, model = library
+    listing = tmp_path / "videos.txt"
+    listing.write_text(os.path.join(videos, "good.mp4") + "\n")
+    out = str(tmp_path / "out")
+    code, printed, err = _run(capsys, "--listing", str(listing), "--model", model, "--out", out,
+                              "--timeline", "--batch-size", "3")
+    assert code == 0, printed + err
+    assert "warning" not in err
+    window = model_contract.from_saved_model(model)
+    expected = list(timeline.classify(
+        timeline.windows(os.path.join(videos, "good.mp4"), num_frames=window.num_frames,
+                         seconds=window.window_seconds),
+        client.load_saved_model(model), batch_size=3))
+    rows = sorted(_rows(out), key=lambda row: row["start"])
+    assert len(rows) == len(expected) >= 4  # a 3 s clip in 0.96 s windows, plus the tail
+    for row, want in zip(rows, expected):
+        assert row["start"] == pytest.approx(want.start, abs=1e-3)
+        assert row["end"] == pytest.approx(want.end, abs=1e-3)
+        np.testing.assert_allclose([row["scores"][name] for name in CLASS_NAMES], want.scores,
+                                   rtol=1e-5, atol=1e-6)
+    assert rows[-1]["end"] == pytest.approx(3.0, abs=0.05)
