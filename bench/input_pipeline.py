@@ -4,9 +4,13 @@ The floor is what no input pipeline can avoid per training example: decoding exa
 JPEG crops the example needs (num_frames `decode_and_crop_jpeg` calls on the frames and crop
 window the training sampler draws) and slicing its log-mel window, on one core, from frames
 already in memory. Against it, in the same run and on the same records:
-  - the full training pipeline (`input_pipeline.train_dataset`: read, parse, window, decode,
-    crop, resize, flip, colour jitter, SpecAugment, batch, mixup) on one core (tf.data
-    private thread pool and intra-op parallelism 1) and on all cores;
+  - the full training pipeline, i.e. what the host does per example as `mbt train` runs it
+    (`input_pipeline.train_dataset(augment_on="step")`: read, parse, window, decode, crop,
+    resize, SpecAugment, the flip / colour jitter / mixup draws, batch) on one core (tf.data
+    private thread pool and intra-op parallelism 1) and on all cores; flip, colour jitter and
+    mixup are applied in the training step, on the accelerator;
+  - the same pipeline applying flip, colour jitter and mixup itself (augment_on="host", the
+    recipe on a host without an accelerator), on one core;
   - each of its stages alone on one core (ms per example), to show where the time goes;
   - with --gzip-records, the same clips GZIP'd: bytes per record and read time.
 CPU ms per example are printed next to wall rates: the host is shared, CPU time is the
@@ -113,9 +117,7 @@ def stage_datasets(records, serialized, config, batch_size):
 
     def crops(clip_jpegs):
         chosen = selected(clip_jpegs)
-        window = augment.random_crop_window(chosen[0])
-        return tf.map_fn(lambda j: tf.io.decode_and_crop_jpeg(j, window, channels=3), chosen,
-                         fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        return input_pipeline.decode_crops(chosen, augment.random_crop_window(chosen[0]))
 
     def floor(clip_jpegs, spec):
         start = tf.random.uniform([], 0.0, t)
@@ -138,11 +140,11 @@ def stage_datasets(records, serialized, config, batch_size):
             tf.constant(serialized)).repeat().map(lambda s: input_pipeline.parse(s, config)), 1),
         "JPEG decode + crop": (clips.map(crops), 1),
         "JPEG decode + crop + resize": (clips.map(decoded), 1),
-        "flip + colour jitter": (tf.data.Dataset.from_tensors(frames).repeat().map(
+        "flip + colour jitter (in the step)": (tf.data.Dataset.from_tensors(frames).repeat().map(
             augment.flip_and_jitter), 1),
         "SpecAugment": (tf.data.Dataset.from_tensors(window).repeat().map(
             lambda s: augment.spec_augment(s, config.spec_mean)), 1),
-        f"batch {batch_size} + mixup": (tf.data.Dataset.from_tensors(example).repeat().batch(
+        f"batch {batch_size} + mixup (in the step)": (tf.data.Dataset.from_tensors(example).repeat().batch(
             batch_size).map(lambda x, y: augment.mixup(x, y, 0.3)), batch_size),
     }
 
@@ -192,9 +194,14 @@ def main(argv=None):
               f"{plain_rate:.1f} records/s on one core ({gzip_cpu:.2f} vs {plain_cpu:.2f} "
               f"CPU ms/record)")
     floor, floor_cpu = rates["floor: JPEG crops + log-mel slice"]
-    pipeline = input_pipeline.train_dataset(files, config, args.batch_size, seed=0)
-    single, single_cpu = measure(one_core(pipeline), args.examples, args.batch_size)
-    every, every_cpu = measure(pipeline, args.examples, args.batch_size)
+    def pipeline(augment_on):
+        return input_pipeline.train_dataset(files, config, args.batch_size, seed=0,
+                                            augment_on=augment_on)
+    host, host_cpu = measure(one_core(pipeline("host")), args.examples, args.batch_size)
+    single, single_cpu = measure(one_core(pipeline("step")), args.examples, args.batch_size)
+    every, every_cpu = measure(pipeline("step"), args.examples, args.batch_size)
+    print(f"pipeline + flip/jitter/mixup on the host, one core: {host:8.1f} ex/s  "
+          f"({host_cpu:.2f} CPU ms/ex)")
     print(f"training pipeline, one core:   {single:8.1f} ex/s  ({single_cpu:.2f} CPU ms/ex)")
     print(f"training pipeline, all cores:  {every:8.1f} ex/s  ({every_cpu:.2f} CPU ms/ex)")
     print(f"floor, one core:               {floor:8.1f} ex/s  ({floor_cpu:.2f} CPU ms/ex)")

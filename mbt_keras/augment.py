@@ -1,8 +1,11 @@
-"""Training augmentations of the paper (section 4.2), as TensorFlow ops for tf.data.
+"""Training augmentations of the paper (section 4.2), as TensorFlow ops.
 
 RGB: random resized crop, horizontal flip and colour jitter, one draw per clip
 so the frames of a clip stay consistent (the standard video recipe of ViViT [6]).
 Spectrogram: SpecAugment [47] with AST's [24] mask caps. Batch: mixup [62].
+The crop and SpecAugment run in tf.data. Flip, colour jitter and mixup are drawn
+there as a plan (a few numbers per example) and applied by `apply_plan`, in tf.data
+or in the training step, where they are elementwise work for the accelerator.
 """
 import tensorflow as tf
 
@@ -36,22 +39,41 @@ def centre_crop_window(jpeg):
     return tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
 
 
-def flip_and_jitter(frames):
-    """Horizontal flip with p=0.5, then colour jitter with p=0.8; frames [F,H,W,3] in [0,1]."""
-    frames = tf.cond(tf.random.uniform([]) < 0.5, lambda: _flip(frames), lambda: frames)
+# Keys of an augmentation plan: the random draws of one example's flip and colour jitter
+# (RGB_DRAWS, [B] in a batch) and one batch's mixup weights (MIXUP, [number of inputs]).
+RGB_DRAWS = ("flip", "jitter", "brightness", "saturation", "contrast", "hue")
+MIXUP = "mixup"
 
-    def jitter(x):
-        return colour_jitter(x, tf.random.uniform([], -32.0 / 255.0, 32.0 / 255.0),
-                             tf.random.uniform([], 0.6, 1.4), tf.random.uniform([], 0.6, 1.4),
-                             tf.random.uniform([], -0.2, 0.2))
 
-    return tf.cond(tf.random.uniform([]) < COLOR_JITTER_PROB, lambda: jitter(frames),
-                   lambda: frames)
+def draw_rgb_plan():
+    """One clip's flip (p=0.5) and colour jitter (p=0.8) draws, as scalars under RGB_DRAWS:
+    DMVR's brightness +-32/255, saturation and contrast in [0.6, 1.4], hue +-0.2."""
+    def coin(p):
+        return tf.cast(tf.random.uniform([]) < p, tf.float32)
+    return {"flip": coin(0.5), "jitter": coin(COLOR_JITTER_PROB),
+            "brightness": tf.random.uniform([], -32.0 / 255.0, 32.0 / 255.0),
+            "saturation": tf.random.uniform([], 0.6, 1.4),
+            "contrast": tf.random.uniform([], 0.6, 1.4),
+            "hue": tf.random.uniform([], -0.2, 0.2)}
 
 
 @tf.function(jit_compile=True)
-def _flip(frames):
-    return tf.reverse(frames, axis=[2])
+def apply_rgb_plan(frames, plan):
+    """Flip, then colour jitter, frames [..., F, H, W, 3] in [0, 1] as `plan` drew them, one
+    draw per clip: plan values have the shape of frames' leading axes (scalars for one clip,
+    [B] for a batch), so the same function runs per example in tf.data or per batch in the
+    training step (on the accelerator) with equal results."""
+    def per_clip(value):
+        return value[..., None, None, None, None]
+
+    flipped = tf.where(per_clip(plan["flip"]) > 0.5, tf.reverse(frames, axis=[-2]), frames)
+    jittered = colour_jitter(flipped, *(per_clip(plan[k]) for k in RGB_DRAWS[2:]))
+    return tf.where(per_clip(plan["jitter"]) > 0.5, jittered, flipped)
+
+
+def flip_and_jitter(frames):
+    """Horizontal flip with p=0.5, then colour jitter with p=0.8; frames [F,H,W,3] in [0,1]."""
+    return apply_rgb_plan(frames, draw_rgb_plan())
 
 
 @tf.function(jit_compile=True)
@@ -59,12 +81,20 @@ def colour_jitter(frames, brightness, saturation, contrast, hue):
     """tf.image's random_brightness, random_saturation, random_contrast and random_hue with
     the drawn values, in that order, then a clip to [0, 1]. Saturation and hue are done in RGB
     (adjust_saturation, adjust_hue) so XLA fuses the whole jitter into one pass over the
-    frames: a third of the CPU time of the four tf.image kernels (docs/benchmarks.md)."""
-    frames = tf.image.adjust_brightness(frames, brightness)
+    frames: a third of the CPU time of the four tf.image kernels (docs/benchmarks.md). The
+    values are scalars or broadcast over frames [..., H, W, 3] (one per clip of a batch)."""
+    frames = frames + brightness
     frames = adjust_saturation(frames, saturation)
-    frames = tf.image.adjust_contrast(frames, contrast)
+    frames = adjust_contrast(frames, contrast)
     frames = adjust_hue(frames, hue)
     return tf.clip_by_value(frames, 0.0, 1.0)
+
+
+def adjust_contrast(frames, factor):
+    """tf.image.adjust_contrast (each frame's channel mean plus `factor` times the distance
+    to it) with a factor that may differ per clip, which TensorFlow's kernel does not take."""
+    mean = tf.reduce_mean(frames, axis=[-3, -2], keepdims=True)
+    return (frames - mean) * factor + mean
 
 
 def _value_and_range(channels):
@@ -80,11 +110,11 @@ def adjust_saturation(rgb, factor):
     c' = v - (v - c) * s'/s, and pixels with v <= 0 become grey at v, as TensorFlow's kernel
     makes them. Equal to it to float rounding (tested); unlike it, XLA can fuse it.
     """
-    channels = tf.unstack(rgb, axis=-1)
+    channels = tf.split(rgb, 3, axis=-1)
     value, low = _value_and_range(channels)
     saturation = tf.where(value > 0, tf.math.divide_no_nan(value - low, value), 0.0)
     scale = tf.math.divide_no_nan(tf.clip_by_value(saturation * factor, 0.0, 1.0), saturation)
-    return tf.stack([value - (value - c) * scale for c in channels], axis=-1)
+    return tf.concat([value - (value - c) * scale for c in channels], axis=-1)
 
 
 def adjust_hue(rgb, delta):
@@ -92,7 +122,7 @@ def adjust_hue(rgb, delta):
     channel stay, the hue moves on HSV's hexagon and each channel is the smallest plus the
     range times its piecewise-linear share of that hue. Equal to TensorFlow's kernel to float
     rounding (tested); unlike it, XLA can fuse it."""
-    r, g, b = channels = tf.unstack(rgb, axis=-1)
+    r, g, b = channels = tf.split(rgb, 3, axis=-1)
     high, low = _value_and_range(channels)
     spread = high - low
     hue = tf.where(tf.equal(r, high), tf.math.divide_no_nan(g - b, spread),
@@ -100,8 +130,8 @@ def adjust_hue(rgb, delta):
                             tf.math.divide_no_nan(r - g, spread) + 4.0))
     hue = tf.math.floormod(hue + 6.0 * delta, 6.0)
     shares = (tf.abs(hue - 3.0) - 1.0, 2.0 - tf.abs(hue - 2.0), 2.0 - tf.abs(hue - 4.0))
-    return tf.stack([low + spread * tf.clip_by_value(share, 0.0, 1.0) for share in shares],
-                    axis=-1)
+    return tf.concat([low + spread * tf.clip_by_value(share, 0.0, 1.0) for share in shares],
+                     axis=-1)
 
 
 def spec_mask_caps(spec_frames: int, mel_bins: int):
@@ -141,19 +171,35 @@ def _beta(alpha, shape=()):
     return a / (a + b)
 
 
-def mixup(features, labels, alpha: float, per_modality: bool = False):
-    """Mixup [62] of a batch with itself reversed: x = l x_i + (1 - l) x_j.
+def draw_mixup(alpha: float, num_inputs: int, per_modality: bool = False):
+    """Mixup weights [num_inputs]: one Beta(alpha, alpha) draw shared, or one per input."""
+    return _beta(alpha, [num_inputs]) if per_modality else tf.fill([num_inputs], _beta(alpha))
 
-    `per_modality` ("modality mixup") draws an independent weight for each
-    input; the labels are then mixed with the mean of those weights.
-    """
-    keys = sorted(features)
-    weights = _beta(alpha, [len(keys)]) if per_modality else tf.fill([len(keys)], _beta(alpha))
+
+def apply_mixup(features, labels, weights):
+    """Mixup [62] of a batch with itself reversed: x = l x_i + (1 - l) x_j, input k (in
+    sorted key order) with weights[k]; the labels with the mean of the weights."""
     mixed = {}
-    for i, key in enumerate(keys):
+    for i, key in enumerate(sorted(features)):
         x = features[key]
         mixed[key] = weights[i] * x + (1.0 - weights[i]) * tf.reverse(x, axis=[0])
     label_weight = tf.reduce_mean(weights)
     mixed_labels = label_weight * labels + (1.0 - label_weight) * tf.reverse(labels, axis=[0])
     return mixed, mixed_labels
 
+
+def mixup(features, labels, alpha: float, per_modality: bool = False):
+    """Mixup of a batch with weights drawn now. `per_modality` ("modality mixup") draws an
+    independent weight for each input; the labels are then mixed with their mean."""
+    return apply_mixup(features, labels, draw_mixup(alpha, len(features), per_modality))
+
+
+def apply_plan(features, labels, plan):
+    """A batch's planned augmentation: flip + colour jitter of 'rgb' per clip (when the plan
+    has RGB_DRAWS), then mixup (when it has MIXUP). Runs in tf.data or in the training step."""
+    if "rgb" in features and "flip" in plan:
+        features = dict(features, rgb=apply_rgb_plan(features["rgb"],
+                                                     {k: plan[k] for k in RGB_DRAWS}))
+    if MIXUP in plan:
+        features, labels = apply_mixup(features, labels, plan[MIXUP])
+    return features, labels

@@ -20,6 +20,10 @@ from mbt_keras.config import ModelConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
 SAMPLINGS = ("sync", "async")
+# Where a training batch's flip, colour jitter and mixup are applied (augment.apply_plan):
+# "host" in tf.data, "step" in the training step on the accelerator (the batch then comes
+# with its plan: (inputs, labels, plan)).
+AUGMENT_PLACES = ("host", "step")
 
 
 def list_files(patterns):
@@ -147,12 +151,24 @@ def spec_window(spec, start, spec_frames):
     return tf.gather(spec, rows)
 
 
+def decode_crops(jpegs, crop_window):
+    """uint8 [F, h, w, 3]: only the crop of each JPEG decoded. With F known when the graph is
+    built (training: num_frames) the F decodes are separate ops, without map_fn's loop."""
+    def decode(jpeg):
+        return tf.io.decode_and_crop_jpeg(jpeg, crop_window, channels=3)
+    if jpegs.shape[0] is not None:
+        return tf.stack([decode(jpegs[i]) for i in range(jpegs.shape[0])])
+    return tf.map_fn(decode, jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+
+
 def decode_frames(jpegs, crop_window, image_size):
-    """Decode only the crop of each JPEG, resize to image_size: float32 [F, S, S, 3] in [0, 1]."""
-    frames = tf.map_fn(lambda j: tf.io.decode_and_crop_jpeg(j, crop_window, channels=3), jpegs,
-                       fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
-    frames = tf.image.resize(tf.cast(frames, tf.float32) / 255.0, [image_size, image_size])
-    return tf.clip_by_value(frames, 0.0, 1.0)
+    """Decode only the crop of each JPEG, resize to image_size: float32 [F, S, S, 3] in [0, 1].
+
+    Bilinear resizing straight from uint8 (a convex combination of the pixels, so no clip is
+    needed) and one scale to [0, 1] after it: the same frames as scaling first, to float
+    rounding, with two passes fewer over the crop."""
+    frames = tf.image.resize(decode_crops(jpegs, crop_window), [image_size, image_size])
+    return frames / 255.0
 
 
 def _clip_inputs(parsed, starts, config, training: bool):
@@ -166,7 +182,6 @@ def _clip_inputs(parsed, starts, config, training: bool):
         selected = tf.gather(jpegs, index)
         crop = augment.random_crop_window if training else augment.centre_crop_window
         frames = decode_frames(selected, crop(selected[0]), config.image_size)
-        frames = augment.flip_and_jitter(frames) if training else frames
         inputs[contract.INPUT_RGB] = tf.ensure_shape(
             frames, [config.num_frames, config.image_size, config.image_size, 3])
     if "spec" in config.modalities:
@@ -178,6 +193,7 @@ def _clip_inputs(parsed, starts, config, training: bool):
 
 
 def _train_example(serialized, config, sampling, augment_inputs):
+    """(inputs, labels, plan): the plan holds the clip's flip and colour jitter draws."""
     parsed = parse(serialized, config)
     durations = _durations(parsed)
     t = window_seconds(config)
@@ -186,8 +202,9 @@ def _train_example(serialized, config, sampling, augment_inputs):
         starts = {m: start for m in durations}
     else:
         starts = {m: _random_start(d, t) for m, d in durations.items()}
+    plan = augment.draw_rgb_plan() if augment_inputs and "rgb" in config.modalities else {}
     return (_clip_inputs(parsed, starts, config, augment_inputs),
-            label_vector(parsed["labels"], config))
+            label_vector(parsed["labels"], config), plan)
 
 
 def eval_example(serialized, config, views):
@@ -205,14 +222,20 @@ def eval_example(serialized, config, views):
 def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: str = "sync",
                   augment_inputs: bool = True, mixup_alpha: float = 0.3,
                   modality_mixup: bool = False, shuffle_buffer: int = 64, repeat: bool = True,
-                  input_context: tf.distribute.InputContext = None, seed=None):
+                  input_context: tf.distribute.InputContext = None, seed=None,
+                  augment_on: str = "host"):
     """Batches of ({'rgb': [B,F,S,S,3], 'spec': [B,T,M]}, labels [B, C]) for training.
 
     `batch_size` is the global batch; with an `input_context` each pipeline
-    yields its replicas' share. `mixup_alpha=0` turns mixup off.
+    yields its replicas' share. `mixup_alpha=0` turns mixup off. With
+    augment_on="step" the flip, colour jitter and mixup are drawn here but not
+    applied: batches are (inputs, labels, plan) for `augment.apply_plan` in the
+    training step (plain (inputs, labels) when there is nothing to apply).
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling={sampling!r}: expected one of {SAMPLINGS}")
+    if augment_on not in AUGMENT_PLACES:
+        raise ValueError(f"augment_on={augment_on!r}: expected one of {AUGMENT_PLACES}")
     per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
     # Shuffled whether or not inputs are augmented: clips in file order would hand the model
     # one source's clips in a row. Reshuffled every epoch; a seed makes the order reproducible.
@@ -225,9 +248,11 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
                           num_parallel_calls=AUTOTUNE, deterministic=seed is not None)
     dataset = dataset.batch(per_replica, drop_remainder=True)
     if mixup_alpha > 0:
-        dataset = dataset.map(
-            lambda x, y: augment.mixup(x, y, mixup_alpha, modality_mixup),
-            num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda x, y, plan: (x, y, dict(plan, **{
+            augment.MIXUP: augment.draw_mixup(mixup_alpha, len(x), modality_mixup)})))
+    if augment_on == "host" or not dataset.element_spec[2]:
+        dataset = dataset.map(lambda x, y, plan: augment.apply_plan(x, y, plan),
+                              num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
 
 

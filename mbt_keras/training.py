@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mbt_keras import input_pipeline, metrics, schedule, strategy as strategies
+from mbt_keras import augment, input_pipeline, metrics, schedule, strategy as strategies
 from mbt_keras.config import ModelConfig
 from mbt_keras.model import build_model
 
@@ -40,6 +40,7 @@ class TrainConfig:
     modality_mixup: bool = False
     sampling: str = "sync"               # "async": independent windows per modality
     augment: bool = True
+    augment_on: str = "step"             # flip, colour jitter, mixup: "step" (accelerator) or "host"
     eval_views: int = 4
     steps_per_epoch: int = 0             # 0: number of training examples // batch_size
     shuffle_buffer: int = 64
@@ -146,8 +147,11 @@ class Trainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
-    def _replica_step(self, inputs, labels):
+    def _replica_step(self, inputs, labels, plan=None):
         cfg = self.train_config
+        if plan is not None:
+            # The batch's flip, colour jitter and mixup, drawn by tf.data, applied here.
+            inputs, labels = augment.apply_plan(inputs, labels, plan)
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
             loss = tf.nn.compute_average_loss(
@@ -173,8 +177,8 @@ class Trainer:
         if self._step_fn is None:
             @tf.function
             def step(iterator):
-                inputs, labels = next(iterator)
-                losses = self.strategy.run(self._replica_step, args=(inputs, labels))
+                batch = next(iterator)   # (inputs, labels) or (inputs, labels, plan)
+                losses = self.strategy.run(self._replica_step, args=tuple(batch))
                 return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
             self._step_fn = step
         return self._step_fn(iterator)
@@ -258,7 +262,7 @@ def train(config: ModelConfig, train_config: TrainConfig, model_dir: str,
                 train_data, config, cfg.batch_size, sampling=cfg.sampling,
                 augment_inputs=cfg.augment, mixup_alpha=cfg.mixup_alpha if cfg.augment else 0.0,
                 modality_mixup=cfg.modality_mixup, shuffle_buffer=cfg.shuffle_buffer,
-                input_context=input_context, seed=cfg.seed)
+                input_context=input_context, seed=cfg.seed, augment_on=cfg.augment_on)
         steps = cfg.steps_per_epoch or max(input_pipeline.count_examples(train_data)
                                            // cfg.batch_size, 1)
     if eval_data is not None and not isinstance(eval_data, tf.data.Dataset):

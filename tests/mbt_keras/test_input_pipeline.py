@@ -251,3 +251,88 @@ def test_frames_stored_at_5_fps_are_the_25_fps_frames_at_or_before_the_paper_pos
         np.testing.assert_array_equal(at_5, at_25 // 5)
         if round(float(start) * 100) % 20 == 0:
             np.testing.assert_array_equal(5 * at_5, at_25)
+
+
+def _jitter_reference(clip, brightness, saturation, contrast, hue):
+    """tf.image's four colour ops with the drawn values, then the clip to [0, 1]."""
+    clip = tf.image.adjust_saturation(tf.image.adjust_brightness(clip, brightness), saturation)
+    clip = tf.image.adjust_hue(tf.image.adjust_contrast(clip, contrast), hue)
+    return tf.clip_by_value(clip, 0.0, 1.0)
+
+
+def test_batched_flip_and_jitter_equals_tf_image_per_clip_with_the_same_draws():
+    """The step applies one batch's plan at once; each clip gets what tf.image gives it alone
+    (flipped as drawn, jittered with its own values, untouched when not jittered)."""
+    rng = np.random.default_rng(3)
+    frames = tf.constant(rng.uniform(0.0, 1.0, (4, 2, 8, 8, 3)), tf.float32)
+    plan = {"flip": tf.constant([1.0, 0.0, 1.0, 0.0]), "jitter": tf.constant([1.0, 1.0, 0.0, 0.0]),
+            "brightness": tf.constant([-0.1, 0.12, 0.05, -0.03]),
+            "saturation": tf.constant([1.3, 0.6, 1.1, 0.9]),
+            "contrast": tf.constant([0.7, 1.4, 0.8, 1.2]), "hue": tf.constant([0.15, -0.2, 0.1, 0.0])}
+    batched = augment.apply_rgb_plan(frames, plan).numpy()
+    for b in range(4):
+        clip = tf.reverse(frames[b], axis=[2]) if plan["flip"][b] > 0 else frames[b]
+        if plan["jitter"][b] > 0:
+            expected = _jitter_reference(clip, *(float(plan[k][b]) for k in augment.RGB_DRAWS[2:]))
+            np.testing.assert_allclose(batched[b], expected, atol=2e-6)
+        else:
+            np.testing.assert_array_equal(batched[b], clip)
+        single = augment.apply_rgb_plan(frames[b], {k: v[b] for k, v in plan.items()})
+        np.testing.assert_allclose(single, batched[b], atol=1e-6)
+
+
+def test_rgb_plan_draws_follow_the_papers_probabilities_and_ranges():
+    tf.random.set_seed(0)
+    draws = next(iter(tf.data.Dataset.range(4000).map(
+        lambda _: augment.draw_rgb_plan()).batch(4000)))
+    assert abs(float(tf.reduce_mean(draws["flip"])) - 0.5) < 0.03
+    assert abs(float(tf.reduce_mean(draws["jitter"])) - augment.COLOR_JITTER_PROB) < 0.03
+    for key, (low, high) in {"brightness": (-32 / 255, 32 / 255), "saturation": (0.6, 1.4),
+                             "contrast": (0.6, 1.4), "hue": (-0.2, 0.2)}.items():
+        values = draws[key].numpy()
+        assert values.min() >= low and values.max() <= high
+        assert values.min() < low + 0.05 * (high - low) and values.max() > high - 0.05 * (high - low)
+
+
+def test_augmentation_in_the_step_gets_the_plan_the_host_would_apply(records):
+    """augment_on="step": tf.data crops and SpecAugments, and hands flip, jitter and mixup over
+    as a plan; apply_plan then mixes inputs and labels with the plan's one mixup weight."""
+    x, y, plan = _first_batch(input_pipeline.train_dataset(records["long"], MICRO, 4, seed=0,
+                                                           augment_on="step"))
+    assert sorted(plan) == sorted(augment.RGB_DRAWS + (augment.MIXUP,))
+    assert all(plan[k].shape == (4,) for k in augment.RGB_DRAWS)
+    assert plan[augment.MIXUP].shape == (2,)
+    weight = float(plan[augment.MIXUP][0])
+    assert float(plan[augment.MIXUP][1]) == pytest.approx(weight)
+    mixed, labels = augment.apply_plan(x, y, plan)
+    np.testing.assert_allclose(labels, weight * y + (1 - weight) * y[::-1], atol=1e-6)
+    np.testing.assert_allclose(mixed["spec"], weight * x["spec"] + (1 - weight) * x["spec"][::-1],
+                               atol=1e-5)
+    flipped = augment.apply_rgb_plan(x["rgb"], {k: plan[k] for k in augment.RGB_DRAWS})
+    np.testing.assert_allclose(mixed["rgb"], weight * flipped + (1 - weight) * flipped[::-1],
+                               atol=1e-5)
+    assert mixed["rgb"].shape == (4, 2, 32, 32, 3)
+    with pytest.raises(ValueError, match="augment_on='gpu'"):
+        input_pipeline.train_dataset(records["long"], MICRO, 4, augment_on="gpu")
+    # Nothing to apply: plain (inputs, labels) batches.
+    assert len(_first_batch(input_pipeline.train_dataset(
+        records["long"], MICRO, 4, augment_inputs=False, mixup_alpha=0.0,
+        augment_on="step"))) == 2
+
+
+def test_decoded_frames_equal_scaling_before_the_resize_to_float_rounding():
+    """decode_frames resizes the uint8 crops and scales after; unrolled decodes when the frame
+    count is static, map_fn when it is not (serving): the same frames either way."""
+    rng = np.random.default_rng(4)
+    jpegs = tf.stack([tf.io.encode_jpeg(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+                      for _ in range(3)])
+    window = tf.constant([3, 5, 30, 41])
+    crops = tf.stack([tf.io.decode_and_crop_jpeg(j, window, channels=3) for j in jpegs])
+    scaled_first = tf.clip_by_value(tf.image.resize(tf.cast(crops, tf.float32) / 255.0, [24, 24]),
+                                    0.0, 1.0)
+    frames = input_pipeline.decode_frames(jpegs, window, 24)
+    np.testing.assert_allclose(frames, scaled_first, atol=1e-6)
+    assert float(tf.reduce_min(frames)) >= 0.0 and float(tf.reduce_max(frames)) <= 1.0
+    dynamic = tf.function(lambda j: input_pipeline.decode_frames(j, window, 24),
+                          input_signature=[tf.TensorSpec([None], tf.string)])
+    np.testing.assert_allclose(dynamic(jpegs), frames, atol=1e-6)
