@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mbt_keras import input_pipeline, schedule, strategy as strategies, training
+from mbt_keras import augment, input_pipeline, schedule, strategy as strategies, training
 from mbt_keras.config import from_preset
 from tests.mbt_keras.tfrecord_fixtures import write_clips
 
@@ -109,6 +109,27 @@ def test_gradient_clipping_bounds_the_first_update(tmp_path, records):
     lr = 0.5 * 4 / 64
     assert first_step_change(1e-3) == pytest.approx(lr * 1e-3, rel=1e-3)
     assert first_step_change(0.0) > 10 * lr * 1e-3
+
+
+def test_the_step_applies_the_batchs_flip_jitter_and_mixup_plan(tmp_path, records):
+    """mbt train hands flip, colour jitter and mixup to the step (augment_on="step"): one step
+    on (inputs, labels, plan) makes the same update as one on the batch tf.data would have
+    augmented with that plan."""
+    config = MICRO.replace(num_classes=6, drop_path=0.0)
+    x, y, plan = next(iter(input_pipeline.train_dataset(records, config, 4, seed=0,
+                                                        augment_on="step")))
+    assert 0.0 < float(plan[augment.MIXUP][0]) < 1.0
+    x_host, y_host = augment.apply_plan(x, y, plan)
+    train_config = training.TrainConfig(epochs=1, batch_size=4, warmup_epochs=0.0)
+    updated = []
+    for name, batch in (("step", (x, y, plan)), ("host", (x_host, y_host))):
+        keras.utils.set_random_seed(0)
+        trainer = training.Trainer(config, train_config, str(tmp_path / name), 1)
+        loss = float(trainer.train_step(iter(tf.data.Dataset.from_tensors(batch))))
+        updated.append((loss, [np.array(v) for v in trainer.model.trainable_variables]))
+    assert updated[0][0] == pytest.approx(updated[1][0], rel=1e-4)
+    for step_weights, host_weights in zip(updated[0][1], updated[1][1]):
+        np.testing.assert_allclose(step_weights, host_weights, atol=1e-5)
 
 
 def _train_command(data, model_dir, epochs):
