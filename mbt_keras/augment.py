@@ -57,8 +57,7 @@ def draw_rgb_plan():
             "hue": tf.random.uniform([], -0.2, 0.2)}
 
 
-@tf.function(jit_compile=True)
-def apply_rgb_plan(frames, plan):
+def _rgb_plan(frames, plan):
     """Flip, then colour jitter, frames [..., F, H, W, 3] in [0, 1] as `plan` drew them, one
     draw per clip: plan values have the shape of frames' leading axes (scalars for one clip,
     [B] for a batch), so the same function runs per example in tf.data or per batch in the
@@ -67,17 +66,11 @@ def apply_rgb_plan(frames, plan):
         return value[..., None, None, None, None]
 
     flipped = tf.where(per_clip(plan["flip"]) > 0.5, tf.reverse(frames, axis=[-2]), frames)
-    jittered = colour_jitter(flipped, *(per_clip(plan[k]) for k in RGB_DRAWS[2:]))
+    jittered = _colour_jitter(flipped, *(per_clip(plan[k]) for k in RGB_DRAWS[2:]))
     return tf.where(per_clip(plan["jitter"]) > 0.5, jittered, flipped)
 
 
-def flip_and_jitter(frames):
-    """Horizontal flip with p=0.5, then colour jitter with p=0.8; frames [F,H,W,3] in [0,1]."""
-    return apply_rgb_plan(frames, draw_rgb_plan())
-
-
-@tf.function(jit_compile=True)
-def colour_jitter(frames, brightness, saturation, contrast, hue):
+def _colour_jitter(frames, brightness, saturation, contrast, hue):
     """tf.image's random_brightness, random_saturation, random_contrast and random_hue with
     the drawn values, in that order, then a clip to [0, 1]. Saturation and hue are done in RGB
     (adjust_saturation, adjust_hue) so XLA fuses the whole jitter into one pass over the
@@ -88,6 +81,18 @@ def colour_jitter(frames, brightness, saturation, contrast, hue):
     frames = adjust_contrast(frames, contrast)
     frames = adjust_hue(frames, hue)
     return tf.clip_by_value(frames, 0.0, 1.0)
+
+
+# XLA-fused (one pass over the frames) where the caller runs TensorFlow's own executor:
+# tf.data, and training steps on CPU / GPU. A TPU step is compiled whole, so it takes the
+# plain ops (apply_plan(fused=False)) rather than a nested XLA function.
+apply_rgb_plan = tf.function(_rgb_plan, jit_compile=True)
+colour_jitter = tf.function(_colour_jitter, jit_compile=True)
+
+
+def flip_and_jitter(frames):
+    """Horizontal flip with p=0.5, then colour jitter with p=0.8; frames [F,H,W,3] in [0,1]."""
+    return apply_rgb_plan(frames, draw_rgb_plan())
 
 
 def adjust_contrast(frames, factor):
@@ -194,12 +199,13 @@ def mixup(features, labels, alpha: float, per_modality: bool = False):
     return apply_mixup(features, labels, draw_mixup(alpha, len(features), per_modality))
 
 
-def apply_plan(features, labels, plan):
+def apply_plan(features, labels, plan, fused: bool = True):
     """A batch's planned augmentation: flip + colour jitter of 'rgb' per clip (when the plan
-    has RGB_DRAWS), then mixup (when it has MIXUP). Runs in tf.data or in the training step."""
+    has RGB_DRAWS), then mixup (when it has MIXUP). Runs in tf.data or in the training step;
+    `fused=False` for a step XLA compiles whole (TPU)."""
     if "rgb" in features and "flip" in plan:
-        features = dict(features, rgb=apply_rgb_plan(features["rgb"],
-                                                     {k: plan[k] for k in RGB_DRAWS}))
+        rgb_plan = apply_rgb_plan if fused else _rgb_plan
+        features = dict(features, rgb=rgb_plan(features["rgb"], {k: plan[k] for k in RGB_DRAWS}))
     if MIXUP in plan:
         features, labels = apply_mixup(features, labels, plan[MIXUP])
     return features, labels

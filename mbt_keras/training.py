@@ -151,7 +151,9 @@ class Trainer:
         cfg = self.train_config
         if plan is not None:
             # The batch's flip, colour jitter and mixup, drawn by tf.data, applied here.
-            inputs, labels = augment.apply_plan(inputs, labels, plan)
+            inputs, labels = augment.apply_plan(
+                inputs, labels, plan,
+                fused=not isinstance(self.strategy, tf.distribute.TPUStrategy))
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
             loss = tf.nn.compute_average_loss(

@@ -279,6 +279,9 @@ def test_batched_flip_and_jitter_equals_tf_image_per_clip_with_the_same_draws():
             np.testing.assert_array_equal(batched[b], clip)
         single = augment.apply_rgb_plan(frames[b], {k: v[b] for k, v in plan.items()})
         np.testing.assert_allclose(single, batched[b], atol=1e-6)
+    # The plain ops a TPU step compiles whole give the same frames as the XLA-fused function.
+    unfused, _ = augment.apply_plan({"rgb": frames}, tf.zeros([4, 2]), plan, fused=False)
+    np.testing.assert_allclose(unfused["rgb"], batched, atol=1e-6)
 
 
 def test_rgb_plan_draws_follow_the_papers_probabilities_and_ranges():
