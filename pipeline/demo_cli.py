@@ -97,7 +97,8 @@ def run(args) -> int:
         from pipeline.demo_data import CLASSES
         from serving import model_contract
         from serving.client import PredictClient, clip_inputs, format_top_k
-        eval_rows = [line.split(",") for line in open(settings.labels).read().splitlines()[1:]]
+        with open(settings.labels, encoding="utf-8") as f:
+            eval_rows = [line.split(",") for line in f.read().splitlines()[1:]]
         for clip_id, path, label, split in [r for r in eval_rows if r[3] == "eval"][:len(CLASSES)]:
             video = os.path.join(data, path)
             _step(f"mbt predict {video} --server {target}   (true label: {label})")

@@ -36,4 +36,11 @@ def configure(verbose: bool = False) -> str:
     warnings.filterwarnings("default", module=OUR_MODULES)
     for logger in THIRD_PARTY_LOGGERS:
         logging.getLogger(logger).setLevel(logging.ERROR)
+        # absl resets its logger's level when its flags are parsed (TFX/Beam do that during a
+        # run); a filter stays.
+        logging.getLogger(logger).addFilter(_errors_only)
     return name
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR

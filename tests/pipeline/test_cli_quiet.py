@@ -61,3 +61,18 @@ def test_verbose_and_mbt_log_level_bring_third_party_output_back(monkeypatch):
         monkeypatch.setenv(log_level.ENV, "LOUD")
         with pytest.raises(SystemExit, match="MBT_LOG_LEVEL='LOUD'"):
             log_level.configure()
+
+
+def test_absl_warnings_stay_quiet_after_absl_parses_its_flags():
+    """TFX's resolver logs absl warnings mid-run ('ArtifactQuery.property_predicate is not
+    supported'), after absl has reset its logger's level from its flags."""
+    code = ("from pipeline import log_level; log_level.configure()\n"
+            "from absl import flags, logging\n"
+            "flags.FLAGS(['mbt']); logging.set_verbosity(logging.INFO)\n"
+            "logging.warning('third-party warning'); logging.error('third-party error')\n")
+    env = {k: v for k, v in os.environ.items() if k != log_level.ENV}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "third-party warning" not in done.stderr
+    assert "third-party error" in done.stderr
