@@ -9,7 +9,7 @@
 #   .ci/current_stack.sh run CMD [ARGS...]       any command in /repo with the chroot's venv first on PATH
 #   .ci/current_stack.sh clean                   delete the chroot
 #
-# MBT_CHROOT (default /var/tmp/mbt-trixie) is where the chroot lives; it is built on first use
+# Mounts are private to each call (unshare) and go with it. MBT_CHROOT (default /var/tmp/mbt-trixie) is where the chroot lives; it is built on first use
 # and reused after (CI deletes it first: .ci/run). DEBIAN_MIRROR overrides the archive.
 # Needs root, debootstrap and network access to the Debian archive and PyPI.
 set -euo pipefail
@@ -19,19 +19,15 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VENV=/opt/mbt-venv
 PACKAGES=python3,python3-venv,python3-dev,g++,make,ca-certificates
 
-MOUNTED=()
-cleanup() {
-  local i
-  for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount "${MOUNTED[i]}" || umount -l "${MOUNTED[i]}"; done
-  MOUNTED=()
-}
-trap cleanup EXIT INT TERM
+# Each call runs in its own mount namespace: its mounts (/proc, /sys, /dev/shm, /repo) are
+# invisible to the host and to other calls, and vanish when it exits, however it exits.
+if [ -z "${MBT_CHROOT_NS:-}" ]; then
+  exec env MBT_CHROOT_NS=1 unshare --mount --propagation private "$0" "$@"
+fi
 
-mount_in() {  # mount_in TARGET MOUNT_ARGS...: mount and remember it for cleanup
-  local target=$ROOT$1; shift
-  mkdir -p "$target"
-  mount "$@" "$target"
-  MOUNTED+=("$target")
+mount_in() {  # mount_in TARGET MOUNT_ARGS...
+  mkdir -p "$ROOT$1"
+  mountpoint -q "$ROOT$1" || mount "${@:2}" "$ROOT$1"
 }
 
 # env -i: the host's pip settings (PIP_FIND_LINKS, PIP_CERT, ...) must not leak into the chroot.

@@ -14,6 +14,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from mbt_keras.compat import AV_OPEN_OPTIONS
+
 MISSING_AUDIO_POLICIES = ("reject", "silence")
 # Labelled segments often end a few frames after the last decoded frame (AudioSet's 10 s
 # windows on 9.98 s downloads); smaller overshoots are clamped, not rejected.
@@ -72,7 +74,7 @@ def decode_clip(source: Union[str, BinaryIO], *, fps: float = 25, short_side: Op
         raise ClipError("out_of_range", f"invalid window start={start} end={end} for {label}: "
                         "need 0 <= start < end")
     try:
-        container = av.open(source, metadata_errors="ignore")
+        container = av.open(source, **AV_OPEN_OPTIONS)
     except (av.error.FFmpegError, OSError) as error:
         raise _unreadable(source, label, error) from None
     with container:
