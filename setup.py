@@ -8,7 +8,7 @@ from setuptools import find_packages, setup
 LEGACY = ["tfx[kfp]==1.16.0", "tensorflow==2.16.2", "keras>=3.3,<4", "tf-keras==2.16.0",
           "tensorflow-serving-api==2.16.1", "av==17.1.0"]
 CURRENT = ["tfx==1.21.0", "tensorflow==2.21.0", "keras>=3.3,<4", "tensorflow-serving-api==2.19.1",
-           "av==19.0.2", "kfp-pipeline-spec"]
+           "av==19.0.2", "tensorboard==2.21.0", "kfp-pipeline-spec"]
 
 setup(
     name="mbt-pipeline",
