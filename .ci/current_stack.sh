@@ -4,9 +4,10 @@
 # debootstrap, the repository bind-mounted at /repo, the venv inside the chroot so that the
 # host's .venv is left alone. One command per use:
 #
-#   .ci/current_stack.sh test [PYTEST_ARGS...]   make test STACK=current, inside the chroot
+#   .ci/current_stack.sh test [PYTEST_ARGS...]   make test STACK=current (the whole suite), inside the chroot
 #   .ci/current_stack.sh demo                    make demo STACK=current (DEMO_DIR=demo_out_current)
-#   .ci/current_stack.sh run CMD [ARGS...]       any command in /repo with the chroot's venv first on PATH
+#   .ci/current_stack.sh run CMD [ARGS...]       any command in /repo with the chroot's venv first on PATH,
+#                                                e.g. run python -m pytest tests/serving -q
 #   .ci/current_stack.sh clean                   delete the chroot
 #
 # Mounts are private to each call (unshare) and go with it. MBT_CHROOT (default /var/tmp/mbt-trixie) is where the chroot lives; it is built on first use
