@@ -15,10 +15,11 @@ PYTHON_LEGACY := $(call find_python,3.10)
 HOST_STACK := $(if $(and $(GLIBC_OK),$(PYTHON_CURRENT)),current,legacy)
 STACK ?= $(HOST_STACK)
 ifeq ($(STACK),current)
-  PYTHON := $(PYTHON_CURRENT)
+  PYTHON := $(if $(GLIBC_OK),$(PYTHON_CURRENT))
   REQUIREMENTS := requirements-current.in
   CONSTRAINTS := constraints-current.txt
-  NEEDS := glibc >= 2.39 (this host: $(or $(GLIBC),unknown)) and python3.13 or python3.12
+  NEEDS := glibc >= 2.39 (this host: $(or $(GLIBC),unknown)) and python3.13 or python3.12 (on an older \
+	host '.ci/current_stack.sh test' runs it in a Debian 13 chroot)
 else ifeq ($(STACK),legacy)
   PYTHON := $(PYTHON_LEGACY)
   REQUIREMENTS := requirements.in
