@@ -10,8 +10,9 @@
 #                                                e.g. run python -m pytest tests/serving -q
 #   .ci/current_stack.sh clean                   delete the chroot
 #
-# Mounts are private to each call (unshare) and go with it. MBT_CHROOT (default /var/tmp/mbt-trixie) is where the chroot lives; it is built on first use
-# and reused after (CI deletes it first: .ci/run). DEBIAN_MIRROR overrides the archive.
+# MBT_CHROOT (default /var/tmp/mbt-trixie) is where the chroot lives; it is built on first use
+# and reused after (CI deletes it first: .ci/run). DEBIAN_MIRROR overrides the archive. Mounts
+# are private to each call (unshare) and go with it.
 # Needs root, debootstrap and network access to the Debian archive and PyPI.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
