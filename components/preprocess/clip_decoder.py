@@ -24,6 +24,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from mbt_keras.compat import AV_OPEN_OPTIONS
+
 MISSING_AUDIO_POLICIES = ("reject", "silence")
 # Labelled segments often end a few frames after the last decoded frame (AudioSet's 10 s
 # windows on 9.98 s downloads); smaller overshoots are clamped, not rejected.
@@ -186,7 +188,7 @@ def _opened(source, label):
     if hasattr(source, "seek"):  # a file object read before (probe, then decode) starts over
         source.seek(0)
     try:
-        container = av.open(source, metadata_errors="ignore")
+        container = av.open(source, **AV_OPEN_OPTIONS)
     except (av.error.FFmpegError, OSError) as error:
         raise _unreadable(source, label, error) from None
     with container:
