@@ -3,36 +3,12 @@ a file cut in half or overwritten with garbage is still `corrupt`."""
 import numpy as np
 import pytest
 
-import av
 from components.preprocess.clip_decoder import ClipError, decode_clip
 from components.preprocess.sequence_example import clip_to_sequence_example
 from mbt_keras import contract
-from tests.components.conftest import write_clip
+from tests.components.conftest import damage_packets, write_clip
 
 SECONDS = 8.0
-
-
-def damage_packets(source, target, damaged):
-    """Copies `source` packet by packet, replacing the payload of the (stream type, n)-th
-    packets in `damaged` with random bytes of the same size (timestamps kept)."""
-    rng = np.random.default_rng(0)
-    with av.open(source) as reader, av.open(target, "w") as writer:
-        streams = {s.index: writer.add_stream_from_template(s) for s in reader.streams}
-        seen = {}
-        for packet in reader.demux():
-            if packet.dts is None:
-                continue
-            kind, out = packet.stream.type, streams[packet.stream.index]
-            n = seen[kind] = seen.get(kind, -1) + 1
-            if (kind, n) in damaged:
-                garbage = av.Packet(rng.integers(0, 256, packet.size, np.uint8).tobytes())
-                garbage.pts, garbage.dts = packet.pts, packet.dts
-                garbage.time_base = packet.time_base
-                garbage.is_keyframe = packet.is_keyframe
-                packet = garbage
-            packet.stream = out
-            writer.mux(packet)
-    return target
 
 
 @pytest.fixture(scope="module", params=[("mpeg4", "ac3", "avi"), ("libx264", "aac", "mp4")],

@@ -106,6 +106,25 @@ def test_settings_from_flags_round_trip():
     assert settings.beam_args == ("--direct_num_workers=4",)
 
 
+def test_label_encoding_and_damage_threshold_reach_every_component_that_reads_them(tmp_path):
+    import argparse
+    from pipeline.pipeline import create_pipeline
+    parser = argparse.ArgumentParser()
+    pipeline_cli.add_settings_arguments(parser)
+    settings = pipeline_cli.settings_from_args(parser.parse_args(
+        ["--encoding", "latin-1", "--max-damaged-fraction", "0.1",
+         "--pipeline-root", str(tmp_path), "--set", "num_classes=3"]))
+    components = {c.id: c for c in create_pipeline(settings).components}
+    preprocess = json.loads(components["ClipExampleGen"].exec_properties["preprocess_config"])
+    assert (preprocess["encoding"], preprocess["max_damaged_fraction"]) == ("latin-1", 0.1)
+    assert components["SchemaCurator"].exec_properties["encoding"] == "latin-1"
+    trainer = json.loads(components["Trainer"].exec_properties["custom_config"])
+    assert trainer["encoding"] == "latin-1"
+    default = create_pipeline(PipelineSettings(pipeline_root=str(tmp_path)))
+    [example_gen] = [c for c in default.components if c.id == "ClipExampleGen"]
+    assert "max_damaged_fraction" not in example_gen.exec_properties["preprocess_config"]
+
+
 def _executor_args(compiled, node):
     return compiled["pipelineSpec"]["deploymentSpec"]["executors"][f"{node}_executor"][
         "container"]["args"]
