@@ -62,6 +62,18 @@ def damage_packets(source, target, damaged):
     return target
 
 
+def run_counting(pipeline) -> dict:
+    """Runs a Beam pipeline to the end; {name: value} of its jobs' counters
+    (transform.METRICS_NAMESPACE: read, written, rejected_<kind>, skipped_packets)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from components.preprocess.transform import METRICS_NAMESPACE
+    result = pipeline.run()
+    result.wait_until_finish()
+    return {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """Good and broken inputs, named by what is wrong with them."""

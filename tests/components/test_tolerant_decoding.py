@@ -6,7 +6,7 @@ import pytest
 from components.preprocess.clip_decoder import ClipError, decode_clip
 from components.preprocess.sequence_example import clip_to_sequence_example
 from mbt_keras import contract
-from tests.components.conftest import damage_packets, write_clip
+from tests.components.conftest import damage_packets, run_counting, write_clip
 
 SECONDS = 8.0
 
@@ -77,10 +77,9 @@ def test_a_file_cut_in_half_or_overwritten_with_garbage_is_corrupt(source, tmp_p
 
 def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packets(tmp_path):
     import apache_beam as beam
-    from apache_beam.metrics.metric import MetricsFilter
 
     from components.preprocess.label_files import parse_label_file, write_class_map
-    from components.preprocess.transform import METRICS_NAMESPACE, ClipsToExamples
+    from components.preprocess.transform import ClipsToExamples
     clean = write_clip(str(tmp_path / "clean.mp4"), SECONDS, rate=48000, gop=20)
     light = damage_packets(clean, str(tmp_path / "light.mp4"), {("video", 25), ("audio", 9)})
     heavy = damage_packets(clean, str(tmp_path / "heavy.mp4"),
@@ -95,10 +94,7 @@ def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packet
     _ = outputs.examples | beam.Map(
         lambda e: e.context.feature[contract.SKIPPED_PACKETS].int64_list.value[0]
     ) | beam.Map(lambda n: _check_equal(n, 2))
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
-        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+    counters = run_counting(pipeline)
     assert counters["read"] == 2 and counters["written"] == 1
     assert counters["rejected_corrupt"] == 1 and counters["skipped_packets"] == 2
 
