@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from kubeflow import compile as kfp_compile
 from pipeline import pipeline_cli
 from pipeline.cli import main as mbt_main
-from pipeline.settings import PipelineSettings, TrainerMachine
+from pipeline.settings import PipelineSettings, TrainerMachine, with_class_count
 
 # KFP v2 compiles the latest-blessed-model Resolver into two resolver tasks.
 EXPECTED_NODES = {"ClipExampleGen", "StatisticsGen", "SchemaGen", "SchemaCurator",
@@ -111,9 +111,12 @@ def test_label_encoding_and_damage_threshold_reach_every_component_that_reads_th
     from pipeline.pipeline import create_pipeline
     parser = argparse.ArgumentParser()
     pipeline_cli.add_settings_arguments(parser)
-    settings = pipeline_cli.settings_from_args(parser.parse_args(
-        ["--encoding", "latin-1", "--max-damaged-fraction", "0.1",
-         "--pipeline-root", str(tmp_path), "--set", "num_classes=3"]))
+    class_map = tmp_path / "class_map.csv"
+    class_map.write_bytes("index,name\n0,caf\u00e9\n1,th\u00e9\n2,eau\n".encode("latin-1"))
+    settings = with_class_count(pipeline_cli.settings_from_args(parser.parse_args(
+        ["--encoding", "latin-1", "--max-damaged-fraction", "0.1", "--class-map", str(class_map),
+         "--pipeline-root", str(tmp_path)])))
+    assert settings.overrides == {"num_classes": 3}
     components = {c.id: c for c in create_pipeline(settings).components}
     preprocess = json.loads(components["ClipExampleGen"].exec_properties["preprocess_config"])
     assert (preprocess["encoding"], preprocess["max_damaged_fraction"]) == ("latin-1", 0.1)
