@@ -18,7 +18,9 @@ CLASS_NAMES = ["speech", "music", "dog", "engine"]
 MODEL_NAME = "mbt"
 
 
-def export_micro(export_dir: str, seed: int) -> str:
+def export_micro(export_dir: str, seed: int, config=None, class_names=CLASS_NAMES) -> str:
+    """A SavedModel of an untrained model (`config`, default mbt-micro) whose weights
+    `seed` decides."""
     import keras
 
     from mbt_keras.config import from_preset
@@ -26,8 +28,8 @@ def export_micro(export_dir: str, seed: int) -> str:
     from mbt_keras.model import build_model
 
     keras.utils.set_random_seed(seed)
-    config = from_preset("mbt-micro")
-    return export_saved_model(build_model(config), config, CLASS_NAMES, export_dir)
+    config = config or from_preset("mbt-micro")
+    return export_saved_model(build_model(config), config, class_names, export_dir)
 
 
 @pytest.fixture(scope="session")
