@@ -15,6 +15,7 @@ import sys
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
 from pipeline.preprocess_cli import add_job_arguments, job_options, run_job
 from pipeline.settings import absolute
+from serving.predict_cli import add_window_arguments
 
 
 def add_arguments(parser):
@@ -25,18 +26,7 @@ def add_arguments(parser):
                         "(relative paths resolve against its folder; '#' lines skipped)")
     parser.add_argument("--model", required=True,
                         help="SavedModel directory (local or gs://), e.g. a pushed version")
-    parser.add_argument("--num-frames", type=int, default=None,
-                        help="frames sent per window (default: the model's, as mbt predict)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="window length (default: the model's window, as mbt predict)")
-    parser.add_argument("--timeline", action="store_true",
-                        help="classify every window of each video (one streaming decode "
-                        "pass per video), not only the centred one")
-    parser.add_argument("--hop", type=float, default=None,
-                        help="with --timeline: seconds between window starts (default: the "
-                        "window length)")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="windows per signature call")
+    add_window_arguments(parser)  # as mbt predict's
     parser.add_argument("--missing-audio", default="silence", choices=MISSING_AUDIO_POLICIES,
                         help="videos without audio: predicted on silence and marked "
                         "has_audio=false (default), or rejected")
