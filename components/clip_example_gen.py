@@ -48,8 +48,8 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
         it (test/val go to 'eval'). `compression`: "none" (records DMVR/Scenic read as they
         are) or "gzip" (`.gz` files). `encoding`: the label file's and class map's text
         encoding. `max_damaged_fraction`: share of a clip's packets that may fail to decode
-        before it is rejected as corrupt (None: clip_decoder.MAX_DAMAGED_FRACTION). The other options are `mbt
-        preprocess`'s of the same names."""
+        before it is rejected as corrupt (None: clip_decoder.MAX_DAMAGED_FRACTION). The other
+        options are `mbt preprocess`'s of the same names."""
         splits = splits or DEFAULT_SPLITS
         config = dict(format=label_format, videos=videos, class_map=class_map, fps=fps,
                       short_side=short_side, missing_audio=missing_audio,
