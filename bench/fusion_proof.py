@@ -48,15 +48,6 @@ def make_records(work_dir, clips):
     return records
 
 
-def shuffled(train_files, config, batch_size, buffer, seed):
-    """Training batches through a shuffle buffer as large as the training set (no augmentation)."""
-    def dataset_fn(input_context):
-        clips = input_pipeline.train_dataset(train_files, config, 1, augment_inputs=False,
-                                             mixup_alpha=0.0, input_context=input_context)
-        return clips.unbatch().shuffle(buffer, seed=seed).batch(batch_size, drop_remainder=True)
-    return dataset_fn
-
-
 def group_accuracy(model, dataset, class_names):
     """Top-1 accuracy over the eval clips of each class group (logits averaged over views)."""
     predicted, truth = [], []
@@ -92,8 +83,9 @@ def main(argv=None):
     parser.add_argument("--drop-path", type=float, default=0.0,
                         help="stochastic depth at the last layer (all variants alike)")
     parser.add_argument("--shuffle", action="store_true",
-                        help="shuffle the training clips (without --augment the input "
-                             "pipeline reads them in file order)")
+                        help="shuffle buffer as large as the training set (training always "
+                             "shuffles: files, then a buffer of TrainConfig.shuffle_buffer "
+                             "clips, reshuffled each epoch)")
     parser.add_argument("--seed", type=int, default=0,
                         help="initialisation and training-data order (the clips stay the same)")
     parser.add_argument("--augment", action="store_true",
@@ -114,14 +106,14 @@ def main(argv=None):
                                             base_learning_rate=args.learning_rate,
                                             augment=args.augment, mixup_alpha=0.0, seed=args.seed,
                                             optimizer=args.optimizer,
-                                            steps_per_epoch=len_train // args.batch_size)
-        train_data = (shuffled(train_files, config, args.batch_size, len_train, args.seed)
-                      if args.shuffle else train_files)
+                                            steps_per_epoch=len_train // args.batch_size,
+                                            **({"shuffle_buffer": len_train}
+                                               if args.shuffle else {}))
         run_dir = os.path.join(args.work_dir, "runs", name)
         shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch, never resume
         began = time.time()
         tf.keras.utils.set_random_seed(args.seed)
-        model, history = training.train(config, train_config, run_dir, train_data,
+        model, history = training.train(config, train_config, run_dir, train_files,
                                         verbose=False)
         accuracy = group_accuracy(model, input_pipeline.eval_dataset(eval_files, config, 16),
                                   class_names)

@@ -40,17 +40,23 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
                  fps: float = 25, short_side: int = 256, missing_audio: str = "reject",
                  min_duration: float = 1.0, include_waveform: bool = False,
                  video_template: str = "{ytid}.mp4", presegmented: bool = False,
-                 compression: str = "none"):
+                 compression: str = "none", encoding: str = "utf-8",
+                 max_damaged_fraction: Optional[float] = None):
         """`labels`: the label file (its folder is the input_base; the driver fingerprints the
-        file, so an unchanged label file is a cache hit). `splits` maps output split names to hash buckets, used for clips whose label-file
-        row has no split; rows with a split keep it (test/val go to 'eval'). `compression`:
-        "none" (records DMVR/Scenic read as they are) or "gzip" (`.gz` files)."""
+        file, so an unchanged label file is a cache hit). `splits` maps output split names to
+        hash buckets, used for clips whose label-file row has no split; rows with a split keep
+        it (test/val go to 'eval'). `compression`: "none" (records DMVR/Scenic read as they
+        are) or "gzip" (`.gz` files). `encoding`: the label file's and class map's text
+        encoding. `max_damaged_fraction`: share of a clip's packets that may fail to decode
+        before it is rejected as corrupt (None: clip_decoder.MAX_DAMAGED_FRACTION). The other
+        options are `mbt preprocess`'s of the same names."""
         splits = splits or DEFAULT_SPLITS
         config = dict(format=label_format, videos=videos, class_map=class_map, fps=fps,
                       short_side=short_side, missing_audio=missing_audio,
                       min_duration=min_duration, include_waveform=include_waveform,
                       video_template=video_template, presegmented=presegmented,
-                      compression=compression)
+                      compression=compression, encoding=encoding,
+                      max_damaged_fraction=max_damaged_fraction)
         spec = ClipExampleGenSpec(
             input_base=os.path.dirname(labels),
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(

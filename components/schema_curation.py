@@ -106,12 +106,12 @@ def curate_schema(inferred: schema_pb2.Schema,
     return schema
 
 
-def class_names_of(class_map: Optional[str]) -> Optional[list]:
-    """Class names in index order from a class map file (local or gs://)."""
+def class_names_of(class_map: Optional[str], encoding: str = "utf-8") -> Optional[list]:
+    """Class names in index order from a class map file (local or gs://) in `encoding`."""
     if not class_map:
         return None
     from components.preprocess.label_files import read_class_map
-    by_index = {i: n for n, i in read_class_map(class_map).items()}
+    by_index = {i: n for n, i in read_class_map(class_map, encoding).items()}
     return [by_index[i] for i in sorted(by_index)]
 
 

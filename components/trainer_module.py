@@ -3,8 +3,9 @@ with the paper's recipe (section 4.2), then exports the serving + TFMA SavedMode
 
 custom_config keys (all optional): preset, overrides (ModelConfig fields), epochs,
 batch_size, learning_rate (base LR at batch 64), steps_per_epoch, train (other
-TrainConfig fields), tpu, init_checkpoint (ViT weights), class_map (list of names
-or {index: name}), checkpoint_dir (a stable directory so a retried run resumes).
+TrainConfig fields), tpu, init_checkpoint (ViT weights), class_map (a class map file,
+a list of names or {index: name}), encoding (the class map file's, default utf-8),
+checkpoint_dir (a stable directory so a retried run resumes).
 """
 import os
 
@@ -20,7 +21,8 @@ def _class_names(custom_config: dict, train_files, config):
     class_map = custom_config.get("class_map")
     size = sum(config.num_classes)
     if isinstance(class_map, str):  # a class map file (local or gs://), as the pipeline passes
-        by_index = {i: n for n, i in label_files.read_class_map(class_map).items()}
+        by_index = {i: n for n, i in label_files.read_class_map(
+            class_map, custom_config.get("encoding", "utf-8")).items()}
         return [by_index.get(i, f"class_{i}") for i in range(size)]
     if isinstance(class_map, dict):
         return [class_map.get(str(i), class_map.get(i, f"class_{i}")) for i in range(size)]
@@ -35,8 +37,9 @@ def run_fn(fn_args):
     overrides = dict(custom.get("overrides", {}))
     if "num_classes" not in overrides and custom.get("class_map"):
         class_map = custom["class_map"]
-        overrides["num_classes"] = len(label_files.read_class_map(class_map)
-                                       if isinstance(class_map, str) else class_map)
+        overrides["num_classes"] = len(
+            label_files.read_class_map(class_map, custom.get("encoding", "utf-8"))
+            if isinstance(class_map, str) else class_map)
     config = from_preset(custom.get("preset", "mbt-tiny"), **overrides)
     train_config = training.TrainConfig(
         epochs=int(custom.get("epochs", 1)), batch_size=int(custom.get("batch_size", 64)),

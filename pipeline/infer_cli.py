@@ -3,7 +3,7 @@ Beam runner (components/batch_inference.py).
 
 Output: OUT/predictions-SSSSS-of-NNNNN.jsonl (one JSON line per classified window) and
 OUT/DeadLetters/ (dead letters and counts, as `mbt preprocess` writes them). The runner,
-output and progress options are `mbt preprocess`'s (`add_job_arguments`, `beam_options`,
+output and progress options are `mbt preprocess`'s (`add_job_arguments`, `job_options`,
 `run_job`), so `--beam-arg=--runner=DataflowRunner ...` runs it on Dataflow. The window is
 the model's own (its input contract), as for `mbt predict`; `--timeline` classifies every
 window of each video, as `mbt predict --timeline` does.
@@ -13,8 +13,9 @@ import os
 import sys
 
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
-from pipeline.preprocess_cli import add_job_arguments, beam_options, run_job
+from pipeline.preprocess_cli import add_job_arguments, job_options, run_job
 from pipeline.settings import absolute
+from serving.predict_cli import add_window_arguments
 
 
 def add_arguments(parser):
@@ -25,18 +26,7 @@ def add_arguments(parser):
                         "(relative paths resolve against its folder; '#' lines skipped)")
     parser.add_argument("--model", required=True,
                         help="SavedModel directory (local or gs://), e.g. a pushed version")
-    parser.add_argument("--num-frames", type=int, default=None,
-                        help="frames sent per window (default: the model's, as mbt predict)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="window length (default: the model's window, as mbt predict)")
-    parser.add_argument("--timeline", action="store_true",
-                        help="classify every window of each video (one streaming decode "
-                        "pass per video), not only the centred one")
-    parser.add_argument("--hop", type=float, default=None,
-                        help="with --timeline: seconds between window starts (default: the "
-                        "window length)")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="windows per signature call")
+    add_window_arguments(parser)  # as mbt predict's
     parser.add_argument("--missing-audio", default="silence", choices=MISSING_AUDIO_POLICIES,
                         help="videos without audio: predicted on silence and marked "
                         "has_audio=false (default), or rejected")
@@ -79,10 +69,7 @@ def model_window(args) -> dict:
 def infer(args) -> dict:
     """Runs the job; returns read_outcome's counts (`written`: videos predicted). Local
     paths are made absolute, as `mbt preprocess` does: the predictions name their videos."""
-    try:
-        pipeline_options = beam_options(args.workers, args.beam_arg, args.processes, args.image)
-    except ValueError as error:
-        raise SystemExit(f"mbt infer: {error}") from error
+    pipeline_options = job_options(args, "mbt infer")
     args.model, args.out = absolute(args.model), absolute(args.out)
     args.listing, args.videos = absolute(args.listing), absolute(args.videos)
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help

@@ -46,7 +46,9 @@ def create_pipeline(settings: PipelineSettings,
         videos=settings.videos,
         label_format=settings.label_format,
         class_map=settings.class_map,
+        encoding=settings.encoding,
         missing_audio=settings.missing_audio,
+        max_damaged_fraction=settings.max_damaged_fraction,
         short_side=settings.short_side,
     )
     if settings.decode_beam_args:
@@ -55,7 +57,8 @@ def create_pipeline(settings: PipelineSettings,
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
     schema_curator = SchemaCurator(inferred_schema=schema_gen.outputs["schema"],
-                                   class_map=settings.class_map or "")
+                                   class_map=settings.class_map or "",
+                                   encoding=settings.encoding)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_curator.outputs["schema"])
 

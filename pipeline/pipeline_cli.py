@@ -20,7 +20,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["generic", "audioset", "vggsound"])
     parser.add_argument("--class-map", default=d.class_map,
                         help="class map (index,name CSV; AudioSet class_labels_indices.csv)")
+    parser.add_argument("--encoding", default=d.encoding,
+                        help="text encoding of the label file and class map (default utf-8)")
     parser.add_argument("--missing-audio", default=d.missing_audio, choices=["reject", "silence"])
+    parser.add_argument("--max-damaged-fraction", type=float, default=d.max_damaged_fraction,
+                        help="share of a clip's packets that may fail to decode (skipped and "
+                        "counted) before it is rejected as corrupt (default: mbt preprocess's)")
     parser.add_argument("--short-side", type=int, default=d.short_side,
                         help="shorter side of the stored frames (>= the model's image size)")
     parser.add_argument("--preset", default=d.preset)
@@ -54,9 +59,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args) -> PipelineSettings:
     fields = {k: getattr(args, k) for k in (
-        "videos", "labels", "label_format", "class_map", "missing_audio", "short_side", "preset",
-        "epochs",
-        "batch_size", "learning_rate", "tpu", "pretrained", "min_metric", "max_metric_drop",
+        "videos", "labels", "label_format", "class_map", "encoding", "missing_audio",
+        "max_damaged_fraction", "short_side", "preset", "epochs", "batch_size", "learning_rate",
+        "tpu", "pretrained", "min_metric", "max_metric_drop",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
         "enable_cache", "image")}
     fields["overrides"] = parse_assignments(args.overrides)

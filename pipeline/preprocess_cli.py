@@ -9,7 +9,7 @@ option through (e.g. --beam-arg=--runner=DataflowRunner --beam-arg=--project=...
 writes into a temporary folder beside --out that replaces it whole at the end
 (pipeline/output_folder.py); a non-empty --out is refused unless --overwrite.
 
-`add_job_arguments`, `beam_options` and `run_job` are the options and summary every
+`add_job_arguments`, `job_options` and `run_job` are the options and summary every
 accounted Beam job of the `mbt` command shares (`mbt infer` too).
 """
 import os
@@ -89,6 +89,15 @@ def beam_options(workers: int, beam_args, processes: bool = False, image: str = 
         [d for d in defaults if d.split("=")[0] not in given] + list(beam_args), image)))
 
 
+def job_options(args, command: str):
+    """beam_options from add_job_arguments' flags; options Beam or the Dataflow defaults
+    refuse (e.g. Dataflow without an image) end `command` with one line."""
+    try:
+        return beam_options(args.workers, args.beam_arg, args.processes, args.image)
+    except ValueError as error:
+        raise SystemExit(f"{command}: {error}") from error
+
+
 def preprocess(args) -> dict:
     """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind).
     Local paths are made absolute: the records name their source files."""
@@ -97,10 +106,7 @@ def preprocess(args) -> dict:
     from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
                                                  SplitToTFRecords, read_outcome)
     from pipeline.output_folder import replaced_output
-    try:
-        pipeline_options = beam_options(args.workers, args.beam_arg, args.processes, args.image)
-    except ValueError as error:
-        raise SystemExit(f"mbt preprocess: {error}") from error
+    pipeline_options = job_options(args, "mbt preprocess")
     args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
                                                                 args.out))
     records, class_map = parse_label_file(

@@ -127,7 +127,9 @@ class PipelineSettings:
     labels: str = "demo_data/labels.csv"
     label_format: str = "generic"            # generic | audioset | vggsound
     class_map: Optional[str] = "demo_data/class_map.csv"
+    encoding: str = "utf-8"                  # text encoding of the label file and class map
     missing_audio: str = "reject"            # reject | silence
+    max_damaged_fraction: Optional[float] = None  # None: clip_decoder.MAX_DAMAGED_FRACTION
     short_side: int = 256                    # stored frames' shorter side (paper crops 224)
     # Model and training.
     preset: str = "mbt-tiny"
@@ -177,6 +179,7 @@ class PipelineSettings:
             "batch_size": self.batch_size,
             "train": {"warmup_epochs": self.warmup_epochs, **self.train_overrides},
             "class_map": self.class_map,
+            "encoding": self.encoding if self.class_map else None,
             # A TPU VM's chips are local to the Trainer's own machine (TPUClusterResolver
             # tpu="local"); TPUStrategy then follows from mbt_keras.strategy.
             "tpu": self.tpu or ("local" if self.trainer_machine and self.trainer_machine.is_tpu
@@ -193,5 +196,5 @@ def with_class_count(settings: PipelineSettings) -> PipelineSettings:
     if not settings.class_map or "num_classes" in settings.overrides:
         return settings
     from components.preprocess.label_files import read_class_map
-    count = len(read_class_map(settings.class_map))
+    count = len(read_class_map(settings.class_map, settings.encoding))
     return settings.replace(overrides={**settings.overrides, "num_classes": count})

@@ -18,21 +18,31 @@ def add_arguments(parser: argparse.ArgumentParser):
     where.add_argument("--saved-model", help="run the SavedModel directory in-process instead")
     parser.add_argument("--model", default="mbt", help="model name on the server")
     parser.add_argument("--signature", default=contract.SIG_SERVING)
-    parser.add_argument("--num-frames", type=int, default=None,
-                        help="frames sent (default: the model's; it resamples to its own)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="window length (default: the model's window)")
     parser.add_argument("--show-contract", action="store_true",
                         help="print the model's input contract (JSON) and exit")
     parser.add_argument("--start", type=float, default=None, help="window start (default: centred)")
-    timeline = parser.add_argument_group("timeline: classify every window of the whole video")
-    timeline.add_argument("--timeline", action="store_true",
-                          help="consecutive windows over the whole video, one decoding pass")
-    timeline.add_argument("--hop", type=float, default=None,
-                          help="seconds between window starts (default: the window length)")
+    timeline = add_window_arguments(parser)
     timeline.add_argument("--out", help="write one row per window to FILE.csv or FILE.json")
     timeline.add_argument("--plot", help="draw the top classes over time to FILE.png")
-    timeline.add_argument("--batch-size", type=int, default=8, help="windows per request")
+
+
+def add_window_arguments(parser: argparse.ArgumentParser):
+    """The window flags of `mbt predict` and `mbt infer` (--num-frames, --seconds, and
+    --timeline, --hop, --batch-size); returns the timeline's argument group."""
+    parser.add_argument("--num-frames", type=int, default=None,
+                        help="frames sent per window (default: the model's; it resamples to "
+                        "its own)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="window length (default: the model's window)")
+    timeline = parser.add_argument_group("timeline: classify every window of the whole video")
+    timeline.add_argument("--timeline", action="store_true",
+                          help="consecutive windows over the whole video, one streaming "
+                          "decoding pass, instead of the centred window")
+    timeline.add_argument("--hop", type=float, default=None,
+                          help="seconds between window starts (default: the window length)")
+    timeline.add_argument("--batch-size", type=int, default=8,
+                          help="windows per request or signature call")
+    return timeline
 
 
 def apply_contract(args):

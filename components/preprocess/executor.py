@@ -29,9 +29,9 @@ from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME
 
 PREPROCESS_CONFIG_KEY = "preprocess_config"
 # preprocess_config keys: label file reading, then decode_clip / ClipsToExamples options.
-LABEL_KEYS = ("format", "videos", "class_map", "video_template", "presegmented")
+LABEL_KEYS = ("format", "videos", "class_map", "video_template", "presegmented", "encoding")
 TRANSFORM_KEYS = ("fps", "short_side", "missing_audio", "min_duration", "include_waveform",
-                  "compression")
+                  "compression", "max_damaged_fraction")
 
 
 def _configs(exec_properties):

@@ -39,6 +39,41 @@ def write_clip(path, seconds, *, fps=10, size=(64, 48), audio_hz=440.0, rate=441
     return path
 
 
+def damage_packets(source, target, damaged):
+    """Copies `source` packet by packet, replacing the payload of the (stream type, n)-th
+    packets in `damaged` with random bytes of the same size (timestamps kept)."""
+    rng = np.random.default_rng(0)
+    with av.open(source) as reader, av.open(target, "w") as writer:
+        streams = {s.index: writer.add_stream_from_template(s) for s in reader.streams}
+        seen = {}
+        for packet in reader.demux():
+            if packet.dts is None:
+                continue
+            kind, out = packet.stream.type, streams[packet.stream.index]
+            n = seen[kind] = seen.get(kind, -1) + 1
+            if (kind, n) in damaged:
+                garbage = av.Packet(rng.integers(0, 256, packet.size, np.uint8).tobytes())
+                garbage.pts, garbage.dts = packet.pts, packet.dts
+                garbage.time_base = packet.time_base
+                garbage.is_keyframe = packet.is_keyframe
+                packet = garbage
+            packet.stream = out
+            writer.mux(packet)
+    return target
+
+
+def run_counting(pipeline) -> dict:
+    """Runs a Beam pipeline to the end; {name: value} of its jobs' counters
+    (transform.METRICS_NAMESPACE: read, written, rejected_<kind>, skipped_packets)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from components.preprocess.transform import METRICS_NAMESPACE
+    result = pipeline.run()
+    result.wait_until_finish()
+    return {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """Good and broken inputs, named by what is wrong with them."""

@@ -1,4 +1,5 @@
-"""ClipExampleGen in a real LocalDagRunner pipeline with StatisticsGen and SchemaGen."""
+"""ClipExampleGen in a real LocalDagRunner pipeline with StatisticsGen and SchemaGen, and its
+executor run on the component's own execution properties."""
 import csv
 import glob
 import json
@@ -8,9 +9,13 @@ import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from tfx import v1 as tfx
 from tfx.orchestration import metadata
+from tfx.types import standard_artifacts
 
 from components.clip_example_gen import ClipExampleGen, dead_letters_of
+from components.preprocess import executor
+from mbt_keras import contract
 from pipeline.demo_data import make_demo_data
+from tests.components.conftest import damage_packets, write_clip
 
 
 def test_examples_artifact_feeds_statistics_and_schema_and_keeps_dead_letters(tmp_path):
@@ -52,3 +57,41 @@ def test_examples_artifact_feeds_statistics_and_schema_and_keeps_dead_letters(tm
         text = f.read()
     assert '"clip/label/index"' in text and '"image/encoded"' in text
     assert '"clip/label/text"' in text  # StatisticsGen read the uncompressed records
+
+
+def _run_executor(example_gen, uri):
+    """The executor's Do on `example_gen`'s execution properties, as the launcher calls it."""
+    examples = standard_artifacts.Examples()
+    examples.uri = uri
+    context = executor.Executor.Context(
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        tmp_dir=os.path.join(uri, ".tmp"), unique_id="1")
+    executor.Executor(context).Do({}, {"examples": [examples]}, example_gen.exec_properties)
+    return examples
+
+
+def test_executor_reads_the_label_files_encoding_and_applies_the_damage_threshold(tmp_path):
+    clean = write_clip(str(tmp_path / "caf\u00e9.mp4"), 3.0)
+    damage_packets(clean, str(tmp_path / "damaged.mp4"), {("video", 10), ("video", 20)})
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes("path,labels\ncaf\u00e9.mp4,a\ndamaged.mp4,a\n".encode("latin-1"))
+
+    def run(name, **options):
+        return _run_executor(ClipExampleGen(labels=str(labels), videos=str(tmp_path),
+                                            encoding="latin-1", short_side=48, **options),
+                             str(tmp_path / name))
+
+    strict = run("strict", max_damaged_fraction=0.0)  # only the one packet always allowed
+    assert (strict.get_int_custom_property("read"), strict.get_int_custom_property("written"),
+            strict.get_int_custom_property("rejected")) == (2, 1, 1)
+    [(clip_id, reason)] = dead_letters_of(strict)
+    assert clip_id.startswith("damaged") and "2 of " in reason and "did not decode" in reason
+    tolerant = run("tolerant")  # the default share keeps two damaged packets of ~160
+    assert tolerant.get_int_custom_property("written") == 2
+    files = glob.glob(os.path.join(tolerant.uri, "Split-*", "data_tfrecord-*"))
+    skipped = {r.context.feature[contract.VIDEO_FILENAME].bytes_list.value[0].decode():
+               r.context.feature[contract.SKIPPED_PACKETS].int64_list.value[0]
+               for r in (tf.train.SequenceExample.FromString(x.numpy())
+                         for x in tf.data.TFRecordDataset(files))}
+    assert {os.path.basename(k): v for k, v in skipped.items()} == {
+        "caf\u00e9.mp4": 0, "damaged.mp4": 2}

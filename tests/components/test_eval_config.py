@@ -34,19 +34,24 @@ def _clip(rng, index):
     return sequence_example(frames, melspec, labels, fps=8.0, clip_id=f"clip{index}"), labels
 
 
+def examples_artifact(root, examples):
+    """An Examples artifact at `root` whose one split, eval, holds `examples` (SequenceExamples)."""
+    os.makedirs(root / "Split-eval")
+    write_tfrecord(root / "Split-eval" / "data_tfrecord-00000-of-00001.gz", examples)
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(root)
+    artifact.split_names = artifact_utils.encode_split_names(["eval"])
+    examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_SEQUENCE_EXAMPLE)
+    return artifact
+
+
 @pytest.fixture(scope="module")
 def eval_data(tmp_path_factory):
     """(Examples artifact as the clip ExampleGen writes it, serialized examples, labels [N, 4])."""
     rng = np.random.default_rng(7)
     clips = [_clip(rng, i) for i in range(NUM_CLIPS)]
-    root = tmp_path_factory.mktemp("examples")
-    os.makedirs(root / "Split-eval")
-    write_tfrecord(root / "Split-eval" / "data_tfrecord-00000-of-00001.gz",
-                   [example for example, _ in clips])
-    examples = standard_artifacts.Examples()
-    examples.uri = str(root)
-    examples.split_names = artifact_utils.encode_split_names(["eval"])
-    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_SEQUENCE_EXAMPLE)
+    examples = examples_artifact(tmp_path_factory.mktemp("examples"),
+                                 [example for example, _ in clips])
     labels = np.zeros((NUM_CLIPS, 4), np.float32)
     for row, (_, positives) in enumerate(clips):
         labels[row, positives] = 1.0

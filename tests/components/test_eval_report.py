@@ -18,8 +18,8 @@ from components.eval_config import PR_CURVE_THRESHOLDS
 from mbt_keras import contract
 from mbt_keras.config import from_preset
 from tests.components.test_eval_config import (  # noqa: F401 (module fixtures)
-    NUM_CLIPS, SERVING_SUBDIR, _scores, eval_data, models, run_evaluator)
-from tests.mbt_keras.tfrecord_fixtures import sequence_example, write_tfrecord
+    NUM_CLIPS, SERVING_SUBDIR, _scores, eval_data, examples_artifact, models, run_evaluator)
+from tests.mbt_keras.tfrecord_fixtures import sequence_example
 
 NAMES = ["speech", "music", "dog bark", "engine"]
 SINGLE = from_preset("mbt-micro", head="singlelabel")
@@ -38,13 +38,7 @@ def compared(models, eval_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def single_label(tmp_path_factory):
     """(evaluation dir, scores [N, 4], labels [N]) of a single-label mbt-micro model."""
-    import keras
-    from tfx.components.util import examples_utils
-    from tfx.proto import example_gen_pb2
-    from tfx.types import artifact_utils, standard_artifacts
-
-    from mbt_keras.export import export_saved_model
-    from mbt_keras.model import build_model
+    from tests.serving.conftest import export_micro
 
     root = tmp_path_factory.mktemp("single")
     rng = np.random.default_rng(3)
@@ -53,15 +47,9 @@ def single_label(tmp_path_factory):
                               rng.normal(-6.0, 3.0, (100, contract.MEL_BINS)).astype(np.float32),
                               [int(label)], fps=8.0, clip_id=f"clip{i}")
              for i, label in enumerate(labels)]
-    os.makedirs(root / "examples" / "Split-eval")
-    write_tfrecord(root / "examples" / "Split-eval" / "data_tfrecord-00000-of-00001.gz", clips)
-    examples = standard_artifacts.Examples()
-    examples.uri = str(root / "examples")
-    examples.split_names = artifact_utils.encode_split_names(["eval"])
-    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_SEQUENCE_EXAMPLE)
-    keras.utils.set_random_seed(5)
+    examples = examples_artifact(root / "examples", clips)
     model = str(root / "model")
-    export_saved_model(build_model(SINGLE), SINGLE, NAMES, os.path.join(model, SERVING_SUBDIR))
+    export_micro(os.path.join(model, SERVING_SUBDIR), 5, SINGLE, NAMES)
     evaluation, _ = run_evaluator(examples, model, str(root / "run"), config=SINGLE,
                                   min_metric=0.0)
     scores, _ = _scores(model, [c.SerializeToString() for c in clips])

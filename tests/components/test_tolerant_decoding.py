@@ -3,36 +3,12 @@ a file cut in half or overwritten with garbage is still `corrupt`."""
 import numpy as np
 import pytest
 
-import av
 from components.preprocess.clip_decoder import ClipError, decode_clip
 from components.preprocess.sequence_example import clip_to_sequence_example
 from mbt_keras import contract
-from tests.components.conftest import write_clip
+from tests.components.conftest import damage_packets, run_counting, write_clip
 
 SECONDS = 8.0
-
-
-def damage_packets(source, target, damaged):
-    """Copies `source` packet by packet, replacing the payload of the (stream type, n)-th
-    packets in `damaged` with random bytes of the same size (timestamps kept)."""
-    rng = np.random.default_rng(0)
-    with av.open(source) as reader, av.open(target, "w") as writer:
-        streams = {s.index: writer.add_stream_from_template(s) for s in reader.streams}
-        seen = {}
-        for packet in reader.demux():
-            if packet.dts is None:
-                continue
-            kind, out = packet.stream.type, streams[packet.stream.index]
-            n = seen[kind] = seen.get(kind, -1) + 1
-            if (kind, n) in damaged:
-                garbage = av.Packet(rng.integers(0, 256, packet.size, np.uint8).tobytes())
-                garbage.pts, garbage.dts = packet.pts, packet.dts
-                garbage.time_base = packet.time_base
-                garbage.is_keyframe = packet.is_keyframe
-                packet = garbage
-            packet.stream = out
-            writer.mux(packet)
-    return target
 
 
 @pytest.fixture(scope="module", params=[("mpeg4", "ac3", "avi"), ("libx264", "aac", "mp4")],
@@ -101,10 +77,9 @@ def test_a_file_cut_in_half_or_overwritten_with_garbage_is_corrupt(source, tmp_p
 
 def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packets(tmp_path):
     import apache_beam as beam
-    from apache_beam.metrics.metric import MetricsFilter
 
     from components.preprocess.label_files import parse_label_file, write_class_map
-    from components.preprocess.transform import METRICS_NAMESPACE, ClipsToExamples
+    from components.preprocess.transform import ClipsToExamples
     clean = write_clip(str(tmp_path / "clean.mp4"), SECONDS, rate=48000, gop=20)
     light = damage_packets(clean, str(tmp_path / "light.mp4"), {("video", 25), ("audio", 9)})
     heavy = damage_packets(clean, str(tmp_path / "heavy.mp4"),
@@ -119,10 +94,7 @@ def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packet
     _ = outputs.examples | beam.Map(
         lambda e: e.context.feature[contract.SKIPPED_PACKETS].int64_list.value[0]
     ) | beam.Map(lambda n: _check_equal(n, 2))
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
-        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+    counters = run_counting(pipeline)
     assert counters["read"] == 2 and counters["written"] == 1
     assert counters["rejected_corrupt"] == 1 and counters["skipped_packets"] == 2
 

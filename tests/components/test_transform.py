@@ -6,13 +6,12 @@ import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-from apache_beam.metrics.metric import MetricsFilter
 
 from components.preprocess.label_files import parse_label_file, write_class_map
-from components.preprocess.transform import (METRICS_NAMESPACE, ClipsToExamples, WriteOutcome,
-                                             as_dict, read_outcome)
+from components.preprocess.transform import ClipsToExamples, WriteOutcome, as_dict, read_outcome
 from mbt_keras import contract
 from mbt_keras.log_mel import log_mel_spectrogram
+from tests.components.conftest import run_counting
 
 # (clip_id, file key, labels, start, end, expected dead-letter kind or None)
 ROWS = [
@@ -47,10 +46,7 @@ def job(media, tmp_path_factory):
          | beam.io.WriteToTFRecord(str(root / "examples"), file_name_suffix=".gz",
                                    compression_type=beam.io.filesystem.CompressionTypes.GZIP))
     _ = as_dict(outputs) | WriteOutcome(str(root / "dead"), "all", len(records))
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
-        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+    counters = run_counting(pipeline)
     examples = [tf.train.SequenceExample.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
         glob.glob(str(root / "examples*")), compression_type="GZIP")]
     letters = [json.loads(line) for path in glob.glob(str(root / "dead" / "dead_letters-*"))

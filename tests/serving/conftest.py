@@ -1,6 +1,7 @@
 """Session fixtures for the serving tests: two exported mbt-micro versions, a real clip's
 request inputs, and a real server process (`python -m serving.server_cli`, what `mbt serve`
 runs) on a free localhost port."""
+import contextlib
 import os
 import queue
 import re
@@ -17,7 +18,9 @@ CLASS_NAMES = ["speech", "music", "dog", "engine"]
 MODEL_NAME = "mbt"
 
 
-def export_micro(export_dir: str, seed: int) -> str:
+def export_micro(export_dir: str, seed: int, config=None, class_names=CLASS_NAMES) -> str:
+    """A SavedModel of an untrained model (`config`, default mbt-micro) whose weights
+    `seed` decides."""
     import keras
 
     from mbt_keras.config import from_preset
@@ -25,8 +28,8 @@ def export_micro(export_dir: str, seed: int) -> str:
     from mbt_keras.model import build_model
 
     keras.utils.set_random_seed(seed)
-    config = from_preset("mbt-micro")
-    return export_saved_model(build_model(config), config, CLASS_NAMES, export_dir)
+    config = config or from_preset("mbt-micro")
+    return export_saved_model(build_model(config), config, class_names, export_dir)
 
 
 @pytest.fixture(scope="session")
@@ -67,16 +70,33 @@ def start_server(model_base: str, timeout: float = 120.0):
             raise RuntimeError("server exited:\n" + "".join(log))
 
 
+@contextlib.contextmanager
+def serving(model_dir: str, base):
+    """A running server over `base`, which gets `model_dir` as version 1; yields (target,
+    model dir, its growing log) and stops the server after."""
+    shutil.copytree(model_dir, base / MODEL_NAME / "1")
+    process, target, log = start_server(str(base))
+    try:
+        yield target, str(base / MODEL_NAME), log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def server_process(exported, tmp_path_factory):
-    """A running server over a base dir that holds version 1; yields (target, model dir,
-    its growing log)."""
-    base = tmp_path_factory.mktemp("serving_base")
-    shutil.copytree(exported[1], base / MODEL_NAME / "1")
-    process, target, log = start_server(str(base))
-    yield target, str(base / MODEL_NAME), log
-    process.terminate()
-    process.wait(timeout=30)
+    """The shared server, serving version 1 for the whole session (tests that push versions
+    use `own_server`); yields (target, model dir, its growing log)."""
+    with serving(exported[1], tmp_path_factory.mktemp("serving_base")) as running:
+        yield running
+
+
+@pytest.fixture
+def own_server(exported, tmp_path):
+    """(target, model dir) of a server of the test's own, for a test that changes the
+    versions it serves."""
+    with serving(exported[1], tmp_path / "serving_base") as running:
+        yield running[:2]
 
 
 @pytest.fixture(scope="session")

@@ -107,9 +107,10 @@ def test_model_status_and_metadata(server):
 
 
 def test_load_from_8_clients_picks_up_a_pushed_version_with_zero_failures(
-        server, exported, clip_request):
-    """>= 200 requests from 8 threads; version 2 is copied in (file by file) mid-load."""
-    target, model_dir = server
+        own_server, exported, clip_request):
+    """>= 200 requests from 8 threads; version 2 is copied in (file by file) mid-load (into
+    a server of its own: the shared one serves version 1 to the other tests)."""
+    target, model_dir = own_server
     results, failures, lock = [], [], threading.Lock()
     deadline = time.monotonic() + 120
 
