@@ -13,7 +13,8 @@
 # MBT_CHROOT (default /var/tmp/mbt-trixie) is where the chroot lives; it is built on first use
 # and reused after (CI deletes it first: .ci/run). DEBIAN_MIRROR overrides the archive. Mounts
 # are private to each call (unshare) and go with it.
-# Needs root, debootstrap and network access to the Debian archive and PyPI.
+# Needs root (debootstrap is installed with apt-get when missing) and network access to the
+# Debian archive and PyPI.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${MBT_CHROOT:-/var/tmp/mbt-trixie}
@@ -50,6 +51,10 @@ build_root() {
   [ -f "$ROOT/.mbt-ready" ] && return
   local t0=$SECONDS
   remove_root
+  if ! command -v debootstrap >/dev/null; then  # a fresh host (CI) has none
+    echo "current_stack: installing debootstrap (apt-get)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
   echo "current_stack: debootstrap trixie into $ROOT" >&2
   debootstrap --variant=minbase --include="$PACKAGES" trixie "$ROOT" "$MIRROR" >/dev/null
   # Corporate/sandbox CAs the host trusts; without them pip fails with CERTIFICATE_VERIFY_FAILED.
