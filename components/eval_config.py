@@ -12,7 +12,7 @@ confusion matrix, computed by the Evaluator over the whole eval split.
 import json
 from typing import Sequence
 
-import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 
 from components import eval_metrics
 from mbt_keras import contract
@@ -47,39 +47,40 @@ PR_CURVE_THRESHOLDS = 200
 def task_plots(config: ModelConfig):
     """MetricsSpecs of the Evaluator's plots: a PR curve per class; the confusion matrix too
     for a single-label head (the one task where each clip has exactly one true class)."""
-    curves = tfma.MetricsSpec(
-        metrics=[tfma.MetricConfig(class_name="ConfusionMatrixPlot",
+    curves = config_pb2.MetricsSpec(
+        metrics=[config_pb2.MetricConfig(class_name="ConfusionMatrixPlot",
                                    config=json.dumps({"num_thresholds": PR_CURVE_THRESHOLDS}))],
-        binarize=tfma.BinarizationOptions(class_ids={"values": list(range(sum(config.num_classes)))}))
+        binarize=config_pb2.BinarizationOptions(
+            class_ids={"values": list(range(sum(config.num_classes)))}))
     if config.head != "singlelabel":
         return [curves]
-    return [curves, tfma.MetricsSpec(metrics=[tfma.MetricConfig(
+    return [curves, config_pb2.MetricsSpec(metrics=[config_pb2.MetricConfig(
         class_name="MultiClassConfusionMatrixPlot")])]
 
 
 def build_eval_config(config: ModelConfig, *, min_metric: float = 0.0,
                       max_metric_drop: float = 0.0,
-                      slice_features: Sequence[str] = ()) -> tfma.EvalConfig:
+                      slice_features: Sequence[str] = ()) -> config_pb2.EvalConfig:
     """EvalConfig over the exported model's SIG_EXAMPLES scores and SIG_LABELS labels.
 
     Blessed when headline >= min_metric and headline >= baseline headline - max_metric_drop.
     """
-    gate = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_metric}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+    gate = config_pb2.MetricThreshold(
+        value_threshold=config_pb2.GenericValueThreshold(lower_bound={"value": min_metric}),
+        change_threshold=config_pb2.GenericChangeThreshold(
+            direction=config_pb2.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -max_metric_drop}))
-    metrics = [tfma.MetricConfig(class_name="ExampleCount")]
+    metrics = [config_pb2.MetricConfig(class_name="ExampleCount")]
     for index, (class_name, kwargs) in enumerate(task_metrics(config)):
-        metrics.append(tfma.MetricConfig(
+        metrics.append(config_pb2.MetricConfig(
             class_name=class_name, module=eval_metrics.__name__, config=json.dumps(kwargs),
             threshold=gate if index == 0 else None))
-    return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(
+    return config_pb2.EvalConfig(
+        model_specs=[config_pb2.ModelSpec(
             signature_name=contract.SIG_EXAMPLES,
             preprocessing_function_names=[contract.SIG_LABELS],
             label_key=contract.LABEL_KEY,
             prediction_key=contract.OUT_SCORES)],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)] + task_plots(config),
-        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f])
+        metrics_specs=[config_pb2.MetricsSpec(metrics=metrics)] + task_plots(config),
+        slicing_specs=[config_pb2.SlicingSpec()] + [config_pb2.SlicingSpec(feature_keys=[f])
                                               for f in slice_features])
