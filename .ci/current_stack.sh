@@ -66,6 +66,9 @@ build_root() {
 
 enter() {
   cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  # The host's name too: Beam's embedded job service tells SDK workers to dial it back at the
+  # machine's hostname, which the chroot must resolve (test_portable_workers).
+  cp /etc/hosts "$ROOT/etc/hosts"
   mount_in /proc -t proc proc
   mount_in /sys -t sysfs -o ro sysfs
   mount_in /dev/shm -t tmpfs -o mode=1777 shm  # multiprocessing semaphores (Beam, multi-worker tests)
