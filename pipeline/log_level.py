@@ -5,8 +5,12 @@ output comes first. `mbt --verbose ...` or MBT_LOG_LEVEL=INFO (or DEBUG) brings 
 Set before TensorFlow is imported (TF reads TF_CPP_MIN_LOG_LEVEL once, at import), and
 through the environment, so subprocesses (`mbt serve`, Beam workers) inherit it.
 """
+import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
+import sys
 import warnings
 
 from mbt_keras import contract
@@ -31,6 +35,8 @@ def configure(verbose: bool = False) -> str:
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         os.environ[contract.QUIETED_TF_LOGS_ENV] = "1"
+        if not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+            sys.meta_path.insert(0, _QuietImport("tensorflow"))
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=OUR_MODULES)
@@ -44,3 +50,47 @@ def configure(verbose: bool = False) -> str:
 
 def _errors_only(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Runs the first import of `name` with the process's native stderr (fd 2) sent to
+    /dev/null. TF 2.21's native libraries log through absl before absl's logging is set up
+    ("All log messages before absl::InitializeLog() ...", oneDNN and CUDA notices), which
+    TF_CPP_MIN_LOG_LEVEL no longer reaches; TF 2.16 honours the variable, so this is a no-op
+    there. An import that fails still raises, after stderr is back."""
+
+    def __init__(self, name: str):
+        self.name, self.busy = name, False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name or self.busy:
+            return None
+        self.busy = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.busy = False
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec_module(module):
+            with _native_stderr_silenced():
+                exec_module(module)
+        spec.loader.exec_module = quiet_exec_module
+        sys.meta_path.remove(self)  # once: later imports find the module in sys.modules
+        return spec
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
