@@ -141,43 +141,47 @@ def blessing_text(summary: EvalSummary) -> str:
 
 # --- plots from the Evaluator's output ------------------------------------------------------
 
-def load_pr_curves(evaluation_dir: str) -> Dict[str, Dict[int, np.ndarray]]:
-    """{model: {class id: [6, n] TensorBoard PR rows}} from TFMA's per-class matrices.
+def _overall_plots(evaluation_dir: str) -> list:
+    """The plot entries of the whole eval split (TFMA's overall slice), read once."""
+    return [entry for slice_plots in tfma.load_plots(evaluation_dir)
+            if not slice_plots.slice_key.single_slice_keys
+            for entry in slice_plots.plot_keys_and_values]
+
+
+def load_pr_curves(evaluation_dir: str, plots: Optional[list] = None
+                   ) -> Dict[str, Dict[int, np.ndarray]]:
+    """{model: {class id: [6, n] TensorBoard PR rows}} from TFMA's per-class matrices
+    (`plots`: `_overall_plots(evaluation_dir)` when the caller already read them).
 
     TFMA adds a threshold just below 0 to the n evenly spaced ones in [0, 1]; it is dropped
     so the rows sit at TensorBoard's thresholds i / (n - 1).
     """
     curves = {}
-    for slice_plots in tfma.load_plots(evaluation_dir):
-        if slice_plots.slice_key.single_slice_keys:
+    for entry in _overall_plots(evaluation_dir) if plots is None else plots:
+        matrices = [m for m in entry.value.confusion_matrix_at_thresholds.matrices
+                    if m.threshold >= 0.0]
+        if not matrices or not entry.key.sub_key.HasField("class_id"):
             continue
-        for entry in slice_plots.plot_keys_and_values:
-            matrices = [m for m in entry.value.confusion_matrix_at_thresholds.matrices
-                        if m.threshold >= 0.0]
-            if not matrices or not entry.key.sub_key.HasField("class_id"):
-                continue
-            rows = np.array([[getattr(m, field) for m in matrices] for field in PR_FIELDS])
-            curves.setdefault(_model(entry.key), {})[entry.key.sub_key.class_id.value] = rows
+        rows = np.array([[getattr(m, field) for m in matrices] for field in PR_FIELDS])
+        curves.setdefault(_model(entry.key), {})[entry.key.sub_key.class_id.value] = rows
     return curves
 
 
-def load_confusion_matrix(evaluation_dir: str) -> Optional[np.ndarray]:
+def load_confusion_matrix(evaluation_dir: str, plots: Optional[list] = None
+                          ) -> Optional[np.ndarray]:
     """[actual, predicted] counts of the candidate (single-label heads), or None."""
-    for slice_plots in tfma.load_plots(evaluation_dir):
-        if slice_plots.slice_key.single_slice_keys:
+    for entry in _overall_plots(evaluation_dir) if plots is None else plots:
+        matrices = entry.value.multi_class_confusion_matrix_at_thresholds.matrices
+        if not matrices or _model(entry.key) != CANDIDATE:
             continue
-        for entry in slice_plots.plot_keys_and_values:
-            matrices = entry.value.multi_class_confusion_matrix_at_thresholds.matrices
-            if not matrices or _model(entry.key) != CANDIDATE:
-                continue
-            cells = [(e.actual_class_id, e.predicted_class_id, e.num_weighted_examples)
-                     for e in matrices[0].entries]
-            size = 1 + max(max(a, p) for a, p, _ in cells)
-            counts = np.zeros((size, size))
-            for actual, predicted, count in cells:
-                if actual >= 0 and predicted >= 0:
-                    counts[actual, predicted] += count
-            return counts
+        cells = [(e.actual_class_id, e.predicted_class_id, e.num_weighted_examples)
+                 for e in matrices[0].entries]
+        size = 1 + max(max(a, p) for a, p, _ in cells)
+        counts = np.zeros((size, size))
+        for actual, predicted, count in cells:
+            if actual >= 0 and predicted >= 0:
+                counts[actual, predicted] += count
+        return counts
     return None
 
 
@@ -288,8 +292,9 @@ def write_eval_summaries(evaluation_dir: str, log_dir: str, class_names: Sequenc
                          step: int = 0) -> EvalSummary:
     """Write everything listed in the module docstring under `<log_dir>/evaluation`."""
     summary = load_eval_summary(evaluation_dir)
-    curves = load_pr_curves(evaluation_dir)
-    confusion = load_confusion_matrix(evaluation_dir)
+    plots = _overall_plots(evaluation_dir)
+    curves = load_pr_curves(evaluation_dir, plots)
+    confusion = load_confusion_matrix(evaluation_dir, plots)
     writer = tf.summary.create_file_writer(os.path.join(log_dir, SUMMARY_SUBDIR))
     with writer.as_default(step=step):
         for model, values in summary.model_metrics.items():
