@@ -25,6 +25,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from mbt_keras.compat import AV_OPEN_OPTIONS
+from mbt_keras.windows import frames_of
 
 MISSING_AUDIO_POLICIES = ("reject", "silence")
 # Labelled segments often end a few frames after the last decoded frame (AudioSet's 10 s
@@ -298,8 +299,7 @@ class _Stream:
                             f"{self.packets_read} packets did not decode (more than "
                             f"{self.max_damaged_fraction:.1%} damaged)")
         duration = stop - first
-        frames = self.picker.take(int(math.floor((stop - self.start) * self.fps + 1e-6))
-                                  - self.picker.taken)
+        frames = self.picker.take(frames_of(stop - self.start, self.fps) - self.picker.taken)
         begin = int(round(first * self.sample_rate))
         count = int(round(stop * self.sample_rate)) - begin
         waveform = (self.audio.take(begin, count) if self.audio is not None
