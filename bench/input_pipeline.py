@@ -173,7 +173,8 @@ def main(argv=None):
     files = input_pipeline.list_files(args.records)
     serialized = [r.numpy() for r in read_all(files).take(8)]
     fps = float(input_pipeline.parse(serialized[0], config)["fps"])
-    print(f"records: {len(files)} files, {record_bytes(files) / 1e6:.2f} MB/record, "
+    plain = record_bytes(files)
+    print(f"records: {len(files)} files, {plain / 1e6:.2f} MB/record, "
           f"{fps:g} fps; preset {args.preset}: {config.num_frames} frames, "
           f"{config.image_size} crop, {config.spec_frames}x{config.mel_bins} log-mel; "
           f"batch {args.batch_size}; {os.cpu_count()} cores; "
@@ -188,7 +189,7 @@ def main(argv=None):
         gzip_files = input_pipeline.list_files(args.gzip_records)
         plain_rate, plain_cpu = measure(one_core(read_all(files).repeat()), args.examples)
         gzip_rate, gzip_cpu = measure(one_core(read_all(gzip_files).repeat()), args.examples)
-        plain, gzipped = record_bytes(files), record_bytes(gzip_files)
+        gzipped = record_bytes(gzip_files)
         print(f"GZIP vs plain: {gzipped / 1e6:.2f} vs {plain / 1e6:.2f} MB/record "
               f"({100 * (1 - gzipped / plain):.1f}% smaller); read {gzip_rate:.1f} vs "
               f"{plain_rate:.1f} records/s on one core ({gzip_cpu:.2f} vs {plain_cpu:.2f} "
