@@ -88,6 +88,13 @@ def apply_contract(args):
 
 
 def run(args) -> int:
+    # Flags are checked before the model's contract is fetched from the server or the disk.
+    if args.out and not args.out.endswith((".csv", ".json")):
+        print(f"error: --out {args.out}: expected a .csv or .json file", file=sys.stderr)
+        return 2
+    if (args.out or args.plot or args.hop) and not args.timeline:
+        print("error: --out, --plot and --hop need --timeline", file=sys.stderr)
+        return 2
     status = apply_contract(args)
     if status is not None:
         return status
@@ -95,12 +102,6 @@ def run(args) -> int:
 
     from components.preprocess.clip_decoder import ClipError
     from serving import client
-    if args.out and not args.out.endswith((".csv", ".json")):
-        print(f"error: --out {args.out}: expected a .csv or .json file", file=sys.stderr)
-        return 2
-    if (args.out or args.plot or args.hop) and not args.timeline:
-        print("error: --out, --plot and --hop need --timeline", file=sys.stderr)
-        return 2
     if args.saved_model:
         predict = client.load_saved_model(args.saved_model, args.signature)
         where = lambda: f"in-process {args.saved_model}"  # noqa: E731
