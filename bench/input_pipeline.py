@@ -11,7 +11,8 @@ already in memory. Against it, in the same run and on the same records:
     mixup are applied in the training step, on the accelerator;
   - the same pipeline applying flip, colour jitter and mixup itself (augment_on="host", the
     recipe on a host without an accelerator), on one core;
-  - each of its stages alone on one core (ms per example), to show where the time goes;
+  - each of its stages alone on one core (ms per example), to show where the time goes, with
+    reading also timed before the pipeline tunes the allocator (mbt_keras/host_memory.py);
   - with --gzip-records, the same clips GZIP'd: bytes per record and read time.
 CPU ms per example are printed next to wall rates: the host is shared, CPU time is the
 figure that does not move with its load. The last line is `ratio_to_floor=<value>`: the
@@ -34,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from mbt_keras import augment, input_pipeline  # noqa: E402
+from mbt_keras import augment, host_memory, input_pipeline  # noqa: E402
 from mbt_keras.config import from_preset  # noqa: E402
 
 
@@ -126,7 +127,7 @@ def stage_datasets(records, serialized, config, batch_size):
     def decoded(clip_jpegs):
         chosen = selected(clip_jpegs)
         return input_pipeline.decode_frames(chosen, augment.random_crop_window(chosen[0]),
-                                            config.image_size)
+                                            config.image_size, scale=False)
 
     frames = tf.random.uniform([config.num_frames, config.image_size, config.image_size, 3])
     window = tf.random.normal([config.spec_frames, config.mel_bins])
@@ -135,7 +136,7 @@ def stage_datasets(records, serialized, config, batch_size):
     return {
         "floor: JPEG crops + log-mel slice": (tf.data.Dataset.from_tensor_slices(
             (jpegs, specs)).repeat().map(floor), 1),
-        "read (+gunzip if .gz)": (read_all(records).repeat(), 1),
+        "read (+gunzip if .gz), tuned allocator": (read_all(records).repeat(), 1),
         "parse SequenceExample": (tf.data.Dataset.from_tensor_slices(
             tf.constant(serialized)).repeat().map(lambda s: input_pipeline.parse(s, config)), 1),
         "JPEG decode + crop": (clips.map(crops), 1),
@@ -180,6 +181,11 @@ def main(argv=None):
           f"batch {args.batch_size}; {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'one core, per stage':38s} {'ex/s':>8s} {'CPU ms/ex':>10s}")
+    # Before anything builds the training pipeline, which tunes the allocator for good.
+    default = measure(one_core(read_all(files).repeat()), args.examples)
+    print(f"  {'read, glibc default allocator':36s} {default[0]:8.1f} {default[1]:10.2f}")
+    if not host_memory.tune_allocator():
+        print("  (allocator not tunable here: not glibc; the lines below are untuned)")
     rates = {}
     for name, (dataset, per_element) in stage_datasets(files, serialized, config,
                                                        args.batch_size).items():

@@ -43,6 +43,9 @@ def centre_crop_window(jpeg):
 # (RGB_DRAWS, [B] in a batch) and one batch's mixup weights (MIXUP, [number of inputs]).
 RGB_DRAWS = ("flip", "jitter", "brightness", "saturation", "contrast", "hue")
 MIXUP = "mixup"
+# Training frames leave tf.data as the resize made them, in [0, 255], and are scaled to [0, 1]
+# with the plan (one multiply fused into the step's pass) instead of by a pass on the host.
+RGB_SCALE = "rgb_scale"
 
 
 def draw_rgb_plan():
@@ -65,6 +68,8 @@ def _rgb_plan(frames, plan):
     def per_clip(value):
         return value[..., None, None, None, None]
 
+    if RGB_SCALE in plan:
+        frames = frames * per_clip(plan[RGB_SCALE])
     flipped = tf.where(per_clip(plan["flip"]) > 0.5, tf.reverse(frames, axis=[-2]), frames)
     jittered = _colour_jitter(flipped, *(per_clip(plan[k]) for k in RGB_DRAWS[2:]))
     return tf.where(per_clip(plan["jitter"]) > 0.5, jittered, flipped)
@@ -200,12 +205,16 @@ def mixup(features, labels, alpha: float, per_modality: bool = False):
 
 
 def apply_plan(features, labels, plan, fused: bool = True):
-    """A batch's planned augmentation: flip + colour jitter of 'rgb' per clip (when the plan
-    has RGB_DRAWS), then mixup (when it has MIXUP). Runs in tf.data or in the training step;
-    `fused=False` for a step XLA compiles whole (TPU)."""
+    """A batch's planned augmentation: scaling of 'rgb' to [0, 1] (when the plan has
+    RGB_SCALE), flip + colour jitter per clip (when it has RGB_DRAWS), then mixup (when it has
+    MIXUP). Runs in tf.data or in the training step; `fused=False` for a step XLA compiles
+    whole (TPU)."""
     if "rgb" in features and "flip" in plan:
         rgb_plan = apply_rgb_plan if fused else _rgb_plan
-        features = dict(features, rgb=rgb_plan(features["rgb"], {k: plan[k] for k in RGB_DRAWS}))
+        keys = RGB_DRAWS + ((RGB_SCALE,) if RGB_SCALE in plan else ())
+        features = dict(features, rgb=rgb_plan(features["rgb"], {k: plan[k] for k in keys}))
+    elif "rgb" in features and RGB_SCALE in plan:
+        features = dict(features, rgb=features["rgb"] * plan[RGB_SCALE][:, None, None, None, None])
     if MIXUP in plan:
         features, labels = apply_mixup(features, labels, plan[MIXUP])
     return features, labels

@@ -15,7 +15,7 @@ import re
 
 import tensorflow as tf
 
-from mbt_keras import augment, contract
+from mbt_keras import augment, contract, host_memory
 from mbt_keras.config import ModelConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -161,18 +161,20 @@ def decode_crops(jpegs, crop_window):
     return tf.map_fn(decode, jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
 
 
-def decode_frames(jpegs, crop_window, image_size):
-    """Decode only the crop of each JPEG, resize to image_size: float32 [F, S, S, 3] in [0, 1].
+def decode_frames(jpegs, crop_window, image_size, scale: bool = True):
+    """Decode only the crop of each JPEG, resize to image_size: float32 [F, S, S, 3] in [0, 1]
+    (in [0, 255] with scale=False: training scales with its augmentation plan).
 
     Bilinear resizing straight from uint8 (a convex combination of the pixels, so no clip is
     needed) and one scale to [0, 1] after it: the same frames as scaling first, to float
     rounding, with two passes fewer over the crop."""
     frames = tf.image.resize(decode_crops(jpegs, crop_window), [image_size, image_size])
-    return frames / 255.0
+    return frames / 255.0 if scale else frames
 
 
-def _clip_inputs(parsed, starts, config, training: bool):
-    """Model inputs of one window: starts maps modality -> start seconds."""
+def _clip_inputs(parsed, starts, config, training: bool, scale: bool = True):
+    """Model inputs of one window: starts maps modality -> start seconds. Frames in [0, 1],
+    or in [0, 255] with scale=False (train_dataset scales them with the augmentation plan)."""
     t = window_seconds(config)
     inputs = {}
     if "rgb" in config.modalities:
@@ -181,7 +183,7 @@ def _clip_inputs(parsed, starts, config, training: bool):
                               config.num_frames)
         selected = tf.gather(jpegs, index)
         crop = augment.random_crop_window if training else augment.centre_crop_window
-        frames = decode_frames(selected, crop(selected[0]), config.image_size)
+        frames = decode_frames(selected, crop(selected[0]), config.image_size, scale)
         inputs[contract.INPUT_RGB] = tf.ensure_shape(
             frames, [config.num_frames, config.image_size, config.image_size, 3])
     if "spec" in config.modalities:
@@ -203,7 +205,9 @@ def _train_example(serialized, config, sampling, augment_inputs):
     else:
         starts = {m: _random_start(d, t) for m, d in durations.items()}
     plan = augment.draw_rgb_plan() if augment_inputs and "rgb" in config.modalities else {}
-    return (_clip_inputs(parsed, starts, config, augment_inputs),
+    if "rgb" in config.modalities:
+        plan[augment.RGB_SCALE] = tf.constant(1.0 / 255.0)
+    return (_clip_inputs(parsed, starts, config, augment_inputs, scale=False),
             label_vector(parsed["labels"], config), plan)
 
 
@@ -229,13 +233,16 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
     `batch_size` is the global batch; with an `input_context` each pipeline
     yields its replicas' share. `mixup_alpha=0` turns mixup off. With
     augment_on="step" the flip, colour jitter and mixup are drawn here but not
-    applied: batches are (inputs, labels, plan) for `augment.apply_plan` in the
-    training step (plain (inputs, labels) when there is nothing to apply).
+    applied, and frames are left in [0, 255]: batches are (inputs, labels, plan) for
+    `augment.apply_plan` in the training step, which scales the frames to [0, 1] first
+    (plain (inputs, labels) in [0, 1] when there is nothing else to apply). Building it tunes
+    the process's allocator for record-sized buffers (`host_memory`).
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling={sampling!r}: expected one of {SAMPLINGS}")
     if augment_on not in AUGMENT_PLACES:
         raise ValueError(f"augment_on={augment_on!r}: expected one of {AUGMENT_PLACES}")
+    host_memory.tune_allocator()
     per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
     # Shuffled whether or not inputs are augmented: clips in file order would hand the model
     # one source's clips in a row. Reshuffled every epoch; a seed makes the order reproducible.
@@ -250,7 +257,7 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
     if mixup_alpha > 0:
         dataset = dataset.map(lambda x, y, plan: (x, y, dict(plan, **{
             augment.MIXUP: augment.draw_mixup(mixup_alpha, len(x), modality_mixup)})))
-    if augment_on == "host" or not dataset.element_spec[2]:
+    if augment_on == "host" or not set(dataset.element_spec[2]) - {augment.RGB_SCALE}:
         dataset = dataset.map(lambda x, y, plan: augment.apply_plan(x, y, plan),
                               num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
@@ -261,6 +268,7 @@ def eval_dataset(patterns, config: ModelConfig, batch_size: int, *, views: int =
     """Batches of ({'rgb': [B,V,F,S,S,3], 'spec': [B,V,T,M]}, labels [B, C]) in file order."""
     if views < 1:
         raise ValueError(f"views={views} must be >= 1")
+    host_memory.tune_allocator()
     dataset = _records(patterns, input_context, shuffle=False)
     dataset = dataset.map(lambda s: eval_example(s, config, views), num_parallel_calls=AUTOTUNE)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)

@@ -50,6 +50,7 @@ def create_pipeline(settings: PipelineSettings,
         missing_audio=settings.missing_audio,
         max_damaged_fraction=settings.max_damaged_fraction,
         short_side=settings.short_side,
+        fps=settings.fps,
     )
     if settings.decode_beam_args:
         example_gen = example_gen.with_beam_pipeline_args(

@@ -28,6 +28,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         "counted) before it is rejected as corrupt (default: mbt preprocess's)")
     parser.add_argument("--short-side", type=int, default=d.short_side,
                         help="shorter side of the stored frames (>= the model's image size)")
+    parser.add_argument("--fps", type=float, default=d.fps,
+                        help="frame rate the records store (default the paper's 25; 5 holds the "
+                        "paper's 8 frames over 8 s in a fifth of the bytes, docs/host_sizing.md)")
     parser.add_argument("--preset", default=d.preset)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable)")
@@ -60,7 +63,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args) -> PipelineSettings:
     fields = {k: getattr(args, k) for k in (
         "videos", "labels", "label_format", "class_map", "encoding", "missing_audio",
-        "max_damaged_fraction", "short_side", "preset", "epochs", "batch_size", "learning_rate",
+        "max_damaged_fraction", "short_side", "fps", "preset", "epochs", "batch_size", "learning_rate",
         "tpu", "pretrained", "min_metric", "max_metric_drop",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
         "enable_cache", "image")}

@@ -106,7 +106,8 @@ def test_settings_from_flags_round_trip():
     assert settings.beam_args == ("--direct_num_workers=4",)
 
 
-def test_label_encoding_and_damage_threshold_reach_every_component_that_reads_them(tmp_path):
+def test_label_encoding_damage_threshold_and_frame_rate_reach_the_components_that_read_them(
+        tmp_path):
     import argparse
     from pipeline.pipeline import create_pipeline
     parser = argparse.ArgumentParser()
@@ -115,17 +116,19 @@ def test_label_encoding_and_damage_threshold_reach_every_component_that_reads_th
     class_map.write_bytes("index,name\n0,caf\u00e9\n1,th\u00e9\n2,eau\n".encode("latin-1"))
     settings = with_class_count(pipeline_cli.settings_from_args(parser.parse_args(
         ["--encoding", "latin-1", "--max-damaged-fraction", "0.1", "--class-map", str(class_map),
-         "--pipeline-root", str(tmp_path)])))
+         "--fps", "5", "--pipeline-root", str(tmp_path)])))
     assert settings.overrides == {"num_classes": 3}
     components = {c.id: c for c in create_pipeline(settings).components}
     preprocess = json.loads(components["ClipExampleGen"].exec_properties["preprocess_config"])
     assert (preprocess["encoding"], preprocess["max_damaged_fraction"]) == ("latin-1", 0.1)
+    assert preprocess["fps"] == 5
     assert components["SchemaCurator"].exec_properties["encoding"] == "latin-1"
     trainer = json.loads(components["Trainer"].exec_properties["custom_config"])
     assert trainer["encoding"] == "latin-1"
     default = create_pipeline(PipelineSettings(pipeline_root=str(tmp_path)))
     [example_gen] = [c for c in default.components if c.id == "ClipExampleGen"]
     assert "max_damaged_fraction" not in example_gen.exec_properties["preprocess_config"]
+    assert json.loads(example_gen.exec_properties["preprocess_config"])["fps"] == 25
 
 
 def _executor_args(compiled, node):

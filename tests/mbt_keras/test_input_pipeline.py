@@ -299,11 +299,14 @@ def test_rgb_plan_draws_follow_the_papers_probabilities_and_ranges():
 
 def test_augmentation_in_the_step_gets_the_plan_the_host_would_apply(records):
     """augment_on="step": tf.data crops and SpecAugments, and hands flip, jitter and mixup over
-    as a plan; apply_plan then mixes inputs and labels with the plan's one mixup weight."""
+    as a plan with the frames in [0, 255]; apply_plan then scales them to [0, 1] and mixes
+    inputs and labels with the plan's one mixup weight."""
     x, y, plan = _first_batch(input_pipeline.train_dataset(records["long"], MICRO, 4, seed=0,
                                                            augment_on="step"))
-    assert sorted(plan) == sorted(augment.RGB_DRAWS + (augment.MIXUP,))
-    assert all(plan[k].shape == (4,) for k in augment.RGB_DRAWS)
+    assert sorted(plan) == sorted(augment.RGB_DRAWS + (augment.MIXUP, augment.RGB_SCALE))
+    assert all(plan[k].shape == (4,) for k in augment.RGB_DRAWS + (augment.RGB_SCALE,))
+    np.testing.assert_allclose(plan[augment.RGB_SCALE], 1 / 255)
+    assert 1.0 < float(tf.reduce_max(x["rgb"])) <= 255.0
     assert plan[augment.MIXUP].shape == (2,)
     weight = float(plan[augment.MIXUP][0])
     assert float(plan[augment.MIXUP][1]) == pytest.approx(weight)
@@ -311,16 +314,17 @@ def test_augmentation_in_the_step_gets_the_plan_the_host_would_apply(records):
     np.testing.assert_allclose(labels, weight * y + (1 - weight) * y[::-1], atol=1e-6)
     np.testing.assert_allclose(mixed["spec"], weight * x["spec"] + (1 - weight) * x["spec"][::-1],
                                atol=1e-5)
-    flipped = augment.apply_rgb_plan(x["rgb"], {k: plan[k] for k in augment.RGB_DRAWS})
+    flipped = augment.apply_rgb_plan(x["rgb"] / 255.0, {k: plan[k] for k in augment.RGB_DRAWS})
     np.testing.assert_allclose(mixed["rgb"], weight * flipped + (1 - weight) * flipped[::-1],
                                atol=1e-5)
     assert mixed["rgb"].shape == (4, 2, 32, 32, 3)
     with pytest.raises(ValueError, match="augment_on='gpu'"):
         input_pipeline.train_dataset(records["long"], MICRO, 4, augment_on="gpu")
-    # Nothing to apply: plain (inputs, labels) batches.
-    assert len(_first_batch(input_pipeline.train_dataset(
-        records["long"], MICRO, 4, augment_inputs=False, mixup_alpha=0.0,
-        augment_on="step"))) == 2
+    # Nothing to apply but the scale: tf.data scales, plain (inputs, labels) in [0, 1].
+    plain = _first_batch(input_pipeline.train_dataset(
+        records["long"], MICRO, 4, augment_inputs=False, mixup_alpha=0.0, augment_on="step"))
+    assert len(plain) == 2
+    assert 0.0 <= float(tf.reduce_min(plain[0]["rgb"])) and float(tf.reduce_max(plain[0]["rgb"])) <= 1.0
 
 
 def test_decoded_frames_equal_scaling_before_the_resize_to_float_rounding():
