@@ -5,12 +5,12 @@ JPEG crops the example needs (num_frames `decode_and_crop_jpeg` calls on the fra
 window the training sampler draws) and slicing its log-mel window, on one core, from frames
 already in memory. Against it, in the same run and on the same records:
   - the full training pipeline, i.e. what the host does per example as `mbt train` runs it
-    (`input_pipeline.train_dataset(augment_on="step")`: read, parse, window, decode, crop,
-    resize, SpecAugment, the flip / colour jitter / mixup draws, batch) on one core (tf.data
-    private thread pool and intra-op parallelism 1) and on all cores; flip, colour jitter and
-    mixup are applied in the training step, on the accelerator;
-  - the same pipeline applying flip, colour jitter and mixup itself (augment_on="host", the
-    recipe on a host without an accelerator), on one core;
+    (`input_pipeline.train_dataset(augment_on="step")`: read, parse, window, decode the crops
+    into a padded buffer, SpecAugment, the flip / colour jitter / mixup draws, batch) on one
+    core (tf.data private thread pool and intra-op parallelism 1) and on all cores; the crops'
+    resize, flip, colour jitter and mixup are applied in the training step, on the accelerator;
+  - the same pipeline resizing and applying flip, colour jitter and mixup itself
+    (augment_on="host", the recipe on a host without an accelerator), on one core;
   - each of its stages alone on one core (ms per example), to show where the time goes, with
     reading also timed before the pipeline tunes the allocator (mbt_keras/host_memory.py);
   - with --gzip-records, the same clips GZIP'd: bytes per record and read time.
@@ -129,6 +129,12 @@ def stage_datasets(records, serialized, config, batch_size):
         return input_pipeline.decode_frames(chosen, augment.random_crop_window(chosen[0]),
                                             config.image_size, scale=False)
 
+    bound = input_pipeline.crop_bound(records)
+
+    def padded(clip_jpegs):
+        chosen = selected(clip_jpegs)
+        return input_pipeline.padded_crops(chosen, augment.random_crop_window(chosen[0]), bound)
+
     frames = tf.random.uniform([config.num_frames, config.image_size, config.image_size, 3])
     window = tf.random.normal([config.spec_frames, config.mel_bins])
     example = ({"rgb": frames, "spec": window}, tf.one_hot(1, sum(config.num_classes)))
@@ -140,7 +146,8 @@ def stage_datasets(records, serialized, config, batch_size):
         "parse SequenceExample": (tf.data.Dataset.from_tensor_slices(
             tf.constant(serialized)).repeat().map(lambda s: input_pipeline.parse(s, config)), 1),
         "JPEG decode + crop": (clips.map(crops), 1),
-        "JPEG decode + crop + resize": (clips.map(decoded), 1),
+        "JPEG decode + crop + resize (host)": (clips.map(decoded), 1),
+        "JPEG decode + crop + pad (step resizes)": (clips.map(padded), 1),
         "flip + colour jitter (in the step)": (tf.data.Dataset.from_tensors(frames).repeat().map(
             augment.flip_and_jitter), 1),
         "SpecAugment": (tf.data.Dataset.from_tensors(window).repeat().map(
@@ -180,17 +187,17 @@ def main(argv=None):
           f"{config.image_size} crop, {config.spec_frames}x{config.mel_bins} log-mel; "
           f"batch {args.batch_size}; {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'one core, per stage':38s} {'ex/s':>8s} {'CPU ms/ex':>10s}")
+    print(f"{'one core, per stage':42s} {'ex/s':>8s} {'CPU ms/ex':>10s}")
     # Before anything builds the training pipeline, which tunes the allocator for good.
     default = measure(one_core(read_all(files).repeat()), args.examples)
-    print(f"  {'read, glibc default allocator':36s} {default[0]:8.1f} {default[1]:10.2f}")
+    print(f"  {'read, glibc default allocator':40s} {default[0]:8.1f} {default[1]:10.2f}")
     if not host_memory.tune_allocator():
         print("  (allocator not tunable here: not glibc; the lines below are untuned)")
     rates = {}
     for name, (dataset, per_element) in stage_datasets(files, serialized, config,
                                                        args.batch_size).items():
         rates[name] = measure(one_core(dataset), args.examples, per_element)
-        print(f"  {name:36s} {rates[name][0]:8.1f} {rates[name][1]:10.2f}")
+        print(f"  {name:40s} {rates[name][0]:8.1f} {rates[name][1]:10.2f}")
     if args.gzip_records:
         gzip_files = input_pipeline.list_files(args.gzip_records)
         plain_rate, plain_cpu = measure(one_core(read_all(files).repeat()), args.examples)

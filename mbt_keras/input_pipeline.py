@@ -172,30 +172,71 @@ def decode_frames(jpegs, crop_window, image_size, scale: bool = True):
     return frames / 255.0 if scale else frames
 
 
-def _clip_inputs(parsed, starts, config, training: bool, scale: bool = True):
-    """Model inputs of one window: starts maps modality -> start seconds. Frames in [0, 1],
-    or in [0, 255] with scale=False (train_dataset scales them with the augmentation plan)."""
+def crop_bound(patterns):
+    """(rows, cols) of the buffer `padded_crops` fills: (S, 2 S) for the short side S of the
+    first record's frames (the preprocessing job stores every clip at one short side)."""
+    first = next(iter(_all_records(patterns).take(1)))
+    _, sequence = tf.io.parse_single_sequence_example(first, sequence_features={
+        contract.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)})
+    height, width = tf.image.extract_jpeg_shape(sequence[contract.IMAGE_ENCODED][0])[:2].numpy()
+    short = int(min(height, width))
+    return short, 2 * short
+
+
+def padded_crops(jpegs, crop_window, bound):
+    """(uint8 [F, rows, cols, 3], plan entries): only the crop of each JPEG decoded, as the
+    floor decodes it, and copied into the top-left of a zero buffer of the fixed `bound`, so
+    that clips batch and the training step resizes them (augment.resize_crops) instead of
+    the host. Crops of portrait frames are stored transposed (long side along the buffer's
+    cols). A crop longer than the buffer (frames wider than 2:1, when the draw takes nearly
+    all of the frame) keeps its centre `bound` part."""
+    rows, cols = bound
+    shape = tf.image.extract_jpeg_shape(jpegs[0])
+    transposed = shape[0] > shape[1]
+    limit = tf.where(transposed, tf.constant([cols, rows]), tf.constant([rows, cols]))
+    size = tf.minimum(crop_window[2:], limit)
+    crops = decode_crops(jpegs, tf.concat([crop_window[:2] + (crop_window[2:] - size) // 2,
+                                           size], axis=0))
+    crops = tf.cond(transposed, lambda: tf.transpose(crops, [0, 2, 1, 3]), lambda: crops)
+    size = tf.where(transposed, size[::-1], size)
+    # Concatenating zeros is a copy; tf.pad on uint8 [F, h, w, 3] costs several times more.
+    frames = jpegs.shape[0]
+    crops = tf.concat([crops, tf.zeros([frames, size[0], cols - size[1], 3], tf.uint8)], axis=2)
+    crops = tf.concat([crops, tf.zeros([frames, rows - size[0], cols, 3], tf.uint8)], axis=1)
+    return (tf.ensure_shape(crops, [frames, rows, cols, 3]),
+            {augment.CROP_SIZE: size, augment.CROP_TRANSPOSED: tf.cast(transposed, tf.float32)})
+
+
+def _clip_inputs(parsed, starts, config, training: bool, scale: bool = True, crop_bound=None):
+    """(model inputs of one window, plan entries): starts maps modality -> start seconds.
+    Frames in [0, 1], or in [0, 255] with scale=False (train_dataset scales them with the
+    augmentation plan); with a `crop_bound`, padded crops (`padded_crops`) to resize later."""
     t = window_seconds(config)
-    inputs = {}
+    inputs, plan = {}, {}
     if "rgb" in config.modalities:
         jpegs = parsed["jpegs"]
         index = frame_indices(starts["rgb"], parsed["fps"], tf.shape(jpegs)[0], t,
                               config.num_frames)
         selected = tf.gather(jpegs, index)
         crop = augment.random_crop_window if training else augment.centre_crop_window
-        frames = decode_frames(selected, crop(selected[0]), config.image_size, scale)
-        inputs[contract.INPUT_RGB] = tf.ensure_shape(
-            frames, [config.num_frames, config.image_size, config.image_size, 3])
+        if crop_bound:
+            inputs[contract.INPUT_RGB], plan = padded_crops(selected, crop(selected[0]),
+                                                            crop_bound)
+        else:
+            frames = decode_frames(selected, crop(selected[0]), config.image_size, scale)
+            inputs[contract.INPUT_RGB] = tf.ensure_shape(
+                frames, [config.num_frames, config.image_size, config.image_size, 3])
     if "spec" in config.modalities:
         spec = spec_window(parsed["spec"], starts["spec"], config.spec_frames)
         spec = tf.ensure_shape(spec, [config.spec_frames, config.mel_bins])
         inputs[contract.INPUT_SPEC] = (augment.spec_augment(spec, config.spec_mean)
                                        if training else spec)
-    return inputs
+    return inputs, plan
 
 
-def _train_example(serialized, config, sampling, augment_inputs):
-    """(inputs, labels, plan): the plan holds the clip's flip and colour jitter draws."""
+def _train_example(serialized, config, sampling, augment_inputs, crop_bound=None):
+    """(inputs, labels, plan): the plan holds the clip's flip and colour jitter draws, the
+    frames' scale and, with a crop_bound, where its crop lies in the padded buffer."""
     parsed = parse(serialized, config)
     durations = _durations(parsed)
     t = window_seconds(config)
@@ -207,8 +248,9 @@ def _train_example(serialized, config, sampling, augment_inputs):
     plan = augment.draw_rgb_plan() if augment_inputs and "rgb" in config.modalities else {}
     if "rgb" in config.modalities:
         plan[augment.RGB_SCALE] = tf.constant(1.0 / 255.0)
-    return (_clip_inputs(parsed, starts, config, augment_inputs, scale=False),
-            label_vector(parsed["labels"], config), plan)
+    inputs, crop_plan = _clip_inputs(parsed, starts, config, augment_inputs, scale=False,
+                                     crop_bound=crop_bound)
+    return inputs, label_vector(parsed["labels"], config), dict(plan, **crop_plan)
 
 
 def eval_example(serialized, config, views):
@@ -217,7 +259,7 @@ def eval_example(serialized, config, views):
     duration = tf.reduce_min(tf.stack(list(_durations(parsed).values())))
     last = tf.maximum(duration - window_seconds(config), 0.0)
     starts = tf.linspace(0.0, last, views) if views > 1 else tf.zeros([1])
-    per_view = [_clip_inputs(parsed, {m: starts[v] for m in config.modalities}, config, False)
+    per_view = [_clip_inputs(parsed, {m: starts[v] for m in config.modalities}, config, False)[0]
                 for v in range(views)]
     inputs = {k: tf.stack([view[k] for view in per_view]) for k in per_view[0]}
     return inputs, label_vector(parsed["labels"], config)
@@ -233,8 +275,9 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
     `batch_size` is the global batch; with an `input_context` each pipeline
     yields its replicas' share. `mixup_alpha=0` turns mixup off. With
     augment_on="step" the flip, colour jitter and mixup are drawn here but not
-    applied, and frames are left in [0, 255]: batches are (inputs, labels, plan) for
-    `augment.apply_plan` in the training step, which scales the frames to [0, 1] first
+    applied, and the frames are the decoded crops, uint8, zero-padded to one buffer size
+    (`padded_crops`): batches are (inputs, labels, plan) for `augment.apply_plan` in the
+    training step, which resizes the crops to image_size and scales them to [0, 1] first
     (plain (inputs, labels) in [0, 1] when there is nothing else to apply). Building it tunes
     the process's allocator for record-sized buffers (`host_memory`).
     """
@@ -251,7 +294,10 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.map(lambda s: _train_example(s, config, sampling, augment_inputs),
+    # The crops' resize goes to the step with the rest of the plan it comes with.
+    pad_crops = augment_on == "step" and augment_inputs and "rgb" in config.modalities
+    bound = crop_bound(patterns) if pad_crops else None
+    dataset = dataset.map(lambda s: _train_example(s, config, sampling, augment_inputs, bound),
                           num_parallel_calls=AUTOTUNE, deterministic=seed is not None)
     dataset = dataset.batch(per_replica, drop_remainder=True)
     if mixup_alpha > 0:

@@ -152,7 +152,7 @@ class Trainer:
         if plan is not None:
             # The batch's flip, colour jitter and mixup, drawn by tf.data, applied here.
             inputs, labels = augment.apply_plan(
-                inputs, labels, plan,
+                inputs, labels, plan, image_size=self.config.image_size,
                 fused=not isinstance(self.strategy, tf.distribute.TPUStrategy))
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)

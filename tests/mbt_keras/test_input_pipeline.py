@@ -298,23 +298,33 @@ def test_rgb_plan_draws_follow_the_papers_probabilities_and_ranges():
 
 
 def test_augmentation_in_the_step_gets_the_plan_the_host_would_apply(records):
-    """augment_on="step": tf.data crops and SpecAugments, and hands flip, jitter and mixup over
-    as a plan with the frames in [0, 255]; apply_plan then scales them to [0, 1] and mixes
-    inputs and labels with the plan's one mixup weight."""
+    """augment_on="step": tf.data decodes the crops and SpecAugments; the crops go over as uint8
+    in one zero-padded buffer size, with the flip, jitter and mixup draws and the crop sizes as
+    a plan; apply_plan then resizes the crops, scales them to [0, 1], flips and jitters them
+    and mixes inputs and labels with the plan's one mixup weight."""
     x, y, plan = _first_batch(input_pipeline.train_dataset(records["long"], MICRO, 4, seed=0,
                                                            augment_on="step"))
-    assert sorted(plan) == sorted(augment.RGB_DRAWS + (augment.MIXUP, augment.RGB_SCALE))
+    assert sorted(plan) == sorted(augment.RGB_DRAWS + (augment.MIXUP,) + augment.PLAN_RGB_KEYS)
     assert all(plan[k].shape == (4,) for k in augment.RGB_DRAWS + (augment.RGB_SCALE,))
     np.testing.assert_allclose(plan[augment.RGB_SCALE], 1 / 255)
-    assert 1.0 < float(tf.reduce_max(x["rgb"])) <= 255.0
+    rows, cols = input_pipeline.crop_bound(records["long"])
+    assert x["rgb"].dtype == tf.uint8 and x["rgb"].shape == (4, 2, rows, cols, 3)
+    for clip, (height, width) in zip(x["rgb"].numpy(), plan[augment.CROP_SIZE].numpy()):
+        assert 0 < height <= rows and 0 < width <= cols
+        assert clip[:, :height, :width].any()
+        assert not clip[:, height:].any() and not clip[:, :, width:].any()  # zero padding
     assert plan[augment.MIXUP].shape == (2,)
     weight = float(plan[augment.MIXUP][0])
     assert float(plan[augment.MIXUP][1]) == pytest.approx(weight)
-    mixed, labels = augment.apply_plan(x, y, plan)
+    with pytest.raises(ValueError, match="image_size"):
+        augment.apply_plan(x, y, plan)
+    mixed, labels = augment.apply_plan(x, y, plan, image_size=MICRO.image_size)
     np.testing.assert_allclose(labels, weight * y + (1 - weight) * y[::-1], atol=1e-6)
     np.testing.assert_allclose(mixed["spec"], weight * x["spec"] + (1 - weight) * x["spec"][::-1],
                                atol=1e-5)
-    flipped = augment.apply_rgb_plan(x["rgb"] / 255.0, {k: plan[k] for k in augment.RGB_DRAWS})
+    resized = augment.resize_crops(x["rgb"], plan[augment.CROP_SIZE],
+                                   plan[augment.CROP_TRANSPOSED], MICRO.image_size)
+    flipped = augment.apply_rgb_plan(resized / 255.0, {k: plan[k] for k in augment.RGB_DRAWS})
     np.testing.assert_allclose(mixed["rgb"], weight * flipped + (1 - weight) * flipped[::-1],
                                atol=1e-5)
     assert mixed["rgb"].shape == (4, 2, 32, 32, 3)
@@ -325,6 +335,52 @@ def test_augmentation_in_the_step_gets_the_plan_the_host_would_apply(records):
         records["long"], MICRO, 4, augment_inputs=False, mixup_alpha=0.0, augment_on="step"))
     assert len(plain) == 2
     assert 0.0 <= float(tf.reduce_min(plain[0]["rgb"])) and float(tf.reduce_max(plain[0]["rgb"])) <= 1.0
+
+
+def test_the_steps_resize_of_padded_crops_equals_tf_image_resize_of_each_crop():
+    """augment.resize_crops (interpolation matrices, batched) gives what tf.image.resize gives
+    for each crop alone: down- and upscaling, crops filling the buffer, transposed crops."""
+    rng = np.random.default_rng(7)
+    rows, cols, size = 40, 80, 32
+    sizes = [(40, 71), (13, 20), (32, 32), (40, 80), (25, 61), (7, 9)]
+    transposed = np.array([0, 1, 0, 0, 1, 0], np.float32)
+    buffers = np.zeros((len(sizes), 2, rows, cols, 3), np.uint8)
+    crops = []
+    for b, (height, width) in enumerate(sizes):
+        crops.append(rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8))
+        buffers[b, :, :height, :width] = crops[-1]
+    out = augment.resize_crops(tf.constant(buffers), tf.constant(sizes), tf.constant(transposed),
+                               size).numpy()
+    assert out.shape == (len(sizes), 2, size, size, 3)
+    for b, crop in enumerate(crops):
+        expected = tf.image.resize(crop, [size, size]).numpy()
+        expected = expected.transpose(0, 2, 1, 3) if transposed[b] else expected
+        np.testing.assert_allclose(out[b], expected, atol=1e-3)
+
+
+def test_padded_crops_hold_the_decoded_crop_transposed_for_portrait_frames():
+    """padded_crops decodes the same crop decode_crops does, into the buffer's top-left; a
+    portrait frame's crop is stored transposed; a crop longer than the buffer keeps its centre."""
+    rng = np.random.default_rng(5)
+    def jpegs(height, width):
+        return tf.stack([tf.io.encode_jpeg(rng.integers(0, 256, (height, width, 3), np.uint8))
+                         for _ in range(2)])
+    bound = (40, 80)
+    landscape, window = jpegs(40, 90), tf.constant([2, 5, 30, 61])
+    buffer, plan = input_pipeline.padded_crops(landscape, window, bound)
+    assert buffer.shape == (2, 40, 80, 3) and list(plan[augment.CROP_SIZE]) == [30, 61]
+    assert float(plan[augment.CROP_TRANSPOSED]) == 0.0
+    np.testing.assert_array_equal(buffer[:, :30, :61], input_pipeline.decode_crops(landscape, window))
+    assert not buffer.numpy()[:, 30:].any() and not buffer.numpy()[:, :, 61:].any()
+    portrait, window = jpegs(90, 40), tf.constant([4, 3, 70, 33])
+    buffer, plan = input_pipeline.padded_crops(portrait, window, bound)
+    assert list(plan[augment.CROP_SIZE]) == [33, 70] and float(plan[augment.CROP_TRANSPOSED]) == 1.0
+    np.testing.assert_array_equal(
+        buffer[:, :33, :70], tf.transpose(input_pipeline.decode_crops(portrait, window), [0, 2, 1, 3]))
+    wide, window = jpegs(40, 120), tf.constant([0, 0, 40, 120])  # the whole of a 3:1 frame
+    buffer, plan = input_pipeline.padded_crops(wide, window, bound)
+    assert list(plan[augment.CROP_SIZE]) == [40, 80]
+    np.testing.assert_array_equal(buffer, input_pipeline.decode_crops(wide, tf.constant([0, 20, 40, 80])))
 
 
 def test_decoded_frames_equal_scaling_before_the_resize_to_float_rounding():

@@ -119,7 +119,7 @@ def test_the_step_applies_the_batchs_flip_jitter_and_mixup_plan(tmp_path, record
     x, y, plan = next(iter(input_pipeline.train_dataset(records, config, 4, seed=0,
                                                         augment_on="step")))
     assert 0.0 < float(plan[augment.MIXUP][0]) < 1.0
-    x_host, y_host = augment.apply_plan(x, y, plan)
+    x_host, y_host = augment.apply_plan(x, y, plan, image_size=config.image_size)
     train_config = training.TrainConfig(epochs=1, batch_size=4, warmup_epochs=0.0)
     updated = []
     for name, batch in (("step", (x, y, plan)), ("host", (x_host, y_host))):
