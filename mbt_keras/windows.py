@@ -28,6 +28,23 @@ def frame_indices(available, wanted: int, xp=np):
     return xp.asarray(xp.floor(positions), dtype=xp.int32)
 
 
+def stored_fps(num_frames: int, window_seconds: float, fps: float = 25, phases: int = 5) -> float:
+    """The lowest frame rate that still holds every frame the paper's training sampling takes
+    from a record at `fps` (25, the paper's), for random starts on `phases` or more positions
+    per stride: `num_frames` over `window_seconds` is a stride of s = window_seconds * fps /
+    num_frames frames; storing every k-th frame (k dividing both s and fps) keeps exactly the
+    frames of starts on a k / fps grid, s / k positions per stride. The paper's 8 frames over
+    8 s (s = 25) -> 5 fps, the same instants in a fifth of the bytes; a stride that is not a
+    whole number of frames (32 frames over 8 s) or too short to thin keeps `fps`."""
+    stride = window_seconds * fps / num_frames
+    if abs(stride - round(stride)) > 1e-6 or abs(fps - round(fps)) > 1e-6:
+        return float(fps)
+    stride, whole = int(round(stride)), int(round(fps))
+    steps = [k for k in range(1, whole + 1)
+             if whole % k == 0 and stride % k == 0 and stride // k >= phases]
+    return whole / max(steps, default=1)
+
+
 def frames_of(seconds: float, rate: float) -> int:
     """Whole frames (or samples) of `seconds` at `rate`, as the decoder counts them."""
     return int(math.floor(seconds * rate + 1e-6))

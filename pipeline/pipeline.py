@@ -10,7 +10,9 @@ from tfx import v1 as tfx
 from components import eval_config
 from components.clip_example_gen import ClipExampleGen
 from components.schema_curator import SchemaCurator
+from mbt_keras import contract
 from mbt_keras.config import from_preset
+from mbt_keras.windows import stored_fps
 from pipeline.settings import PipelineSettings, with_worker_image
 
 TRAINER_RUN_FN = "components.trainer_module.run_fn"
@@ -50,7 +52,8 @@ def create_pipeline(settings: PipelineSettings,
         missing_audio=settings.missing_audio,
         max_damaged_fraction=settings.max_damaged_fraction,
         short_side=settings.short_side,
-        fps=settings.fps,
+        fps=settings.fps or stored_fps(model_config.num_frames, model_config.spec_frames
+                                       / contract.SPEC_FRAMES_PER_SECOND),
     )
     if settings.decode_beam_args:
         example_gen = example_gen.with_beam_pipeline_args(

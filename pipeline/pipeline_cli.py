@@ -29,8 +29,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--short-side", type=int, default=d.short_side,
                         help="shorter side of the stored frames (>= the model's image size)")
     parser.add_argument("--fps", type=float, default=d.fps,
-                        help="frame rate the records store (default the paper's 25; 5 holds the "
-                        "paper's 8 frames over 8 s in a fifth of the bytes, docs/host_sizing.md)")
+                        help="frame rate the records store (default: the lowest that holds the "
+                        "preset's frame sampling: 5 for mbt-b16's 8 frames over 8 s, the paper's "
+                        "25 where the stride needs it; docs/host_sizing.md)")
     parser.add_argument("--preset", default=d.preset)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable)")

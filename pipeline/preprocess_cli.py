@@ -38,7 +38,9 @@ def add_arguments(parser):
                         help="AudioSet/VGGSound files hold only the labelled segment")
     parser.add_argument("--splits", default="train:3,eval:1",
                         help="output splits and hash buckets for rows without a split")
-    parser.add_argument("--fps", type=float, default=25)
+    parser.add_argument("--fps", type=float, default=25,
+                        help="frame rate to store (default the paper's 25; 5 holds mbt-b16's 8 "
+                        "frames over 8 s in a fifth of the bytes, docs/host_sizing.md)")
     parser.add_argument("--short-side", type=int, default=256)
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)

@@ -131,8 +131,8 @@ class PipelineSettings:
     missing_audio: str = "reject"            # reject | silence
     max_damaged_fraction: Optional[float] = None  # None: clip_decoder.MAX_DAMAGED_FRACTION
     short_side: int = 256                    # stored frames' shorter side (paper crops 224)
-    fps: float = 25                          # stored frame rate: the paper's 25; 5 suffices for
-                                             # 8 frames over 8 s (docs/host_sizing.md)
+    fps: Optional[float] = None              # stored frame rate; None: the lowest that holds
+                                             # the preset's sampling (windows.stored_fps)
     # Model and training.
     preset: str = "mbt-tiny"
     overrides: Dict[str, object] = dataclasses.field(default_factory=dict)

@@ -128,7 +128,21 @@ def test_label_encoding_damage_threshold_and_frame_rate_reach_the_components_tha
     default = create_pipeline(PipelineSettings(pipeline_root=str(tmp_path)))
     [example_gen] = [c for c in default.components if c.id == "ClipExampleGen"]
     assert "max_damaged_fraction" not in example_gen.exec_properties["preprocess_config"]
-    assert json.loads(example_gen.exec_properties["preprocess_config"])["fps"] == 25
+    assert json.loads(example_gen.exec_properties["preprocess_config"])["fps"] == 25  # mbt-tiny
+
+
+@pytest.mark.parametrize("flags, fps", [([], 5), (["--fps", "25"], 25)])
+def test_stored_frame_rate_follows_the_presets_sampling_unless_given(flags, fps, tmp_path):
+    """mbt-b16's 8 frames over 8 s take one frame a second: the pipeline stores 5 fps unless
+    told otherwise."""
+    import argparse
+    from pipeline.pipeline import create_pipeline
+    parser = argparse.ArgumentParser()
+    pipeline_cli.add_settings_arguments(parser)
+    settings = pipeline_cli.settings_from_args(parser.parse_args(
+        ["--preset", "mbt-b16", "--pipeline-root", str(tmp_path)] + flags))
+    [example_gen] = [c for c in create_pipeline(settings).components if c.id == "ClipExampleGen"]
+    assert json.loads(example_gen.exec_properties["preprocess_config"])["fps"] == fps
 
 
 def _executor_args(compiled, node):

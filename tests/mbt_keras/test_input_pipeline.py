@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mbt_keras import augment, input_pipeline
+from mbt_keras import augment, input_pipeline, windows
 from mbt_keras.config import from_preset
 from tests.mbt_keras.tfrecord_fixtures import FRAME_LEVEL_STEP, write_clips
 
@@ -251,6 +251,25 @@ def test_frames_stored_at_5_fps_are_the_25_fps_frames_at_or_before_the_paper_pos
         np.testing.assert_array_equal(at_5, at_25 // 5)
         if round(float(start) * 100) % 20 == 0:
             np.testing.assert_array_equal(5 * at_5, at_25)
+
+
+@pytest.mark.parametrize("preset, fps", [("mbt-b16", 5), ("mbt-small", 5), ("mbt-tiny", 25),
+                                         ("mbt-b16x2-scenic", 25)])
+def test_stored_frame_rate_is_the_lowest_that_keeps_the_presets_sampled_frames(preset, fps):
+    """windows.stored_fps: at the rate it picks, a start on its frame grid samples exactly the
+    frames the 25 fps record gives (every `step`-th of them), with at least 5 such starts per
+    stride; a finer stride (mbt-tiny: 12 frames) or a fractional one (32 frames over 8 s: 6.25)
+    keeps 25 fps."""
+    config = from_preset(preset)
+    t = input_pipeline.window_seconds(config)
+    assert windows.stored_fps(config.num_frames, t) == fps
+    step = 25 // fps
+    assert t * 25 / config.num_frames / step >= 5 or step == 1
+    for first in range(0, 10 * step, step):
+        at_25 = input_pipeline.frame_indices(first / 25, 25.0, 250, t, config.num_frames).numpy()
+        stored = input_pipeline.frame_indices(first / 25, float(fps), 250 // step, t,
+                                              config.num_frames).numpy()
+        np.testing.assert_array_equal(step * stored, at_25)
 
 
 def _jitter_reference(clip, brightness, saturation, contrast, hue):
