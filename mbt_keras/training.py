@@ -45,7 +45,7 @@ class TrainConfig:
     steps_per_epoch: int = 0             # 0: number of training examples // batch_size
     shuffle_buffer: int = 64
     float16: bool = False                # mixed float16 on GPU (bfloat16 is automatic on TPU)
-    seed: Optional[int] = None
+    seed: Optional[int] = None           # initial weights, dropout and data order: a rerun repeats
 
     def replace(self, **overrides) -> "TrainConfig":
         return dataclasses.replace(self, **overrides)
@@ -113,6 +113,8 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = strategies.is_chief(self.strategy)
         policy = strategies.set_precision(self.strategy, train_config.float16)
+        if train_config.seed is not None:
+            keras.utils.set_random_seed(train_config.seed)
         with self.strategy.scope():
             self.model = build_model(config)
             if init_fn is not None:
