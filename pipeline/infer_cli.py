@@ -51,16 +51,13 @@ def every_window(source, hop=None, **window):
 
 def model_window(args) -> dict:
     """{'num_frames', 'seconds'} of the model's input contract, with the flags applied as
-    `mbt predict` applies them (a warning for a flag that differs, ValueError for one the
-    model would refuse)."""
+    `mbt predict` applies them (`model_contract.resolve_window`: a warning for a flag that
+    differs, ValueError for one the model would refuse, ContractMissing without a contract
+    and without both flags)."""
     from serving import model_contract  # pylint: disable=import-outside-toplevel
-    try:
-        model = model_contract.from_saved_model(args.model)
-    except model_contract.ContractMissing as error:
-        if args.num_frames is None or args.seconds is None:
-            raise ValueError(f"{error}; pass --num-frames and --seconds") from None
-        return {"num_frames": args.num_frames, "seconds": args.seconds}
-    num_frames, seconds, notes = model_contract.window_for(model, args.num_frames, args.seconds)
+    _, num_frames, seconds, notes = model_contract.resolve_window(
+        functools.partial(model_contract.from_saved_model, args.model),
+        args.num_frames, args.seconds)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     return {"num_frames": num_frames, "seconds": seconds}
@@ -78,12 +75,13 @@ def infer(args) -> dict:
     from components.preprocess.label_files import parse_listing
     from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
     from pipeline.output_folder import replaced_output
+    from serving.model_contract import ContractMissing
     check_saved_model(args.model)
     if args.hop is not None and not args.timeline:
         raise SystemExit("mbt infer: --hop needs --timeline")
     try:
         window = model_window(args)
-    except ValueError as error:
+    except (ValueError, ContractMissing) as error:
         raise SystemExit(f"mbt infer: {error}") from error
     windows = (functools.partial(every_window, hop=args.hop, **window) if args.timeline
                else functools.partial(centre_window, **window))
