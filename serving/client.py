@@ -50,15 +50,15 @@ def read_window(path: str, *, num_frames: int = 8, seconds: float = 8.0,
     for a whole window is moved back); a shorter clip is used whole, its audio padded with
     silence to the window's length. Only the window is
     decoded (from the keyframe before it), whatever the file's length."""
-    duration = clip_decoder.probe(path).duration
-    window_seconds = seconds
-    if duration is not None:
-        seconds = min(seconds, duration)
-        start = (duration - seconds) / 2 if start is None else min(start, duration - seconds)
-    start = max(0.0, start or 0.0)
-    clip = clip_decoder.decode_clip(path, fps=contract.FPS, sample_rate=contract.SAMPLE_RATE,
-                                    start=start, end=start + seconds if duration else None,
-                                    missing_audio="silence")
+    with clip_decoder.OpenedClip(path) as opened:  # one open for the header and the window
+        duration = opened.info().duration
+        window_seconds = seconds
+        if duration is not None:
+            seconds = min(seconds, duration)
+            start = (duration - seconds) / 2 if start is None else min(start, duration - seconds)
+        start = max(0.0, start or 0.0)
+        clip = opened.decode(fps=contract.FPS, sample_rate=contract.SAMPLE_RATE, start=start,
+                             end=start + seconds if duration else None, missing_audio="silence")
     return Window(inputs=window_inputs(clip.frames, clip.waveform, num_frames=num_frames,
                                        start=start, seconds=seconds,
                                        window_seconds=window_seconds),
