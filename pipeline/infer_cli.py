@@ -49,6 +49,15 @@ def every_window(source, hop=None, **window):
     return timeline.windows(source, hop=hop, **window)
 
 
+def saved_model_classifier(saved_model: str):
+    """`classify(windows, batch_size) -> rows` with the SavedModel's serving signature,
+    loaded here (once per worker process): serving.timeline.classify, so rows are the ones
+    `mbt predict --saved-model` computes (components.batch_inference.ClassifierFn)."""
+    from serving import client, timeline  # pylint: disable=import-outside-toplevel
+    predict = client.load_saved_model(saved_model)
+    return lambda windows, batch_size: timeline.classify(windows, predict, batch_size)
+
+
 def model_window(args) -> dict:
     """{'num_frames', 'seconds'} of the model's input contract, with the flags applied as
     `mbt predict` applies them (`model_contract.resolve_window`: a warning for a flag that
@@ -97,7 +106,8 @@ def infer(args) -> dict:
     with replaced_output(args.out, args.overwrite) as out:
         with beam.Pipeline(options=pipeline_options) as pipeline:
             _ = pipeline | "Infer" >> WritePredictions(
-                records, args.model, out, windows, missing_audio=args.missing_audio,
+                records, args.model, out, windows, saved_model_classifier,
+                missing_audio=args.missing_audio,
                 progress=not args.quiet, batch_size=args.batch_size)
         return read_outcome(os.path.join(out, DEAD_LETTERS_DIR))
 
