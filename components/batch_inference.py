@@ -8,8 +8,9 @@ in the workers themselves, loaded once per worker process (`beam.utils.shared`: 
 share one model), so a library of a million clips scales with the runner (Dataflow, Flink,
 Spark) instead of with a server.
 
-Which windows of a video are classified is one function, `windows(source) -> windows`,
-handed to the transform (`mbt infer` passes the window `mbt predict` classifies).
+Which windows of a video are classified, and how, are two functions handed to the transform
+(`mbt infer` passes `mbt predict`'s: its window, and serving.timeline.classify with the
+SavedModel's serving signature), so this module needs nothing of serving.
 """
 import atexit
 import functools
@@ -19,7 +20,6 @@ import os
 from typing import Callable, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.utils import shared
 
 from components.preprocess.clip_decoder import ClipError
@@ -44,6 +44,12 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".m
 # `end`, `has_audio` and `inputs` (the serving signature's inputs, batch of one), e.g.
 # serving.client.Window. An iterator is consumed as it comes, `batch_size` windows per call.
 WindowFn = Callable[[object], Iterable]
+# `classifier(saved_model)` -> `classify(windows, batch_size)`: the rows of the windows, in
+# order, `batch_size` windows per model call; a row has `start`, `end`, `has_audio`, `scores`
+# (every class, in the model's order) and `top_k` ([(name, score)], best first), e.g.
+# serving.timeline.Row. Called once per worker process, so it pickles: a module-level
+# function or a functools.partial of one.
+ClassifierFn = Callable[[str], Callable[[Iterable, int], Iterable]]
 
 
 def list_videos(folder: str, all_files: bool = False) -> Tuple[List[ClipRecord], Dict[str, int]]:
@@ -78,13 +84,11 @@ def check_saved_model(saved_model: str) -> None:
 
 
 class _Model:
-    """The serving signature of a SavedModel and its class names, loaded once per process."""
+    """`classifier(saved_model)` and the SavedModel's class names, loaded once per process."""
 
-    def __init__(self, saved_model: str):
+    def __init__(self, classifier: ClassifierFn, saved_model: str):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        self._tf = tf
-        self._loaded = tf.saved_model.load(saved_model)
-        self._signature = self._loaded.signatures[contract.SIG_SERVING]
+        self.classify = classifier(saved_model)
         with tf.io.gfile.GFile(os.path.join(saved_model, "assets",
                                             contract.CLASS_NAMES_ASSET)) as f:
             self.class_names = f.read().splitlines()
@@ -94,73 +98,45 @@ class _Model:
         """Drops the model while the interpreter is whole. beam.utils.shared keeps the last
         model alive until exit, and TensorFlow's function destructors print tracebacks when
         they run during interpreter shutdown."""
-        self._loaded = self._signature = None
+        self.classify = None
         gc.collect()
 
-    def __call__(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        outputs = self._signature(**{k: self._tf.constant(v) for k, v in inputs.items()})
-        return {k: v.numpy() for k, v in outputs.items()}
 
-
-def _batches(windows: Iterable, size: int) -> Iterable[list]:
-    """Consecutive lists of up to `size` windows whose inputs have the same shapes (one
-    signature call each); a video's windows are never all held at once."""
-    batch = []
-    for window in windows:
-        if batch and (len(batch) == size or any(
-                v.shape != batch[0].inputs[k].shape for k, v in window.inputs.items())):
-            yield batch
-            batch = []
-        batch.append(window)
-    if batch:
-        yield batch
-
-
-def prediction_rows(record: ClipRecord, windows: list, outputs: Dict[str, np.ndarray],
-                    class_names: List[str]) -> List[dict]:
-    """One JSON-ready row per window: the video, the window, top-k labels and all scores."""
-    rows = []
-    for i, window in enumerate(windows):
-        names = [n.decode() if isinstance(n, bytes) else str(n)
-                 for n in outputs[contract.OUT_TOP_K_NAMES][i]]
-        rows.append({
-            "id": record.clip_id, "path": record.uri, "row": record.row,
-            "start": round(window.start, 3), "end": round(window.end, 3),
-            "has_audio": window.has_audio,
-            "top_k": [{"label": n, "score": float(s)}
-                      for n, s in zip(names, outputs[contract.OUT_TOP_K_SCORES][i])],
-            "scores": {n: float(s) for n, s in zip(class_names, outputs[contract.OUT_SCORES][i])},
-        })
-    return rows
+def prediction_row(record: ClipRecord, row, class_names: List[str]) -> dict:
+    """The JSON-ready row of one classified window (a ClassifierFn's row): the video, the
+    window, top-k labels and all scores."""
+    return {"id": record.clip_id, "path": record.uri, "row": record.row,
+            "start": round(row.start, 3), "end": round(row.end, 3), "has_audio": row.has_audio,
+            "top_k": [{"label": name, "score": float(score)} for name, score in row.top_k],
+            "scores": {name: float(score) for name, score in zip(class_names, row.scores)}}
 
 
 class _PredictFn(AccountedFn):
 
-    def __init__(self, saved_model: str, windows: WindowFn, missing_audio: str, progress: bool,
-                 batch_size: int):
+    def __init__(self, saved_model: str, windows: WindowFn, classifier: ClassifierFn,
+                 missing_audio: str, progress: bool, batch_size: int):
         super().__init__(METRICS_NAMESPACE, "predicted", progress)
         self._saved_model, self._windows, self._missing_audio = saved_model, windows, missing_audio
-        self._batch_size = batch_size
+        self._classifier, self._batch_size = classifier, batch_size
         self._shared = shared.Shared()
         self._model = None
 
     def setup(self):
-        self._model = self._shared.acquire(functools.partial(_Model, self._saved_model),
-                                           tag=self._saved_model)
+        self._model = self._shared.acquire(
+            functools.partial(_Model, self._classifier, self._saved_model), tag=self._saved_model)
 
     def _convert(self, record: ClipRecord) -> list:
         if record.error:
             raise ClipError(record.error_kind or "bad_row", record.error)
         rows = []
-        for batch in _batches(self._windows(open_video(record.uri)), self._batch_size):
-            if not rows and not batch[0].has_audio:
+        for row in self._model.classify(self._windows(open_video(record.uri)),
+                                        self._batch_size):
+            if not rows and not row.has_audio:
                 if self._missing_audio == "reject":
                     raise ClipError("no_audio", f"no audio stream in {record.uri} "
                                     "(missing_audio='reject'; 'silence' predicts it on silence)")
                 self._count("predicted_on_silence")
-            inputs = {k: np.concatenate([w.inputs[k] for w in batch]) for k in batch[0].inputs}
-            rows.extend(prediction_rows(record, batch, self._model(inputs),
-                                        self._model.class_names))
+            rows.append(prediction_row(record, row, self._model.class_names))
         if not rows:
             raise ClipError("too_short", f"{record.uri} has no window to classify")
         self._count("windows", len(rows))
@@ -176,17 +152,19 @@ class _PredictFn(AccountedFn):
 
 class VideosToPredictions(beam.PTransform):
     """PCollection[ClipRecord] -> DoOutputsTuple with `predictions` (one list of window rows
-    per video, prediction_rows) and `dead_letters` (transform.dead_letter).
+    per video, prediction_row) and `dead_letters` (transform.dead_letter).
 
     `windows(source)` yields the windows to classify of a video (a path, or a file object
-    for gs://), sent `batch_size` per signature call; `missing_audio`: 'silence' (default) predicts videos without audio on silence
-    and marks their rows `has_audio: false`, 'reject' makes them `no_audio` dead letters.
+    for gs://), classified by `classifier(saved_model)` (ClassifierFn) `batch_size` per call;
+    `missing_audio`: 'silence' (default) predicts videos without audio on silence and marks
+    their rows `has_audio: false`, 'reject' makes them `no_audio` dead letters.
     """
 
-    def __init__(self, saved_model: str, windows: WindowFn, *, missing_audio: str = "silence",
-                 progress: bool = False, batch_size: int = 8):
+    def __init__(self, saved_model: str, windows: WindowFn, classifier: ClassifierFn, *,
+                 missing_audio: str = "silence", progress: bool = False, batch_size: int = 8):
         super().__init__()
-        self._fn = _PredictFn(saved_model, windows, missing_audio, progress, batch_size)
+        self._fn = _PredictFn(saved_model, windows, classifier, missing_audio, progress,
+                              batch_size)
 
     def expand(self, records):
         return records | "Predict" >> beam.ParDo(self._fn).with_outputs(
@@ -199,10 +177,10 @@ class WritePredictions(beam.PTransform):
     `<out>/DeadLetters/` (WriteOutcome: `written` there counts the videos predicted)."""
 
     def __init__(self, records: List[ClipRecord], saved_model: str, out: str,
-                 windows: WindowFn, **options):
+                 windows: WindowFn, classifier: ClassifierFn, **options):
         super().__init__()
         self._records, self._out = list(records), out
-        self._to_predictions = VideosToPredictions(saved_model, windows, **options)
+        self._to_predictions = VideosToPredictions(saved_model, windows, classifier, **options)
 
     def expand(self, pipeline):
         outputs = (pipeline | "Videos" >> beam.Create(self._records, reshuffle=True)

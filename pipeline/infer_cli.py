@@ -49,18 +49,24 @@ def every_window(source, hop=None, **window):
     return timeline.windows(source, hop=hop, **window)
 
 
+def saved_model_classifier(saved_model: str):
+    """`classify(windows, batch_size) -> rows` with the SavedModel's serving signature,
+    loaded here (once per worker process): serving.timeline.classify, so rows are the ones
+    `mbt predict --saved-model` computes (components.batch_inference.ClassifierFn)."""
+    from serving import client, timeline  # pylint: disable=import-outside-toplevel
+    predict = client.load_saved_model(saved_model)
+    return lambda windows, batch_size: timeline.classify(windows, predict, batch_size)
+
+
 def model_window(args) -> dict:
     """{'num_frames', 'seconds'} of the model's input contract, with the flags applied as
-    `mbt predict` applies them (a warning for a flag that differs, ValueError for one the
-    model would refuse)."""
+    `mbt predict` applies them (`model_contract.resolve_window`: a warning for a flag that
+    differs, ValueError for one the model would refuse, ContractMissing without a contract
+    and without both flags)."""
     from serving import model_contract  # pylint: disable=import-outside-toplevel
-    try:
-        model = model_contract.from_saved_model(args.model)
-    except model_contract.ContractMissing as error:
-        if args.num_frames is None or args.seconds is None:
-            raise ValueError(f"{error}; pass --num-frames and --seconds") from None
-        return {"num_frames": args.num_frames, "seconds": args.seconds}
-    num_frames, seconds, notes = model_contract.window_for(model, args.num_frames, args.seconds)
+    _, num_frames, seconds, notes = model_contract.resolve_window(
+        functools.partial(model_contract.from_saved_model, args.model),
+        args.num_frames, args.seconds)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     return {"num_frames": num_frames, "seconds": seconds}
@@ -78,12 +84,13 @@ def infer(args) -> dict:
     from components.preprocess.label_files import parse_listing
     from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
     from pipeline.output_folder import replaced_output
+    from serving.model_contract import ContractMissing
     check_saved_model(args.model)
     if args.hop is not None and not args.timeline:
         raise SystemExit("mbt infer: --hop needs --timeline")
     try:
         window = model_window(args)
-    except ValueError as error:
+    except (ValueError, ContractMissing) as error:
         raise SystemExit(f"mbt infer: {error}") from error
     windows = (functools.partial(every_window, hop=args.hop, **window) if args.timeline
                else functools.partial(centre_window, **window))
@@ -99,7 +106,8 @@ def infer(args) -> dict:
     with replaced_output(args.out, args.overwrite) as out:
         with beam.Pipeline(options=pipeline_options) as pipeline:
             _ = pipeline | "Infer" >> WritePredictions(
-                records, args.model, out, windows, missing_audio=args.missing_audio,
+                records, args.model, out, windows, saved_model_classifier,
+                missing_audio=args.missing_audio,
                 progress=not args.quiet, batch_size=args.batch_size)
         return read_outcome(os.path.join(out, DEAD_LETTERS_DIR))
 

@@ -25,14 +25,23 @@ class Window:
     skipped_packets: int   # damaged packets the decoder skipped in this window
 
 
-def window_inputs(frames, waveform: np.ndarray, num_frames: int) -> dict:
-    """{'frames': JPEG bytes [1, num_frames], 'waveform': float32 [1, S]} of a window's
-    frames (a sequence of uint8 [H, W, 3] at contract.FPS) and waveform: frames taken by the
-    window rule."""
+def window_inputs(frames, waveform: np.ndarray, *, num_frames: int, start: float,
+                  seconds: float, window_seconds: float) -> dict:
+    """{'frames': JPEG bytes [1, num_frames], 'waveform': float32 [1, S]} of the window
+    [start, start + seconds) of `frames` (uint8 [H, W, 3] at contract.FPS) and `waveform`
+    (at contract.SAMPLE_RATE), both from the window's start on: frames taken by the window
+    rule, audio cut to the window and padded with silence to the model's `window_seconds`,
+    so a clip shorter than the window is heard whole, then silence (the model refuses audio
+    shorter than its window: its input contract's min_samples)."""
+    frames = frames[:windows.span(start, seconds, contract.FPS)[1]]
+    samples = windows.span(start, seconds, contract.SAMPLE_RATE)[1]
+    waveform = waveform[:samples]
+    padded = max(samples, windows.span(start, window_seconds, contract.SAMPLE_RATE)[1])
     jpegs = [tf.io.encode_jpeg(frames[i], quality=95).numpy()
              for i in windows.frame_indices(len(frames), num_frames)]
     return {contract.IN_FRAMES_JPEG: np.array([jpegs], dtype=object),
-            contract.IN_WAVEFORM: waveform[np.newaxis].astype(np.float32)}
+            contract.IN_WAVEFORM: np.pad(waveform, (0, padded - len(waveform)))[np.newaxis]
+            .astype(np.float32)}
 
 
 def read_window(path: str, *, num_frames: int = 8, seconds: float = 8.0,
@@ -41,23 +50,18 @@ def read_window(path: str, *, num_frames: int = 8, seconds: float = 8.0,
     for a whole window is moved back); a shorter clip is used whole, its audio padded with
     silence to the window's length. Only the window is
     decoded (from the keyframe before it), whatever the file's length."""
-    duration = clip_decoder.probe(path).duration
-    window_seconds = seconds
-    if duration is not None:
-        seconds = min(seconds, duration)
-        start = (duration - seconds) / 2 if start is None else min(start, duration - seconds)
-    start = max(0.0, start or 0.0)
-    clip = clip_decoder.decode_clip(path, fps=contract.FPS, sample_rate=contract.SAMPLE_RATE,
-                                    start=start, end=start + seconds if duration else None,
-                                    missing_audio="silence")
-    frame_count = windows.span(start, seconds, contract.FPS)[1]
-    sample_count = windows.span(start, seconds, contract.SAMPLE_RATE)[1]
-    # A clip shorter than the window is heard whole, then silence: the model refuses audio
-    # shorter than its window (its input contract's min_samples).
-    padded = max(sample_count, windows.span(start, window_seconds, contract.SAMPLE_RATE)[1])
-    waveform = np.pad(clip.waveform[:sample_count],
-                      (0, max(0, padded - min(sample_count, len(clip.waveform)))))
-    return Window(inputs=window_inputs(clip.frames[:frame_count], waveform, num_frames),
+    with clip_decoder.OpenedClip(path) as opened:  # one open for the header and the window
+        duration = opened.info().duration
+        window_seconds = seconds
+        if duration is not None:
+            seconds = min(seconds, duration)
+            start = (duration - seconds) / 2 if start is None else min(start, duration - seconds)
+        start = max(0.0, start or 0.0)
+        clip = opened.decode(fps=contract.FPS, sample_rate=contract.SAMPLE_RATE, start=start,
+                             end=start + seconds if duration else None, missing_audio="silence")
+    return Window(inputs=window_inputs(clip.frames, clip.waveform, num_frames=num_frames,
+                                       start=start, seconds=seconds,
+                                       window_seconds=window_seconds),
                   start=clip.start, end=clip.end, has_audio=clip.has_audio,
                   skipped_packets=clip.skipped_packets)
 

@@ -5,6 +5,7 @@ official `tensorflow_model_server` answers as ours does (docs/serving.md says wh
 GetModelMetadata). From a directory: the `assets/` JSON file, without TensorFlow.
 """
 import os
+from typing import Callable, List, Optional, Tuple
 
 from mbt_keras import contract
 from mbt_keras.input_contract import InputContract
@@ -80,3 +81,19 @@ def window_for(model: InputContract, num_frames: int = None, seconds: float = No
         notes.append(f"--seconds {seconds:g} differs from the model's window of "
                      f"{model.window_seconds:g} s: its frames span {seconds:g} s{hearing}")
     return num_frames, seconds, notes
+
+
+def resolve_window(load: Callable[[], InputContract], num_frames: int = None,
+                   seconds: float = None
+                   ) -> Tuple[Optional[InputContract], int, float, List[str]]:
+    """(contract or None, num_frames, seconds, warnings): the window `mbt predict` and
+    `mbt infer` send, `window_for` of the contract `load()` reads. A model exported before
+    contracts existed takes the flags as they are and needs both: ContractMissing saying so
+    otherwise; ValueError for a window the model would refuse."""
+    try:
+        model = load()
+    except ContractMissing as exc:
+        if num_frames is None or seconds is None:
+            raise ContractMissing(f"{exc}; pass --num-frames and --seconds") from None
+        return None, num_frames, seconds, []
+    return (model, *window_for(model, num_frames, seconds))

@@ -6,6 +6,7 @@ The window (frames, seconds) is the model's own, read from its input contract
 model would refuse them.
 """
 import argparse
+import functools
 import sys
 
 from mbt_keras import contract
@@ -46,8 +47,9 @@ def add_window_arguments(parser: argparse.ArgumentParser):
 
 
 def apply_contract(args):
-    """Fill `args.num_frames` / `args.seconds` from the model's contract (printing why a
-    flag that differs is a problem); an exit status when the command ends here, else None."""
+    """Fill `args.contract`, `args.num_frames` and `args.seconds` from the model's contract
+    (`model_contract.resolve_window`, printing why a flag that differs is a problem); an exit
+    status when the command ends here, else None."""
     import grpc
 
     from serving import model_contract
@@ -55,36 +57,38 @@ def apply_contract(args):
         print("error: the video argument is required (except with --show-contract)",
               file=sys.stderr)
         return 2
+    load = (functools.partial(model_contract.from_saved_model, args.saved_model)
+            if args.saved_model else functools.partial(_server_contract, args.server, args.model))
+    # --show-contract asks for the model's own window: it fails only without a contract.
+    flags = (None, None) if args.show_contract else (args.num_frames, args.seconds)
     try:
-        if args.saved_model:
-            model = model_contract.from_saved_model(args.saved_model)
-        else:
-            from tensorflow_serving.apis import prediction_service_pb2_grpc
-            with grpc.insecure_channel(args.server) as channel:
-                model = model_contract.from_server(
-                    prediction_service_pb2_grpc.PredictionServiceStub(channel), args.model)
+        args.contract, num_frames, seconds, notes = model_contract.resolve_window(load, *flags)
     except model_contract.ContractMissing as exc:
-        if args.show_contract or args.num_frames is None or args.seconds is None:
-            print(f"error: {exc}; pass --num-frames and --seconds", file=sys.stderr)
-            return 1
-        args.contract = None
-        return None
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
-    if args.show_contract:
-        print(model.to_json())
-        return 0
-    args.contract = model
-    try:
-        args.num_frames, args.seconds, notes = model_contract.window_for(
-            model, args.num_frames, args.seconds)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.show_contract:
+        print(args.contract.to_json())
+        return 0
+    args.num_frames, args.seconds = num_frames, seconds
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     return None
+
+
+def _server_contract(server: str, model: str):
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from serving import model_contract
+    with grpc.insecure_channel(server) as channel:
+        return model_contract.from_server(
+            prediction_service_pb2_grpc.PredictionServiceStub(channel), model)
 
 
 def run(args) -> int:

@@ -80,16 +80,14 @@ class _Cutter:
     def cut(self, first: int, count: int) -> Window:
         start = first / contract.FPS
         seconds = self.seconds if count == self.length else count / contract.FPS
-        begin, samples = window_rule.span(start, seconds, contract.SAMPLE_RATE)
+        begin = window_rule.span(start, seconds, contract.SAMPLE_RATE)[0]
         self.frames, self.first_frame = self.frames[first - self.first_frame:], first
         self.audio = self.audio[max(0, begin - self.first_sample):]
         self.first_sample = max(begin, self.first_sample)
-        waveform = self.audio[begin - self.first_sample:][:samples]
-        # A video shorter than one window: its audio then silence, as `read_window` sends.
-        padded = max(samples, window_rule.span(start, self.seconds, contract.SAMPLE_RATE)[1])
-        window = Window(inputs=window_inputs(self.frames[:count],
-                                             np.pad(waveform, (0, padded - len(waveform))),
-                                             self.num_frames),
+        window = Window(inputs=window_inputs(self.frames,
+                                             self.audio[begin - self.first_sample:],
+                                             num_frames=self.num_frames, start=start,
+                                             seconds=seconds, window_seconds=self.seconds),
                         start=start, end=start + seconds, has_audio=self.has_audio,
                         skipped_packets=self.skipped)
         self.emitted, self.skipped = first, 0

@@ -81,10 +81,42 @@ class SourceInfo:
 
 def probe(source: Source, name: Optional[str] = None) -> SourceInfo:
     """What the container header says, without decoding (to place a window in a clip)."""
-    with _opened(source, _label(source, name)) as container:
+    with OpenedClip(source, name) as clip:
+        return clip.info()
+
+
+def decode_clip(source: Source, *, name: Optional[str] = None, **options) -> DecodedClip:
+    """Decodes [start, end) of `source` (a path or a binary file object, e.g. read through
+    tf.io.gfile); the whole file when both are None. `options`: `OpenedClip.decode`'s."""
+    with OpenedClip(source, name) as clip:
+        return clip.decode(**options)
+
+
+class OpenedClip:
+    """A source opened once for both its header (`info`, as `probe`) and one `decode` (as
+    `decode_clip`): a window placed from the clip's length is decoded without opening the
+    file a second time. The file opens on first use; the `with` block closes it."""
+
+    def __init__(self, source: Source, name: Optional[str] = None):
+        self.source, self.label = source, _label(source, name)
+        self._closing, self._container = contextlib.ExitStack(), None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._closing.close()
+
+    def _opened(self):
+        if self._container is None:
+            self._container = self._closing.enter_context(_opened(self.source, self.label))
+        return self._container
+
+    def info(self) -> SourceInfo:
+        container = self._opened()
         if not container.streams.video:
-            raise ClipError("not_a_video", f"not a video file: {_label(source, name)} has no "
-                            "video stream")
+            raise ClipError("not_a_video", f"not a video file: {self.label} has no video "
+                            "stream")
         video = container.streams.video[0]
         known = [container.duration / av.time_base if container.duration else None,
                  float(video.duration * video.time_base) if video.duration else None]
@@ -92,32 +124,30 @@ def probe(source: Source, name: Optional[str] = None) -> SourceInfo:
         return SourceInfo(duration=min(known) if known else None,
                           has_audio=bool(container.streams.audio))
 
+    def decode(self, *, fps: float = 25, short_side: Optional[int] = 256,
+               sample_rate: int = 16000, start: Optional[float] = None,
+               end: Optional[float] = None, missing_audio: str = "reject",
+               min_duration: float = 0.0, decoder_threads: int = 0,
+               max_damaged_fraction: float = MAX_DAMAGED_FRACTION) -> DecodedClip:
+        """Decodes [start, end) of the source; the whole file when both are None.
 
-def decode_clip(source: Source, *, fps: float = 25, short_side: Optional[int] = 256,
-                sample_rate: int = 16000, start: Optional[float] = None,
-                end: Optional[float] = None, missing_audio: str = "reject",
-                min_duration: float = 0.0, name: Optional[str] = None,
-                decoder_threads: int = 0,
-                max_damaged_fraction: float = MAX_DAMAGED_FRACTION) -> DecodedClip:
-    """Decodes [start, end) of `source` (a path or a binary file object, e.g. read through
-    tf.io.gfile); the whole file when both are None.
-
-    Frames are picked by timestamp (the decoded frame nearest to start + k / fps), so any
-    source frame rate maps to `fps`; the shorter side is resized to `short_side` (None keeps
-    the size). Audio of any rate and layout is resampled by FFmpeg to mono `sample_rate`.
-    `missing_audio`: 'reject' (default) raises for a file without an audio stream, 'silence'
-    keeps it with zeros and has_audio=False. `min_duration` rejects clips shorter than that.
-    `decoder_threads`: 0 lets FFmpeg decode one clip on every core (frame + slice threads, best
-    for one clip at a time, e.g. serving); 1 decodes in the calling thread, which is cheaper in
-    total when a job decodes several clips in parallel (docs/benchmarks.md).
-    `max_damaged_fraction`: share of packets that may fail to decode (module docstring).
-    """
-    label = _label(source, name)
-    if start is not None and start < 0 or end is not None and end <= (start or 0.0):
-        raise ClipError("out_of_range", f"invalid window start={start} end={end} for {label}: "
-                        "need 0 <= start < end")
-    first = start or 0.0
-    with _opened(source, label) as container:
+        Frames are picked by timestamp (the decoded frame nearest to start + k / fps), so any
+        source frame rate maps to `fps`; the shorter side is resized to `short_side` (None
+        keeps the size). Audio of any rate and layout is resampled by FFmpeg to mono
+        `sample_rate`. `missing_audio`: 'reject' (default) raises for a file without an
+        audio stream, 'silence' keeps it with zeros and has_audio=False. `min_duration`
+        rejects clips shorter than that. `decoder_threads`: 0 lets FFmpeg decode one clip
+        on every core (frame + slice threads, best for one clip at a time, e.g. serving); 1
+        decodes in the calling thread, which is cheaper in total when a job decodes several
+        clips in parallel (docs/benchmarks.md). `max_damaged_fraction`: share of packets
+        that may fail to decode (module docstring).
+        """
+        label = self.label
+        if start is not None and start < 0 or end is not None and end <= (start or 0.0):
+            raise ClipError("out_of_range", f"invalid window start={start} end={end} for "
+                            f"{label}: need 0 <= start < end")
+        first = start or 0.0
+        container = self._opened()
         declared = container.duration / av.time_base if container.duration else None
         if declared is not None and first >= declared:
             raise ClipError("out_of_range", f"start {first:.2f} s is outside {label} "
@@ -186,7 +216,7 @@ def _label(source, name):
 def _opened(source, label):
     if isinstance(source, str) and not os.path.exists(source):
         raise ClipError("missing_file", f"missing file: {label} does not exist")
-    if hasattr(source, "seek"):  # a file object read before (probe, then decode) starts over
+    if hasattr(source, "seek"):  # a file object read before (by `probe`, say) starts over
         source.seek(0)
     try:
         container = av.open(source, **AV_OPEN_OPTIONS)

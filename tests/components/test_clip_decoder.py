@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from components.preprocess.clip_decoder import ClipError, decode_clip
+from components.preprocess import clip_decoder
+from components.preprocess.clip_decoder import ClipError, OpenedClip, decode_clip
 
 
 def test_bunny_51_channel_48k_is_downmixed_resampled_and_resized(media):
@@ -22,6 +23,24 @@ def test_start_end_trim_frames_and_samples(media):
     full = decode_clip(media["bunny"], short_side=64)
     np.testing.assert_array_equal(clip.frames[0], full.frames[50])
     np.testing.assert_allclose(clip.waveform[:16000], full.waveform[32000:48000], atol=1e-3)
+
+
+def test_opened_clip_reads_header_and_window_in_one_open_as_probe_and_decode_clip(media,
+                                                                               monkeypatch):
+    opens = []
+    real_open = clip_decoder.av.open
+    monkeypatch.setattr(clip_decoder.av, "open", lambda *a, **k: opens.append(a) or
+                        real_open(*a, **k))
+    with OpenedClip(media["bunny"]) as opened:
+        info = opened.info()
+        clip = opened.decode(start=info.duration - 2.0, end=info.duration, short_side=64)
+    assert len(opens) == 1
+    assert info == clip_decoder.probe(media["bunny"]) and info.duration == pytest.approx(5.28)
+    alone = decode_clip(media["bunny"], start=info.duration - 2.0, end=info.duration,
+                        short_side=64)
+    np.testing.assert_array_equal(clip.frames, alone.frames)
+    np.testing.assert_array_equal(clip.waveform, alone.waveform)
+    assert len(opens) == 3
 
 
 def test_frames_are_picked_by_nearest_timestamp(media):

@@ -91,3 +91,17 @@ def test_a_model_without_a_contract_needs_explicit_flags(tmp_path, capsys):
         model_contract.from_saved_model(str(tmp_path))
     assert main(["predict", CLIP, "--saved-model", str(tmp_path)]) == 1
     assert "has no input_contract.json asset" in capsys.readouterr().err
+
+
+def test_resolve_window_takes_the_flags_of_a_model_without_a_contract_only_both(tmp_path,
+                                                                                 exported):
+    load = lambda: model_contract.from_saved_model(str(tmp_path))  # noqa: E731
+    assert model_contract.resolve_window(load, 4, 2.0) == (None, 4, 2.0, [])
+    with pytest.raises(model_contract.ContractMissing,
+                       match=r"has no input_contract.json asset .*; pass --num-frames and "
+                       r"--seconds$"):
+        model_contract.resolve_window(load, 4, None)
+    stored = model_contract.from_saved_model(exported[1])
+    assert model_contract.resolve_window(lambda: stored) == (stored, 2, 0.96, [])
+    with pytest.raises(ValueError, match="--num-frames 5000"):
+        model_contract.resolve_window(lambda: stored, 5000)
