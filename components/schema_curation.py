@@ -107,12 +107,11 @@ def curate_schema(inferred: schema_pb2.Schema,
 
 
 def class_names_of(class_map: Optional[str], encoding: str = "utf-8") -> Optional[list]:
-    """Class names in index order from a class map file (local or gs://) in `encoding`."""
+    """Class names by index from a class map file (local or gs://) in `encoding`."""
     if not class_map:
         return None
-    from components.preprocess.label_files import read_class_map
-    by_index = {i: n for n, i in read_class_map(class_map, encoding).items()}
-    return [by_index[i] for i in sorted(by_index)]
+    from components.preprocess.label_files import class_names, read_class_map
+    return class_names(read_class_map(class_map, encoding))
 
 
 def read_schema(path: str) -> schema_pb2.Schema:

@@ -21,9 +21,8 @@ def _class_names(custom_config: dict, train_files, config):
     class_map = custom_config.get("class_map")
     size = sum(config.num_classes)
     if isinstance(class_map, str):  # a class map file (local or gs://), as the pipeline passes
-        by_index = {i: n for n, i in label_files.read_class_map(
-            class_map, custom_config.get("encoding", "utf-8")).items()}
-        return [by_index.get(i, f"class_{i}") for i in range(size)]
+        return label_files.class_names(label_files.read_class_map(
+            class_map, custom_config.get("encoding", "utf-8")), size)
     if isinstance(class_map, dict):
         return [class_map.get(str(i), class_map.get(i, f"class_{i}")) for i in range(size)]
     if class_map:

@@ -31,9 +31,8 @@ def newest_output(run_dir: str, component: str, output: str):
 def _class_names(path):
     if not path or not os.path.isfile(path):
         return []
-    from components.preprocess.label_files import read_class_map
-    by_index = {i: name for name, i in read_class_map(path).items()}
-    return [by_index.get(i, f"class {i}") for i in range(max(by_index) + 1)] if by_index else []
+    from components.preprocess.label_files import class_names, read_class_map
+    return class_names(read_class_map(path))
 
 
 def run(args) -> int:

@@ -58,6 +58,14 @@ def read_class_map(path: str, encoding: str = "utf-8") -> ClassMap:
     return {row[name_key]: int(row["index"]) for row in rows}
 
 
+def class_names(class_map: ClassMap, size: Optional[int] = None) -> List[str]:
+    """Names by class index 0 .. size - 1 (default: through the largest index in the map); an
+    index the map lacks is named `class_<i>`, so a name's position is always its index."""
+    by_index = {index: name for name, index in class_map.items()}
+    size = max(by_index, default=-1) + 1 if size is None else size
+    return [by_index.get(i, f"class_{i}") for i in range(size)]
+
+
 def write_class_map(class_map: ClassMap, path: str) -> None:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

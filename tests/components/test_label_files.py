@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from components.preprocess.label_files import parse_label_file, read_class_map, write_class_map
+from components.preprocess.label_files import (class_names, parse_label_file, read_class_map,
+                                               write_class_map)
 from components.preprocess.splits import assign_splits
 
 AUDIOSET_INDICES = """index,mid,display_name
@@ -151,3 +152,11 @@ def test_a_byte_order_mark_does_not_hide_the_header(tmp_path):
     (tmp_path / "labels.csv").write_bytes("path,labels\na.mp4,dog\n".encode("utf-8-sig"))
     records, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
     assert records[0].error is None and records[0].uri == "/v/a.mp4"
+
+
+def test_class_names_keep_each_name_at_its_index_and_name_the_gaps():
+    """One rule for the trainer, the schema's label bounds and `mbt report`: a map with a gap
+    (indices 0 and 2) keeps "cat" at 2, so the label bound is 3 classes, not 2."""
+    assert class_names({"dog": 0, "cat": 2}) == ["dog", "class_1", "cat"]
+    assert class_names({"dog": 0, "cat": 2}, 4) == ["dog", "class_1", "cat", "class_3"]
+    assert class_names({}) == []
