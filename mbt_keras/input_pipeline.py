@@ -178,7 +178,11 @@ def crop_bound(patterns):
     first = next(iter(_all_records(patterns).take(1)))
     _, sequence = tf.io.parse_single_sequence_example(first, sequence_features={
         contract.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)})
-    height, width = tf.image.extract_jpeg_shape(sequence[contract.IMAGE_ENCODED][0])[:2].numpy()
+    frames = sequence[contract.IMAGE_ENCODED]
+    if int(tf.size(frames)) == 0:
+        raise ValueError(f"the first record of {list_files(patterns)[0]} has no "
+                         f"{contract.IMAGE_ENCODED} frames; an RGB model needs them")
+    height, width = tf.image.extract_jpeg_shape(frames[0])[:2].numpy()
     short = int(min(height, width))
     return short, 2 * short
 
