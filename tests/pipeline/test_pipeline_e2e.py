@@ -50,7 +50,7 @@ def e2e(tmp_path_factory):
         settings = with_class_count(PipelineSettings(
             pipeline_name="mbt-e2e", pipeline_root="pipeline_root",
             metadata_path="metadata.sqlite", videos="data", labels="data/labels.csv",
-            class_map="data/class_map.csv", short_side=40, preset="mbt-micro", epochs=20,
+            class_map="data/class_map.csv", short_side=40, fps=5, preset="mbt-micro", epochs=20,
             batch_size=4, learning_rate=2.0,
             train_overrides={"augment": False, "mixup_alpha": 0.0}, min_metric=0.05,
             max_metric_drop=0.0, serving_base="serving"))
@@ -144,6 +144,10 @@ def test_recorded_uris_resolve_from_another_directory(e2e, tmp_path, monkeypatch
     train_stats = tfdv.load_stats_binary(os.path.join(statistics.uri, "Split-train",
                                                       "FeatureStats.pb"))
     assert train_stats.datasets[0].num_examples > 0
+    # Frames stored at the pipeline's --fps 5 (not the paper's 25), and so trained on and
+    # evaluated: ClipExampleGen -> statistics -> Trainer -> Evaluator -> pushed model.
+    rate = tfdv.get_feature_stats(train_stats.datasets[0], tfdv.FeaturePath([contract.CLIP_FPS]))
+    assert rate.num_stats.min == rate.num_stats.max == 5.0
     curator = _executions(e2e, "SchemaCurator")[0]
     [curated] = store.get_artifacts_by_id(
         [e.artifact_id for e in store.get_events_by_execution_ids([curator.id])
