@@ -2,16 +2,16 @@
 `ConfusionMatrixPlot` at 201 thresholds binarized per class) cost at AudioSet's 527 classes.
 
 TFMA's real evaluation (`tfma.analyze_raw_data`: the ExtractEvaluateAndWriteResults Beam
-path the Evaluator runs, minus the model) is run twice in this process on the same synthetic
-AudioSet-like labels and scores, with the EvalConfig `build_eval_config` gives the pipeline:
-once without the plot MetricsSpecs (headline mAP + ExampleCount: the baseline) and once with
-them. The scores are given, so the config's model signature fields are cleared, and so is the
-change threshold (the Evaluator drops it too when there is no baseline model). A small
-warm-up evaluation first keeps Beam's and TFMA's one-off start-up out of both timings.
+path the Evaluator runs, minus the model) is run in this process on the same synthetic
+AudioSet-like labels and scores with the EvalConfig `build_eval_config` gives the pipeline:
+without the plot MetricsSpecs (headline mAP + ExampleCount: the baseline), with the plots at
+the default PR-curve cap (`PR_CURVE_CLASSES`), and with a PR curve for every class (the
+behaviour before the cap). The scores are given, so the config's model signature fields are
+cleared, and so is the change threshold (the Evaluator drops it too when there is no
+baseline model). A small warm-up evaluation first keeps Beam's and TFMA's one-off start-up
+out of the timings.
 
-    .venv/bin/python bench/eval_plots.py [--examples 2000] [--preset mbt-b16] [--plot-classes N]
-
-`--plot-classes` passes the cap to `build_eval_config` (default: the pipeline's default).
+    .venv/bin/python bench/eval_plots.py [--examples 2000] [--preset mbt-b16]
 """
 import argparse
 import os
@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow_model_analysis as tfma  # noqa: E402
 
-from components.eval_config import build_eval_config, task_plots  # noqa: E402
+from components.eval_config import (  # noqa: E402
+    PR_CURVE_CLASSES, PR_CURVE_THRESHOLDS, build_eval_config, task_plots)
 from mbt_keras import contract  # noqa: E402
 from mbt_keras.config import from_preset  # noqa: E402
 
@@ -46,15 +47,15 @@ def audioset_like(num_examples: int, num_classes: int, seed: int = 0) -> pd.Data
     return pd.DataFrame({contract.LABEL_KEY: list(labels), contract.OUT_SCORES: list(scores)})
 
 
-def raw_data_config(eval_config, with_plots: bool, plots):
-    """`eval_config` for scores given as data: no model signature, no change threshold; the
-    plot MetricsSpecs (`plots`) kept or dropped."""
+def raw_data_config(eval_config, dropped):
+    """`eval_config` for scores given as data: no model signature, no change threshold, and
+    without the MetricsSpecs in `dropped`."""
     config = type(eval_config)()
     config.CopyFrom(eval_config)
     for spec in config.model_specs:
         spec.ClearField("signature_name")
         spec.ClearField("preprocessing_function_names")
-    kept = [spec for spec in config.metrics_specs if with_plots or spec not in plots]
+    kept = [spec for spec in config.metrics_specs if spec not in dropped]
     del config.metrics_specs[:]
     config.metrics_specs.extend(kept)
     for spec in config.metrics_specs:
@@ -76,37 +77,36 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--preset", default="mbt-b16")
-    parser.add_argument("--plot-classes", type=int, default=None,
-                        help="build_eval_config's per-class plot cap (default: its default)")
     args = parser.parse_args()
     config = from_preset(args.preset)
-    kwargs = {} if args.plot_classes is None else {"plot_classes": args.plot_classes}
-    eval_config = build_eval_config(config, **kwargs)
-    plots = task_plots(config, **kwargs)
     num_classes = sum(config.num_classes)
-    curves = len(plots[0].binarize.class_ids.values) if plots else 0
     data = audioset_like(args.examples, num_classes)
     print(f"{os.cpu_count()} cores; {args.preset}: {config.head} head, {num_classes} classes, "
           f"{args.examples} examples ({data[contract.LABEL_KEY].map(np.sum).mean():.2f} "
-          f"positives per clip); plots: {len(plots)} MetricsSpec(s), PR curves for {curves} "
-          f"classes", flush=True)
-    evaluate(data.head(50), raw_data_config(eval_config, True, plots))  # warm-up
-    runs = {}
-    for name, with_plots in (("without plots", False), ("with plots", True)):
-        wall, cpu, result = evaluate(data, raw_data_config(eval_config, with_plots, plots))
+          f"positives per clip); {PR_CURVE_THRESHOLDS + 1} thresholds per PR curve", flush=True)
+    every_class = build_eval_config(config, pr_curve_classes=num_classes)
+    evaluate(data.head(50), raw_data_config(every_class, []))  # warm-up
+    runs = [("without plots", None), (f"default cap ({PR_CURVE_CLASSES})", None),
+            (f"every class ({num_classes})", num_classes)]
+    timings = []
+    for name, pr_curve_classes in runs:
+        eval_config = build_eval_config(config, pr_curve_classes=pr_curve_classes)
+        # The baseline is the same config less its plot MetricsSpecs.
+        dropped = [] if timings else task_plots(config, pr_curve_classes)
+        wall, cpu, result = evaluate(data, raw_data_config(eval_config, dropped))
         overall = result.slicing_metrics[0][1][""][""]
         plotted = len(((result.plots or [(None, None)])[0][1] or {}).get("", {}))
-        runs[name] = wall, cpu
-        print(f"{name}: wall {wall:.1f} s, CPU {cpu:.1f} s "
-              f"({1000 * wall / args.examples:.2f} ms wall, {1000 * cpu / args.examples:.2f} ms "
-              f"CPU per example); mAP {overall['mean_average_precision']['doubleValue']:.4f}, "
-              f"example_count {overall['example_count']['doubleValue']:.0f}, "
-              f"plot sub-keys {plotted}", flush=True)
-    (wall_0, cpu_0), (wall_1, cpu_1) = runs.values()
-    print(f"with / without plots: wall {wall_1 / wall_0:.2f}x, CPU {cpu_1 / cpu_0:.2f}x; the "
-          f"plots add {1000 * (cpu_1 - cpu_0) / args.examples:.2f} ms CPU per example"
-          + (f" ({1000 * (cpu_1 - cpu_0) / args.examples / curves * 1000:.1f} us per example "
-             f"per class curve)" if curves else ""))
+        timings.append((wall, cpu))
+        ratio = (f"; {wall / timings[0][0]:.2f}x wall, {cpu / timings[0][1]:.2f}x CPU of "
+                 f"without plots" if len(timings) > 1 else "")
+        print(f"{name}: wall {wall:.1f} s, CPU {cpu:.1f} s ({1000 * wall / args.examples:.2f} "
+              f"ms wall, {1000 * cpu / args.examples:.2f} ms CPU per example); mAP "
+              f"{overall['mean_average_precision']['doubleValue']:.4f}, example_count "
+              f"{overall['example_count']['doubleValue']:.0f}, plot sub-keys "
+              f"{plotted}{ratio}", flush=True)
+    extra = (timings[2][1] - timings[0][1]) / args.examples / num_classes
+    print(f"one PR curve costs {1e6 * extra:.0f} us CPU per example "
+          f"({1e6 * extra * num_classes / 1000:.1f} ms for all {num_classes})")
 
 
 if __name__ == "__main__":
