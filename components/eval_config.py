@@ -9,10 +9,10 @@ blessing. A deliberately worse model fails the second test and is not pushed.
 Plots (task_plots) give `mbt report` a PR curve per class and, for single-label heads, the
 confusion matrix, computed by the Evaluator over the whole eval split. PR curves are capped
 at `pr_curve_classes` classes (default PR_CURVE_CLASSES): each costs the Evaluator about
-0.1 ms of CPU per example, so at AudioSet's 527 classes curves for every class made the
-evaluation 9x as expensive (docs/benchmarks.md, bench/eval_plots.py). A head with more
-classes gets curves for class ids 0..pr_curve_classes-1; the metrics (mAP and AP per class,
-top-k) always cover every class.
+60 us of CPU per example, so at AudioSet's 527 classes curves for every class made the
+evaluation 10x as expensive as without plots, the default cap 1.6x (bench/eval_plots.py,
+docs/benchmarks.md). A head with more classes gets curves for class ids
+0..pr_curve_classes-1; the metrics (mAP and AP per class, top-k) always cover every class.
 """
 import json
 from typing import Optional, Sequence
