@@ -89,7 +89,8 @@ def create_pipeline(settings: PipelineSettings,
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config.build_eval_config(
             model_config, min_metric=settings.min_metric,
-            max_metric_drop=settings.max_metric_drop),
+            max_metric_drop=settings.max_metric_drop,
+            pr_curve_classes=settings.pr_curve_classes),
     )
 
     pusher = tfx.components.Pusher(

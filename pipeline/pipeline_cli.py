@@ -47,6 +47,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         help="absolute lower bound on mAP (multi-label) or top-1")
     parser.add_argument("--max-metric-drop", type=float, default=d.max_metric_drop,
                         help="allowed drop against the latest blessed model")
+    parser.add_argument("--pr-curve-classes", type=int, default=d.pr_curve_classes,
+                        help="Evaluator PR curves for class ids 0..N-1 only (0: none; every "
+                        "class when the head has at most N; default "
+                        "components.eval_config.PR_CURVE_CLASSES); each curve costs the "
+                        "Evaluator ~60 us CPU per eval example")
     parser.add_argument("--pipeline-name", default=d.pipeline_name)
     parser.add_argument("--pipeline-root", default=d.pipeline_root)
     parser.add_argument("--metadata-path", default=d.metadata_path)
@@ -65,7 +70,7 @@ def settings_from_args(args) -> PipelineSettings:
     fields = {k: getattr(args, k) for k in (
         "videos", "labels", "label_format", "class_map", "encoding", "missing_audio",
         "max_damaged_fraction", "short_side", "fps", "preset", "epochs", "batch_size", "learning_rate",
-        "tpu", "pretrained", "min_metric", "max_metric_drop",
+        "tpu", "pretrained", "min_metric", "max_metric_drop", "pr_curve_classes",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
         "enable_cache", "image")}
     fields["overrides"] = parse_assignments(args.overrides)

@@ -147,6 +147,8 @@ class PipelineSettings:
     # Evaluation and push.
     min_metric: float = 0.3                  # absolute lower bound (mAP or top-1)
     max_metric_drop: float = 0.0             # allowed drop vs the latest blessed model
+    pr_curve_classes: Optional[int] = None   # Evaluator PR curves for class ids 0..N-1;
+                                             # None: eval_config.PR_CURVE_CLASSES
     serving_base: str = "out/serving"
     model_name: str = "mbt"
     # Beam.

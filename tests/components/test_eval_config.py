@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
+from tensorflow_model_analysis.proto import config_pb2
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
@@ -16,7 +18,8 @@ from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
 
 from components import eval_metrics, eval_report
-from components.eval_config import build_eval_config, headline_metric
+from components.eval_config import (
+    PR_CURVE_CLASSES, build_eval_config, headline_metric, task_plots)
 from mbt_keras import contract, metrics
 from mbt_keras.config import from_preset
 from tests.mbt_keras.tfrecord_fixtures import sequence_example, write_tfrecord
@@ -201,3 +204,59 @@ def test_verb_noun_metrics_split_the_heads():
     assert eval_metrics._action_result(key, labels, scores, num_verbs=2)[key] == 0.25
     assert eval_metrics._top_k_result(key, labels, scores, k=1, offset=0, num_classes=2)[key] == 0.5
     assert eval_metrics._top_k_result(key, labels, scores, k=1, offset=2, num_classes=3)[key] == 0.5
+
+
+def _curve_class_ids(eval_config):
+    """Class ids of the PR curves (the binarized ConfusionMatrixPlot) in `eval_config`."""
+    return [list(spec.binarize.class_ids.values) for spec in eval_config.metrics_specs
+            if [m.class_name for m in spec.metrics] == ["ConfusionMatrixPlot"]]
+
+
+@pytest.mark.parametrize("preset, pr_curve_classes, curves", [
+    ("mbt-micro", None, [[0, 1, 2, 3]]),                    # a small head: every class
+    ("mbt-b16", None, [list(range(PR_CURVE_CLASSES))]),      # AudioSet's 527: capped
+    ("mbt-b16", 527, [list(range(527))]),
+    ("mbt-b16", 0, []),
+])
+def test_pr_curves_are_capped_and_the_metrics_still_cover_every_class(preset, pr_curve_classes,
+                                                                      curves):
+    config = from_preset(preset)
+    eval_config = build_eval_config(config, pr_curve_classes=pr_curve_classes)
+    assert _curve_class_ids(eval_config) == curves
+    headline = eval_config.metrics_specs[0]
+    assert not headline.HasField("binarize")  # mAP and AP per class over every class
+    assert [m.class_name for m in headline.metrics] == ["ExampleCount", "MeanAveragePrecision"]
+
+
+def test_a_capped_single_label_head_keeps_its_confusion_matrix():
+    config = from_preset("mbt-micro", head="singlelabel", num_classes=(309,))  # VGGSound
+    plots = task_plots(config, pr_curve_classes=0)
+    assert [[m.class_name for m in spec.metrics] for spec in plots] == [
+        ["MultiClassConfusionMatrixPlot"]]
+    with pytest.raises(ValueError, match="pr_curve_classes=-1: must be >= 0"):
+        task_plots(config, pr_curve_classes=-1)
+
+
+@pytest.mark.parametrize("flags, curve_classes", [([], PR_CURVE_CLASSES),
+                                                  (["--pr-curve-classes", "8"], 8)])
+def test_pr_curve_classes_flag_reaches_the_evaluator(flags, curve_classes, tmp_path):
+    from pipeline import pipeline_cli
+    from pipeline.pipeline import create_pipeline
+    parser = argparse.ArgumentParser()
+    pipeline_cli.add_settings_arguments(parser)
+    settings = pipeline_cli.settings_from_args(parser.parse_args(
+        ["--preset", "mbt-b16", "--pipeline-root", str(tmp_path)] + flags))
+    [evaluator] = [c for c in create_pipeline(settings).components if c.id == "Evaluator"]
+    eval_config = json_format.Parse(evaluator.exec_properties["eval_config"],
+                                    config_pb2.EvalConfig())
+    assert _curve_class_ids(eval_config) == [list(range(curve_classes))]
+
+
+def test_the_evaluator_draws_curves_for_the_capped_classes_only(models, eval_data, tmp_path):
+    """The real Evaluator with 2 of mbt-micro's 4 classes plotted: AP for all 4, curves for 2."""
+    examples, _, _ = eval_data
+    evaluation, _ = run_evaluator(examples, models[0], str(tmp_path), pr_curve_classes=2)
+    assert sorted(eval_report.load_eval_summary(evaluation).per_class_ap) == [0, 1, 2, 3]
+    curves = eval_report.load_pr_curves(evaluation)
+    assert {model: sorted(per_class) for model, per_class in curves.items()} == {
+        eval_report.CANDIDATE: [0, 1]}
