@@ -90,7 +90,8 @@ def resize_crops(buffers, size, transposed, image_size: int):
     Two batched matrix products (columns, then rows), one pair of interpolation matrices per
     clip: ~2 GFLOP per example at the paper's settings, 0.2% of the model's step, done where
     the model runs instead of on the host. On TPUs (bf16 passes) and GPUs with TF32 the
-    products round the weights to 8-10 bits, i.e. within a fraction of one pixel level."""
+    products round the weights to 8-10 bits of mantissa, about one pixel level at most (not
+    measured: no accelerator here; pixel values themselves are exact there)."""
     frames = tf.cast(buffers, tf.float32)
     rows = bilinear_weights(size[:, 0], buffers.shape[2], image_size)
     cols = bilinear_weights(size[:, 1], buffers.shape[3], image_size)
