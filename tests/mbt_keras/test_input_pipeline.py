@@ -338,8 +338,10 @@ def test_augmentation_in_the_step_gets_the_plan_the_host_would_apply(records):
     with pytest.raises(ValueError, match="image_size"):
         augment.apply_plan(x, y, plan)
     mixed, labels = augment.apply_plan(x, y, plan, image_size=MICRO.image_size)
-    # The plain ops a TPU step compiles whole resize, jitter and mix the same.
-    unfused, _ = augment.apply_plan(x, y, plan, fused=False, image_size=MICRO.image_size)
+    # The plain ops a TPU step compiles whole (here XLA on CPU, as one function) resize,
+    # jitter and mix the same.
+    unfused, _ = tf.function(lambda x, y, plan: augment.apply_plan(
+        x, y, plan, fused=False, image_size=MICRO.image_size), jit_compile=True)(x, y, plan)
     np.testing.assert_allclose(unfused["rgb"], mixed["rgb"], atol=1e-5)
     np.testing.assert_allclose(labels, weight * y + (1 - weight) * y[::-1], atol=1e-6)
     np.testing.assert_allclose(mixed["spec"], weight * x["spec"] + (1 - weight) * x["spec"][::-1],
