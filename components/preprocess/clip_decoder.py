@@ -114,10 +114,7 @@ class OpenedClip:
 
     def info(self) -> SourceInfo:
         container = self._opened()
-        if not container.streams.video:
-            raise ClipError("not_a_video", f"not a video file: {self.label} has no video "
-                            "stream")
-        video = container.streams.video[0]
+        video = _video_stream(container, self.label)
         known = [container.duration / av.time_base if container.duration else None,
                  float(video.duration * video.time_base) if video.duration else None]
         known = [d for d in known if d]
@@ -226,6 +223,13 @@ def _opened(source, label):
         yield container
 
 
+def _video_stream(container, label):
+    """The container's first video stream; a file without one is `not_a_video`."""
+    if not container.streams.video:
+        raise ClipError("not_a_video", f"not a video file: {label} has no video stream")
+    return container.streams.video[0]
+
+
 def _unreadable(source, label, error) -> ClipError:
     head = b""
     try:
@@ -254,9 +258,7 @@ class _Stream:
         if missing_audio not in MISSING_AUDIO_POLICIES:
             raise ValueError(f"missing_audio={missing_audio!r}: expected one of "
                              f"{MISSING_AUDIO_POLICIES}")
-        if not container.streams.video:
-            raise ClipError("not_a_video", f"not a video file: {label} has no video stream")
-        video = container.streams.video[0]
+        video = _video_stream(container, label)
         audio = container.streams.audio[0] if container.streams.audio else None
         if audio is None and missing_audio == "reject":
             raise ClipError("no_audio", f"no audio stream in {label} (missing_audio='reject'; "
@@ -349,7 +351,7 @@ class _AudioTrack:
 
     def __init__(self, sample_rate):
         self.sample_rate = sample_rate
-        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        self.resampler = self._resampler()
         self.chunks, self.first, self.size = [], None, 0  # first: sample index of chunks[0]
         self.frame_seconds = None
 
@@ -369,10 +371,12 @@ class _AudioTrack:
         to measure the gap)."""
         if self.frame_seconds:
             self.finish()
-            self.resampler = av.AudioResampler(format="flt", layout="mono",
-                                               rate=self.sample_rate)
+            self.resampler = self._resampler()
             self._append(np.zeros(int(round(self.frame_seconds * self.sample_rate)),
                                   np.float32))
+
+    def _resampler(self):
+        return av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
 
     def finish(self):
         for out in self.resampler.resample(None):
@@ -453,7 +457,11 @@ class _FramePicker:
         None when no frame was kept."""
         if self.previous is None or not self.kept:
             return None
-        # Millisecond rounding absorbs timestamp quantisation (2.99967 s for 72 frames at 24 fps).
+        return self._content_end()
+
+    def _content_end(self):
+        """End of the last frame seen. Millisecond rounding absorbs timestamp quantisation
+        (2.99967 s for 72 frames at 24 fps)."""
         return round(self.previous[0] + self.frame_period, 3)
 
     def finish(self):
@@ -461,7 +469,7 @@ class _FramePicker:
         if self.previous is None or self.finished:
             return
         self.finished = True
-        last_end = round(self.previous[0] + self.frame_period, 3)
+        last_end = self._content_end()
         while self._target() < last_end - 1e-6 and not self._past_end():
             self._keep_previous()
 
