@@ -121,9 +121,13 @@ def predict_saved_model(saved_model_dir: str, inputs: dict, signature: str = con
     return load_saved_model(saved_model_dir, signature)(inputs)
 
 
+def label_text(name) -> str:
+    """A class name of the top-k output as text (TensorFlow hands string tensors out as bytes)."""
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def format_top_k(outputs: dict) -> str:
     """One line per label of the first example: score and class name, best first."""
     names = outputs[contract.OUT_TOP_K_NAMES][0]
     scores = outputs[contract.OUT_TOP_K_SCORES][0]
-    return "\n".join(f"{score:8.4f}  {name.decode() if isinstance(name, bytes) else name}"
-                     for name, score in zip(names, scores))
+    return "\n".join(f"{score:8.4f}  {label_text(name)}" for name, score in zip(names, scores))

@@ -17,7 +17,7 @@ import numpy as np
 from components.preprocess.clip_decoder import decode_chunks
 from mbt_keras import contract
 from mbt_keras import windows as window_rule
-from serving.client import Window, window_inputs
+from serving.client import Window, label_text, window_inputs
 
 # Seconds the decoder hands over at a time; memory holds about one window plus one chunk.
 CHUNK_SECONDS = 1.0
@@ -112,14 +112,10 @@ def _predict_batch(batch: Sequence[Window], predict) -> Iterator[Row]:
               for name in batch[0].inputs}
     outputs = predict(inputs)
     for i, window in enumerate(batch):
-        names = [_text(n) for n in outputs[contract.OUT_TOP_K_NAMES][i]]
+        names = [label_text(n) for n in outputs[contract.OUT_TOP_K_NAMES][i]]
         yield Row(start=window.start, end=window.end, has_audio=window.has_audio,
                   scores=np.asarray(outputs[contract.OUT_SCORES][i], np.float32),
                   top_k=list(zip(names, map(float, outputs[contract.OUT_TOP_K_SCORES][i]))))
-
-
-def _text(name) -> str:
-    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def class_names(rows: Sequence[Row], known: Optional[Sequence[str]] = None) -> List[str]:
