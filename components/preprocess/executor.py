@@ -24,14 +24,13 @@ from tfx.utils import proto_utils
 
 from components.preprocess.label_files import parse_label_file
 from components.preprocess.splits import assign_splits
-from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
-                                             SplitToTFRecords, read_outcome)
+from components.preprocess.transform import (DEAD_LETTERS_DIR, DECODE_OPTIONS,
+                                             RECORDS_FILE_NAME, SplitToTFRecords, read_outcome)
 
 PREPROCESS_CONFIG_KEY = "preprocess_config"
 # preprocess_config keys: label file reading, then decode_clip / ClipsToExamples options.
 LABEL_KEYS = ("format", "videos", "class_map", "video_template", "presegmented", "encoding")
-TRANSFORM_KEYS = ("fps", "short_side", "missing_audio", "min_duration", "include_waveform",
-                  "compression", "max_damaged_fraction")
+TRANSFORM_KEYS = DECODE_OPTIONS + ("include_waveform", "compression")
 
 
 def _configs(exec_properties):

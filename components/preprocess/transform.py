@@ -34,6 +34,9 @@ RECORDS_FILE_NAME = "data_tfrecord"
 # Uncompressed by default: deflate saves 1% on JPEG-heavy records and reading them back costs
 # 6x the JPEG decoding a training example needs (docs/benchmarks.md, bench/input_pipeline.py).
 COMPRESSIONS = contract.RECORD_COMPRESSIONS
+# The decode_clip options ClipsToExamples takes (the sample rate is always the log-mel's).
+DECODE_OPTIONS = ("fps", "short_side", "missing_audio", "min_duration", "decoder_threads",
+                  "max_damaged_fraction")
 
 
 def dead_letter(record: ClipRecord, kind: str, reason: str) -> dict:
@@ -147,8 +150,7 @@ class ClipsToExamples(beam.PTransform):
     def __init__(self, class_map: Dict[str, int], *, include_waveform: bool = False,
                  progress: bool = False, **decode_options):
         super().__init__()
-        unknown = set(decode_options) - {"fps", "short_side", "missing_audio", "min_duration",
-                                         "decoder_threads", "max_damaged_fraction"}
+        unknown = set(decode_options) - set(DECODE_OPTIONS)
         if unknown:
             raise ValueError(f"unknown decode option(s) {sorted(unknown)}")
         self._fn = _ClipToExampleFn(dict(class_map), {"decoder_threads": 1, **decode_options},
