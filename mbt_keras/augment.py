@@ -67,6 +67,11 @@ def draw_rgb_plan():
             "hue": tf.random.uniform([], -0.2, 0.2)}
 
 
+def _per_clip(value):
+    """A per-clip value (scalar, or [B]) broadcast over its clip's frames [..., F, H, W, 3]."""
+    return value[..., None, None, None, None]
+
+
 def bilinear_weights(valid, padded: int, out: int):
     """[..., out, padded]: tf.image.resize's bilinear interpolation (half-pixel centres, no
     antialiasing) from the first `valid` of `padded` positions to `out`, as a matrix whose
@@ -97,7 +102,7 @@ def resize_crops(buffers, size, transposed, image_size: int):
     cols = bilinear_weights(size[:, 1], buffers.shape[3], image_size)
     frames = tf.einsum("bjw,bfhwc->bfhjc", cols, frames)
     frames = tf.einsum("bih,bfhjc->bfijc", rows, frames)
-    flip_back = transposed[:, None, None, None, None] > 0.5
+    flip_back = _per_clip(transposed) > 0.5
     return tf.where(flip_back, tf.transpose(frames, [0, 1, 3, 2, 4]), frames)
 
 
@@ -107,16 +112,13 @@ def _rgb_plan(frames, plan, image_size=None):
     [B] for a batch), so the same function runs per example in tf.data or per batch in the
     training step (on the accelerator) with equal results. A plan with CROP_SIZE first
     resizes the batch's padded crops to image_size; one with RGB_SCALE scales them."""
-    def per_clip(value):
-        return value[..., None, None, None, None]
-
     if CROP_SIZE in plan:
         frames = resize_crops(frames, plan[CROP_SIZE], plan[CROP_TRANSPOSED], image_size)
     if RGB_SCALE in plan:
-        frames = frames * per_clip(plan[RGB_SCALE])
-    flipped = tf.where(per_clip(plan["flip"]) > 0.5, tf.reverse(frames, axis=[-2]), frames)
-    jittered = _colour_jitter(flipped, *(per_clip(plan[k]) for k in RGB_DRAWS[2:]))
-    return tf.where(per_clip(plan["jitter"]) > 0.5, jittered, flipped)
+        frames = frames * _per_clip(plan[RGB_SCALE])
+    flipped = tf.where(_per_clip(plan["flip"]) > 0.5, tf.reverse(frames, axis=[-2]), frames)
+    jittered = _colour_jitter(flipped, *(_per_clip(plan[k]) for k in RGB_DRAWS[2:]))
+    return tf.where(_per_clip(plan["jitter"]) > 0.5, jittered, flipped)
 
 
 def _colour_jitter(frames, brightness, saturation, contrast, hue):
@@ -261,7 +263,7 @@ def apply_plan(features, labels, plan, fused: bool = True, image_size: int = Non
         features = dict(features, rgb=rgb_plan(features["rgb"], {k: plan[k] for k in keys},
                                                image_size))
     elif "rgb" in features and RGB_SCALE in plan:
-        features = dict(features, rgb=features["rgb"] * plan[RGB_SCALE][:, None, None, None, None])
+        features = dict(features, rgb=features["rgb"] * _per_clip(plan[RGB_SCALE]))
     if MIXUP in plan:
         features, labels = apply_mixup(features, labels, plan[MIXUP])
     return features, labels
