@@ -20,6 +20,7 @@ from serving import model_contract
 from serving.client import predict_saved_model, read_window
 from tests.serving.conftest import CLIP
 
+PREDICT_METHOD = "tensorflow/serving/predict"
 C_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c_loader",
                         "run_signature.c")
 
@@ -35,8 +36,9 @@ def run_signature(tmp_path_factory):
     lib = tf.sysconfig.get_lib()
     major = tf.version.VERSION.split(".")[0]  # the wheel's libraries end in .so.<major>
     binary = str(tmp_path_factory.mktemp("c_loader") / "run_signature")
-    command = [compiler, "-std=c11", "-D_GNU_SOURCE", "-O1", "-Wall", "-Werror",
-               f"-I{tf.sysconfig.get_include()}", C_SOURCE, "-o", binary, f"-L{lib}",
+    # -isystem: warnings are errors in our C, not in TensorFlow's headers.
+    command = [compiler, "-std=c11", "-D_GNU_SOURCE", "-O1", "-Wall", "-Wextra", "-Werror",
+               "-isystem", tf.sysconfig.get_include(), C_SOURCE, "-o", binary, f"-L{lib}",
                f"-l:libtensorflow_cc.so.{major}", f"-l:libtensorflow_framework.so.{major}",
                f"-Wl,-rpath,{lib}"]
     built = subprocess.run(command, capture_output=True, text=True)
@@ -74,7 +76,8 @@ def _read_tensor(path: str) -> np.ndarray:
 
 
 def _run(binary: str, saved_model: str, signature: str, inputs: dict, work) -> tuple:
-    """(TF status code, its message, {output alias: array}) of the signature run in C."""
+    """(TF status code, its message, {output alias: array}) of the signature run in C, once
+    the program found it a Predict signature (the server's Predict refuses other methods)."""
     work.mkdir()
     args = []
     for alias, value in inputs.items():
@@ -84,6 +87,7 @@ def _run(binary: str, saved_model: str, signature: str, inputs: dict, work) -> t
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.returncode in (0, 2), f"run_signature failed:\n{done.stdout}\n{done.stderr}"
+    assert done.stdout.startswith(f"method_name {PREDICT_METHOD}\n"), done.stdout
     status_line = done.stdout.index("status ")
     code, _, message = done.stdout[status_line + len("status "):].partition("\n")
     outputs = {name[:-len(".tensor")]: _read_tensor(str(work / name))

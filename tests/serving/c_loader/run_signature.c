@@ -11,10 +11,12 @@
  *
  * usage: run_signature EXPORT_DIR SIGNATURE OUT_DIR [INPUT_ALIAS=TENSOR_FILE ...]
  *
- * Every input of the signature must be given (as the server requires). On success each
- * output is written to OUT_DIR/<output alias>.tensor and stdout ends with "status 0"; when
- * TF_SessionRun fails, stdout gets "status <TF_Code>" and the status message on the lines
- * after it, and the program exits with 2. Usage or load errors exit with 1.
+ * Every input of the signature must be given (as the server requires). stdout starts with
+ * "method_name <the signature's>" (the server's Predict takes predict, classify and regress
+ * signatures only). On success each output is written to OUT_DIR/<output alias>.tensor and
+ * stdout ends with "status 0"; when TF_SessionRun fails, stdout ends with "status <TF_Code>"
+ * and the status message on the lines after it, and the program exits with 2. Usage or load
+ * errors exit with 1.
  *
  * Tensor files (both ways, native byte order): int32 TF_DataType, int32 rank, int64 dims
  * [rank], then the elements: raw values for fixed-size types; for TF_STRING, per element an
@@ -110,11 +112,12 @@ static void tensor_map(Bytes signature, uint32_t which, TensorMap *out) {
   }
 }
 
-/* MetaGraphDef.signature_def (field 5): map<signature name, SignatureDef>. */
-static void find_signature(const TF_Buffer *meta_graph, const char *name, TensorMap *inputs,
-                           TensorMap *outputs) {
+/* MetaGraphDef.signature_def (field 5): map<signature name, SignatureDef>; returns the
+ * SignatureDef's method_name (field 3), which the server's Predict checks. */
+static char *find_signature(const TF_Buffer *meta_graph, const char *name, TensorMap *inputs,
+                            TensorMap *outputs) {
   Bytes meta = {meta_graph->data, (const uint8_t *)meta_graph->data + meta_graph->length};
-  Bytes entry, key, signature;
+  Bytes entry, key, signature, part;
   uint32_t field;
   while (next_field(&meta, &field, &entry)) {
     if (field != 5) continue;
@@ -122,10 +125,14 @@ static void find_signature(const TF_Buffer *meta_graph, const char *name, Tensor
     if (equals(key, name)) {
       tensor_map(signature, 1, inputs);
       tensor_map(signature, 2, outputs);
-      return;
+      char *method_name = NULL;
+      while (next_field(&signature, &field, &part))
+        if (field == 3) method_name = text(part);
+      return method_name ? method_name : strdup("");
     }
   }
   die("no such signature in the MetaGraphDef", name);
+  return NULL;
 }
 
 /* --- Tensors ------------------------------------------------------------------------- */
@@ -219,7 +226,7 @@ int main(int argc, char **argv) {
   if (TF_GetCode(status) != TF_OK) die("TF_LoadSessionFromSavedModel failed", TF_Message(status));
 
   TensorMap inputs, outputs;
-  find_signature(meta_graph, signature, &inputs, &outputs);
+  printf("method_name %s\n", find_signature(meta_graph, signature, &inputs, &outputs));
 
   TF_Output feeds[MAX_TENSORS], fetches[MAX_TENSORS];
   TF_Tensor *feed_values[MAX_TENSORS], *fetch_values[MAX_TENSORS];
