@@ -29,7 +29,13 @@ class _ExportModule(tf.Module):
     def __init__(self, model, config: ModelConfig, class_names_file: str, contract_file: str,
                  limits: input_contract.InputLimits, top_k: int, eval_views: int):
         super().__init__()
-        self.model = model
+        # The module tracks the model's tf.Variables, not the Keras model: a tracked Keras 3
+        # model saves each weight twice, as its keras.Variable (the copy TF1-style loaders
+        # restore) and as the tf.Variable the signatures read (which they never restore), so
+        # tensorflow_model_server would answer "Could not find variable" (keras-team/keras
+        # #20095). A lambda is not tracked; tests/serving/test_c_loader.py proves the fix.
+        self._model = lambda inputs: model(inputs, training=False)
+        self.model_variables = [variable.value for variable in model.variables]
         self._config = config
         self._limits = limits
         self.contract_asset = tf.saved_model.Asset(contract_file)
@@ -50,7 +56,7 @@ class _ExportModule(tf.Module):
     def _scores(self, inputs, views: int = 1):
         """Scores as the trainer's evaluation computes them: logits averaged over `views`
         consecutive rows, then sigmoid (multi-label) or softmax per head."""
-        logits = self.model({m: inputs[m] for m in self._config.modalities}, training=False)
+        logits = self._model({m: inputs[m] for m in self._config.modalities})
         logits = tf.reshape(logits, [-1, views, sum(self._config.num_classes)])
         return training.scores_and_labels(self._config, logits, None)[0]
 
