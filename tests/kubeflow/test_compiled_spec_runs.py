@@ -13,11 +13,7 @@ import sys
 
 import pytest
 
-from tests.kubeflow import image_env
 from tests.kubeflow.spec_runner import SpecRefused, TaskFailed, run_spec, task_order
-
-pytestmark = pytest.mark.skipif(bool(image_env.skip_reason()),
-                                reason=image_env.skip_reason() or "")
 
 BUCKET = "gs://mbt-local-run"
 EVAL_CLIPS = ("clip_0006", "clip_0007")
@@ -51,11 +47,6 @@ def compile_spec(out: str, *, bucket: str = BUCKET, image: str) -> str:
         capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    return image_env.build_image_env(str(tmp_path_factory.mktemp("image")))
 
 
 @pytest.fixture(scope="module")
