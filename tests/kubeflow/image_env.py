@@ -49,6 +49,41 @@ class ImageEnv:
         bin_dir = os.path.dirname(self.python)
         return dict(keep, PATH=os.pathsep.join([bin_dir, "/usr/local/bin", "/usr/bin", "/bin"]))
 
+    def run(self, command, stdout) -> int:
+        """`command` as a container step runs: from the WORKDIR."""
+        return subprocess.run(command, cwd=self.workdir, env=self.env(), stdout=stdout,
+                              stderr=subprocess.STDOUT).returncode
+
+
+@dataclasses.dataclass(frozen=True)
+class PodmanImage:
+    """A built image (docs/cloud.md: podman, offline) run as a container per command, the
+    KFP way (`command` replaces the ENTRYPOINT); `folders` are mounted at the same paths."""
+    tag: str
+    version: str
+    folders: tuple = ()
+    # This host's limits: podman's defaults ask for more than it may raise; crun cannot run
+    # on its hybrid cgroups, runc can.
+    options: tuple = ("--runtime", "runc", "--network", "none",
+                      "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096")
+
+    @classmethod
+    def of(cls, tag: str, folders=()) -> "PodmanImage":
+        """The image with the package version it has installed."""
+        image = cls(tag, "", tuple(folders))
+        version = subprocess.run(
+            ["podman", "run", "--rm", *image.options, "--entrypoint", "python", tag, "-c",
+             f"import importlib.metadata as m; print(m.version({DISTRIBUTION!r}))"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        return dataclasses.replace(image, version=version)
+
+    def run(self, command, stdout) -> int:
+        mounts = [a for f in self.folders for a in ("-v", f"{f}:{f}")]
+        head, *args = command
+        return subprocess.run(["podman", "run", "--rm", *self.options, *mounts,
+                               "--entrypoint", head, self.tag, *args],
+                              stdout=stdout, stderr=subprocess.STDOUT).returncode
+
 
 def _copy_sources(text: str, workdir: str) -> None:
     """Every `COPY src... dest` from the build context (not `COPY --from=stage`)."""

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
 from typing import Dict, List
 
 PLACEHOLDER = "{{$}}"
@@ -83,20 +82,27 @@ def _image_tag(image: str) -> str:
     return name.split(":", 1)[1] if ":" in name else ""
 
 
+def _refuse_unmapped(where: str, text: str, buckets: Dict[str, str]) -> None:
+    if "gs://" in text:
+        uri = text[text.index("gs://"):].split('"')[0].split("\\")[0]
+        raise SpecRefused(f"{where}: {uri} is in a bucket this local run does not map "
+                          f"(it maps {', '.join(buckets)})")
+
+
 def check_spec(spec: dict, buckets: Dict[str, str], version: str) -> dict:
     """The spec with the buckets mapped, or SpecRefused naming what cannot run here."""
     mapped = _map_strings(spec, buckets)
+    _refuse_unmapped("pipeline root", mapped["runtimeConfig"]["gcsOutputDirectory"], buckets)
     for name in task_order(mapped):
         task = _tasks(mapped)[name]
         executor = _executor(mapped, task)
         text = json.dumps([task, executor])
-        if "gs://" in text:
-            uri = text[text.index("gs://"):].split('"')[0].split("\\")[0]
-            raise SpecRefused(f"task {name}: {uri} is in a bucket this local run does not map "
-                              f"(it maps {', '.join(buckets)})")
+        _refuse_unmapped(f"task {name}", text, buckets)
         for marker, reason in CLOUD_ONLY.items():
             if marker in text:
                 raise SpecRefused(f"task {name}: {reason}; this local run cannot execute that")
+        for key, parameter in task.get("inputs", {}).get("parameters", {}).items():
+            _constant(parameter, name, key)
         if "container" in executor:
             image = executor["container"]["image"]
             if _image_tag(image) != version:
@@ -128,7 +134,8 @@ def _plain(value: dict):
 def run_spec(spec_path: str, *, buckets: Dict[str, str], image, job_id: str = "local",
              log_dir: str) -> Dict[str, Dict[str, list]]:
     """Runs every task; returns each task's output artifacts (RuntimeArtifact dicts).
-    `buckets` maps gs://bucket to a local folder; `image` is an ImageEnv."""
+    `buckets` maps gs://bucket to a local folder; `image` runs a command in the image
+    (image_env.ImageEnv or PodmanImage)."""
     spec = check_spec(json.load(open(spec_path)), buckets, image.version)
     root = spec["runtimeConfig"]["gcsOutputDirectory"]
     components = spec["pipelineSpec"]["components"]
@@ -169,14 +176,13 @@ def run_spec(spec_path: str, *, buckets: Dict[str, str], image, job_id: str = "l
             a.replace(PLACEHOLDER, json.dumps(executor_input)) for a in container["args"]]
         log = os.path.join(log_dir, f"{name}.log")
         with open(log, "w") as out:
-            done = subprocess.run(command, cwd=image.workdir, env=image.env(), stdout=out,
-                                  stderr=subprocess.STDOUT)
+            returncode = image.run(command, out)
         output_file = executor_input["outputs"]["outputFile"]
-        if done.returncode or not os.path.exists(output_file):
+        if returncode or not os.path.exists(output_file):
             tail = open(log).read()[-2000:]
             raise TaskFailed(
-                f"task {name} failed (exit {done.returncode}"
-                f"{'' if done.returncode else ', no executor output'}): "
+                f"task {name} failed (exit {returncode}"
+                f"{'' if returncode else ', no executor output'}): "
                 f"{shlex.join(container['command'] + container['args'])}\n"
                 f"log {log}, last lines:\n{tail}")
         written = json.load(open(output_file)).get("artifacts", {})
@@ -184,3 +190,30 @@ def run_spec(spec_path: str, *, buckets: Dict[str, str], image, job_id: str = "l
                          if key in written else [artifact]
                          for key, [artifact] in produced.items()}
     return outputs
+
+
+def main(argv=None) -> int:
+    """Runs a spec's tasks in an image built with podman (docs/cloud.md, "Before your first
+    cloud run"); the tests run them in image_env.ImageEnv instead."""
+    import argparse
+    from tests.kubeflow.image_env import PodmanImage
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("spec")
+    parser.add_argument("--bucket", required=True, metavar="gs://BUCKET=FOLDER")
+    parser.add_argument("--podman", required=True, metavar="IMAGE")
+    parser.add_argument("--logs", required=True)
+    args = parser.parse_args(argv)
+    bucket, folder = args.bucket.split("=", 1)
+    image = PodmanImage.of(args.podman, folders=[os.path.abspath(folder)])
+    try:
+        outputs = run_spec(args.spec, buckets={bucket: os.path.abspath(folder)}, image=image,
+                           log_dir=args.logs)
+    except (SpecRefused, TaskFailed) as error:
+        raise SystemExit(str(error)) from error
+    for task, artifacts in outputs.items():
+        print(task, {k: [a["uri"] for a in v] for k, v in artifacts.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

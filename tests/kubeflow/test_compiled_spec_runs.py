@@ -125,8 +125,8 @@ def test_a_failing_task_fails_the_run_naming_the_task_and_its_command(spec_path,
 
 @pytest.mark.parametrize("change, message", [
     (lambda s: json.loads(json.dumps(s).replace(BUCKET, "gs://someone-elses-bucket")),
-     "task ClipExampleGen: gs://someone-elses-bucket/data is in a bucket this local run does "
-     f"not map (it maps {BUCKET})"),
+     "pipeline root: gs://someone-elses-bucket/mbt/pipeline_root is in a bucket this local "
+     f"run does not map (it maps {BUCKET})"),
     (lambda s: json.loads(json.dumps(s).replace("mbt-pipeline:", "mbt-pipeline:0.0.9-")),
      "task ClipExampleGen: image gcr.io/test-project/mbt-pipeline:0.0.9-"),
 ], ids=["unmapped bucket", "image tag"])
