@@ -11,6 +11,7 @@ import dataclasses
 import importlib.metadata
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -62,10 +63,14 @@ class PodmanImage:
     tag: str
     version: str
     folders: tuple = ()
-    # This host's limits: podman's defaults ask for more than it may raise; crun cannot run
-    # on its hybrid cgroups, runc can.
-    options: tuple = ("--runtime", "runc", "--network", "none",
-                      "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096")
+
+    @property
+    def options(self) -> tuple:
+        """runc: Debian's default crun refuses hosts with hybrid cgroups; the ulimits are the
+        host's own (podman's defaults ask for more than these hosts may set)."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return ("--runtime", "runc", "--network", "none",
+                "--ulimit", f"nofile={soft}:{hard}", "--ulimit", "nproc=4096:4096")
 
     @classmethod
     def of(cls, tag: str, folders=()) -> "PodmanImage":
