@@ -1,5 +1,6 @@
 """Runs a compiled PipelineJob (kubeflow/compile.py) the way the KFP/Vertex launcher does,
-task by task, each by its own container command and arguments, in an ImageEnv.
+task by task, each by its own container command and arguments, in the image (or an
+environment built by its Dockerfile's steps: image_env.py).
 
 What the launcher does and this emulates: for each task in dependency order, an ExecutorInput
 (the task's constant parameters, its input artifacts as the producers' executor outputs left
@@ -157,7 +158,8 @@ def run_spec(spec_path: str, *, buckets: Dict[str, str], image, job_id: str = "l
         parameters = {k: _constant(p, name, k) for k, p in given.get("parameters", {}).items()}
         executor_input = {
             "inputs": {
-                # Specs of schema 2.0.0 read `parameters`; newer ones `parameterValues`.
+                # Both, as TFX's entrypoint tests show the launcher's input; its executor reads
+                # `parameters` unless it is given an inputs spec (not in TFX 1.21's specs).
                 "parameters": parameters,
                 "parameterValues": {k: _plain(v) for k, v in parameters.items()},
                 "artifacts": {

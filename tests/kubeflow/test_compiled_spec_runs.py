@@ -4,7 +4,6 @@ Kubeflow V2 entrypoint, in an environment built by kubeflow/Dockerfile's steps (
 spec_runner.py says what is emulated). What a first cloud run would find after minutes of
 provisioning (entrypoint, arguments, a module missing from the image, a laptop-only path)
 fails here, naming the task and its command."""
-import copy
 import csv
 import json
 import os
@@ -129,10 +128,13 @@ def test_a_failing_task_fails_the_run_naming_the_task_and_its_command(spec_path,
      f"run does not map (it maps {BUCKET})"),
     (lambda s: json.loads(json.dumps(s).replace("mbt-pipeline:", "mbt-pipeline:0.0.9-")),
      "task ClipExampleGen: image gcr.io/test-project/mbt-pipeline:0.0.9-"),
-], ids=["unmapped bucket", "image tag"])
+    (lambda s: json.loads(json.dumps(s).replace('"--runner=FnApiRunner"',
+                                                '"--runner=DataflowRunner"')),
+     "task ClipExampleGen: its Beam steps run on Dataflow (compile without --project)"),
+], ids=["unmapped bucket", "image tag", "dataflow"])
 def test_a_spec_the_local_run_cannot_stand_for_is_refused_in_one_line_before_any_task(
         change, message, spec_path, image, tmp_path):
-    spec = change(copy.deepcopy(json.load(open(spec_path))))
+    spec = change(json.load(open(spec_path)))
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     with pytest.raises(SpecRefused) as refused:
