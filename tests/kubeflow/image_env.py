@@ -5,7 +5,8 @@ scratch root; a fresh venv gets the stack's pinned environment from the running 
 installed distribution linked in, this project's own install left out), then
 `pip install --no-deps .` from that WORKDIR and the Dockerfile's own import check, as its RUN
 step does. Processes started in it see no PYTHONPATH and no repository: what the image lacks,
-they lack. A test harness (tests/kubeflow), not a build tool: the product is the Dockerfile.
+they lack. PodmanImage runs commands in the image itself where podman could build it
+(.ci/offline_image.sh). A test harness, not a build tool: the product is the Dockerfile.
 """
 import dataclasses
 import importlib.metadata
