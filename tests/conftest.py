@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet TensorFlow, and a session-wide scratch directory."""
+"""Shared test set-up: quiet TensorFlow, session-wide media and the image's environment."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,3 +15,14 @@ def long_clip(tmp_path_factory):
     from tests.components.conftest import write_clip
     path = str(tmp_path_factory.mktemp("long") / "long.mp4")
     return write_clip(path, 180.0, fps=10, rate=16000, layout="mono", gop=20)
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory):
+    """An environment built by kubeflow/Dockerfile's steps (tests/kubeflow/image_env.py), for
+    the compiled spec's tasks and the Dataflow workers; skips on a stack the image is not."""
+    from tests.kubeflow import image_env
+    reason = image_env.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return image_env.build_image_env(str(tmp_path_factory.mktemp("image")))

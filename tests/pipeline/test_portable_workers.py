@@ -2,7 +2,12 @@
 Dataflow: the PortableRunner with the embedded job service and an EXTERNAL worker pool
 (`apache_beam.runners.worker.worker_pool_main`), started apart from the launcher in a clean
 working directory and importing this project as an installed package. Whatever relied on the
-launcher's memory instead of the package would fail here."""
+launcher's memory instead of the package would fail here.
+
+The pool runs twice: on this stack's environment with the checkout as the package, and in the
+image's (tests/kubeflow/image_env.py: kubeflow/Dockerfile's steps, the package installed, no
+checkout), where Dataflow's workers would run; the latter stands in for the image's
+`/opt/apache/beam/boot --worker_pool` (docs/cloud.md says what it leaves out)."""
 import glob
 import os
 import socket
@@ -45,16 +50,27 @@ def _env(python_path: str) -> dict:
     return env
 
 
+@pytest.fixture(scope="module", params=["checkout", "image"])
+def workers(request):
+    """The workers' Python and environment: this stack's with the checkout as the package, or
+    the image's (which skips where this stack is not the image's)."""
+    if request.param == "image":
+        image = request.getfixturevalue("image")
+        return image.python, image.env()
+    return sys.executable, _env(REPO)
+
+
 @pytest.fixture(scope="module")
-def worker_pool(tmp_path_factory):
+def worker_pool(workers, tmp_path_factory):
     """An external SDK worker pool in its own process and clean working directory; every
     worker it starts is another process. Its output (the workers' too) goes to a log."""
+    python, env = workers
     cwd = tmp_path_factory.mktemp("worker_cwd")
     log = open(cwd / "worker_pool.log", "w")
     port = _free_port()
     pool = subprocess.Popen(
-        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-         f"--service_port={port}"], cwd=cwd, env=_env(REPO), stdout=log,
+        [python, "-m", "apache_beam.runners.worker.worker_pool_main",
+         f"--service_port={port}"], cwd=cwd, env=env, stdout=log,
         stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, pool)
