@@ -4,6 +4,7 @@ Every PipelineSettings field a user changes is a flag; nothing needs a code edit
 """
 import argparse
 
+from components.preprocess.label_files import LabelFileError
 from mbt_keras.config import parse_assignments
 from pipeline.settings import PipelineSettings, TrainerMachine, with_class_count
 
@@ -81,6 +82,19 @@ def settings_from_args(args) -> PipelineSettings:
     return PipelineSettings(**fields)
 
 
+def counted(settings: PipelineSettings) -> PipelineSettings:
+    """The settings run and compile both build their pipeline from: with the class map's class
+    count, which sizes the head the Trainer trains and the classes the Evaluator's metrics
+    cover (with_class_count). Compile reads it too, else its spec would evaluate the preset's
+    classes while its Trainer trains the class map's."""
+    try:
+        return with_class_count(settings)
+    except LabelFileError as error:
+        raise ValueError(f"--class-map: {error}; the model head and the Evaluator's metrics "
+                         "need its class count: run where it can be read (gs:// needs Google "
+                         "Cloud credentials) or give it with --set num_classes=N") from None
+
+
 def trainer_machine_from_args(args):
     """The Trainer's Vertex machine, or None when no --trainer-* flag asks for one."""
     if not (args.trainer_machine_type or args.trainer_accelerator_type
@@ -128,18 +142,18 @@ def run(args) -> int:
     if args.action == "run":
         from pipeline.local_runner import run_local
         try:
-            run_local(with_class_count(settings_from_args(args)))
+            run_local(counted(settings_from_args(args)))
         except ValueError as error:  # e.g. Dataflow Beam args without --image
             raise SystemExit(f"mbt pipeline run: {error}") from error
         return 0
     if args.action == "compile":
         from kubeflow import compile as kfp_compile
         try:
-            settings = kfp_compile.cloud_settings(
+            settings = counted(kfp_compile.cloud_settings(
                 settings_from_args(args), target=args.target, bucket=args.bucket,
                 project=args.project, region=args.region,
                 image=args.image or kfp_compile.DEFAULT_IMAGE,
-                trainer_machine=trainer_machine_from_args(args))
+                trainer_machine=trainer_machine_from_args(args)))
             path = kfp_compile.compile_pipeline(settings, args.out, image=settings.image)
         except ValueError as error:
             raise SystemExit(f"mbt pipeline compile: {error}") from error
