@@ -140,7 +140,7 @@ def _report(error: Exception, prog: str, args, debug: bool) -> int:
         traceback.print_exc()
         print(f"{prog}: internal error: {type(error).__name__} (the traceback above) is a bug "
               "in mbt, not a mistake in the command line; please report it with the traceback "
-              f"and the command (rerun with --verbose for third-party logs)", file=sys.stderr)
+              "and the command (rerun with --verbose for third-party logs)", file=sys.stderr)
         return INTERNAL_ERROR
     if debug:
         traceback.print_exc()

@@ -5,7 +5,7 @@ shows its traceback, one line saying it is one, and exit status 1.
 The cases (CASES below; `{name}` are the files of the `inputs` fixture: `missing` does not
 exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC video,
 `vit` a ViT .npz of mbt-micro's depth, `scenic` a one-layer Scenic MBT checkpoint,
-`records` a TFRecord file, `busy` a port another socket listens on):
+`records` a TFRecord file of SequenceExamples, `other_records` one of other records, `busy` a port another socket listens on):
 
 | command | bad input | the line names |
 |---|---|---|
@@ -13,7 +13,7 @@ exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC 
 | flops | unknown preset; --plot in a missing folder; --plot a .txt; --logdir a file | the preset; the path |
 | make-demo-data | out is a file; --clips 0; --seed -1 | the path; the value |
 | preprocess | missing label file; a video as label file; --videos a file; --fps 0; --splits without buckets; --out in use | the path; the value |
-| train | no file matches --data; a text file as --data; --batch-size 0; a text file as --init-checkpoint; unknown preset | the glob; the path; the value |
+| train | no file matches --data; a text file as --data; TFRecords of something else; --batch-size 0; a text file as --init-checkpoint; unknown preset | the glob; the path; the value |
 | serve | missing --model-base; a file as --model-base; --port 70000; a port in use; --poll-seconds 0 | the path; the port; the value |
 | predict | missing video; a text file as video; a server nobody listens on; a text file or an empty folder as --saved-model; --batch-size 0; --out not .csv/.json | the path; the server; the value |
 | infer | missing --videos; a folder as --listing; a text file as --model; --batch-size 0; --hop without --timeline | the path; the value |
@@ -66,6 +66,7 @@ CASES = [
     ("preprocess --labels {labels} --videos {folder} --out {used}", "{used}"),
     ("train --data {missing}/*.tfrecord --model-dir {out}", "{missing}/*.tfrecord"),
     ("train --data {text} --model-dir {out}", "{text}"),
+    ("train --data {other_records} --model-dir {out}", "{other_records}"),
     ("train --data {records} --model-dir {out} --batch-size 0", "batch_size=0"),
     ("train --data {records} --model-dir {out} --preset mbt-micro --init-checkpoint {text}",
      "{text}"),
@@ -148,7 +149,9 @@ def inputs(tmp_path_factory):
                                                             layers=1, classes=3)))
     import tensorflow as tf
     with tf.io.TFRecordWriter(str(root / "data.tfrecord")) as writer:
-        writer.write(b"a record")
+        writer.write(tf.train.SequenceExample().SerializeToString())
+    with tf.io.TFRecordWriter(str(root / "other.tfrecord")) as writer:
+        writer.write(b"a record of something else")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -157,6 +160,7 @@ def inputs(tmp_path_factory):
            "labels": str(root / "labels.csv"), "classes": str(root / "classes.csv"),
            "labels_json": str(root / "labels.json"), "vit": str(root / "vit.npz"),
            "scenic": str(root / "ckpt"), "records": str(root / "data.tfrecord"),
+           "other_records": str(root / "other.tfrecord"),
            "out": str(root / "out"), "busy": str(listener.getsockname()[1])}
     listener.close()
 
