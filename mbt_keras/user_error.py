@@ -55,8 +55,13 @@ def in_range(value, what: str, low=None, high=None, *, above=None):
     """`value`, after checking low <= value <= high and above < value (bounds may be None)."""
     if ((low is not None and value < low) or (high is not None and value > high)
             or (above is not None and value <= above)):
-        bounds = (f"more than {above:g}" if above is not None and high is None
-                  else f"{low:g} to {high:g}" if low is not None and high is not None
-                  else f"at least {low:g}" if low is not None else f"at most {high:g}")
-        raise UserError(f"{what} {value:g}: expected {bounds}")
+        n = _number
+        bounds = (f"more than {n(above)}" if above is not None and high is None
+                  else f"{n(low)} to {n(high)}" if low is not None and high is not None
+                  else f"at least {n(low)}" if low is not None else f"at most {n(high)}")
+        raise UserError(f"{what} {n(value)}: expected {bounds}")
     return value
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)  # 25.0 as 25, 10**6 whole
