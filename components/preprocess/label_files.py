@@ -103,7 +103,8 @@ def parse_label_file(path: str, videos: str, fmt: str = "generic",
         raise ValueError(f"fmt={fmt!r}: expected one of {FORMATS}")
     if fmt == "audioset":
         if not class_map_path:
-            raise ValueError("AudioSet labels need class_labels_indices.csv (class_map_path)")
+            raise UserError(f"{path}: AudioSet labels need their class map, "
+                            "class_labels_indices.csv (--class-map)")
         rows = _audioset_rows(path, class_map_path, videos, video_template, presegmented,
                               encoding)
     elif fmt == "vggsound":
