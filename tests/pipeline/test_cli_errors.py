@@ -21,13 +21,16 @@ exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC 
 | init-from-vit | missing .npz; a text file as .npz; a ViT of another depth; --num-classes 0; --out not .keras | the path; the value |
 | import-scenic | missing checkpoint; a text file as checkpoint; the preset's fusion layer deeper than the checkpoint (the issue's case); --fusion-layer -1; --fusion-layer past the last layer; missing --class-labels | the path; the value |
 | pipeline run | missing --labels; a video as --labels; a file as --data; --epochs -1; unknown preset; --min-metric 2 | the path; the value |
-| pipeline compile | --bucket not gs://; --out in a missing folder; unknown preset; --trainer-accelerator-count -1 | the value; the path |
+| pipeline compile | --max-damaged-fraction 2; --out in a missing folder; unknown preset; --trainer-accelerator-count -1 | the value; the path |
 | pipeline submit | missing spec; a text file as spec; JSON that is no compiled spec; --bucket not gs:// | the path; the value |
 | demo | --out a file; --clips below one eval clip per class; --port 70000; a port in use; unknown preset; --epochs 0 | the path; the value |
 
 All run in this process through `pipeline.cli.main` (each import paid once); the mistakes
-are found before any expensive work (no TFX run, Beam job, model or server starts). A few
-run the real `mbt` console script.
+are found before any expensive work: no TFX run, Beam job, model or server starts, and
+nothing is written (a pipeline run's root and metadata would be under `out`). The refusals of `kubeflow.compile.cloud_settings` (--bucket,
+--image) go through the same entry point: tests/pipeline/test_cloud_settings.py and
+tests/kubeflow/test_compile.py. The issue's own case also runs through the real `mbt`
+console script.
 """
 import json
 import os
@@ -113,7 +116,8 @@ CASES = [
      "'nope'"),
     ("pipeline run --data {folder} --labels {labels} --class-map {classes} --min-metric 2",
      "--min-metric 2"),
-    ("pipeline compile --out {out}.json --bucket {folder}", "{folder}"),
+    ("pipeline compile --out {out}.json --bucket gs://b --max-damaged-fraction 2",
+     "--max-damaged-fraction 2"),
     ("pipeline compile --out {missing}/spec.json --bucket gs://b", "{missing}/spec.json"),
     ("pipeline compile --out {out}.json --bucket gs://b --preset nope", "'nope'"),
     ("pipeline compile --out {out}.json --bucket gs://b --trainer-accelerator-count -1",
@@ -175,6 +179,10 @@ def _run(capsys, argv):
 def test_a_users_mistake_is_one_line_naming_it_and_exit_status_2(command, named, inputs,
                                                                     capsys):
     argv = [word.format(**inputs) for word in command.split()]
+    if argv[:2] == ["pipeline", "run"]:
+        argv += [f"--{flag}={inputs['out']}/{flag}" for flag in ("pipeline-root",
+                                                                   "metadata-path",
+                                                                   "serving-base")]
     code, out, err = _run(capsys, argv)
     prog = "mbt " + " ".join(argv[:2] if argv[0] == "pipeline" else argv[:1])
     assert code == 2, (out, err)
