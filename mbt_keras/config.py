@@ -5,6 +5,7 @@ preset is a set of field values, never a subclass.
 """
 import dataclasses
 import json
+import numbers
 from typing import Optional, Tuple
 
 from mbt_keras.user_error import UserError
@@ -135,8 +136,9 @@ def checked_fields(cls, values: dict) -> dict:
         raise UserError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(fields)}")
     for name, value in values.items():
         default = fields[name]
-        expected = (bool if isinstance(default, bool) else int if isinstance(default, int)
-                    else (int, float) if isinstance(default, float) else None)
+        expected = (bool if isinstance(default, bool) else numbers.Integral
+                    if isinstance(default, int) else numbers.Real
+                    if isinstance(default, float) else None)
         if expected and (not isinstance(value, expected) or
                          (isinstance(value, bool) and expected is not bool)):
             raise UserError(f"{cls.__name__}.{name}={value!r}: expected "
