@@ -5,7 +5,8 @@ shows its traceback, one line saying it is one, and exit status 1.
 The cases (CASES below; `{name}` are the files of the `inputs` fixture: `missing` does not
 exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC video,
 `vit` a ViT .npz of mbt-micro's depth, `scenic` a one-layer Scenic MBT checkpoint,
-`records` a TFRecord file of SequenceExamples, `other_records` one of other records, `busy` a port another socket listens on):
+`records` a TFRecord file of SequenceExamples, `other_records` one of other records,
+`busy` a port another socket listens on):
 
 | command | bad input | the line names |
 |---|---|---|
@@ -27,10 +28,10 @@ exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC 
 
 All run in this process through `pipeline.cli.main` (each import paid once); the mistakes
 are found before any expensive work: no TFX run, Beam job, model or server starts, and
-nothing is written (a pipeline run's root and metadata would be under `out`). The refusals of `kubeflow.compile.cloud_settings` (--bucket,
---image) go through the same entry point: tests/pipeline/test_cloud_settings.py and
-tests/kubeflow/test_compile.py. The issue's own case also runs through the real `mbt`
-console script.
+nothing is written (a pipeline run's root and metadata would be under `out`). The refusals
+of `kubeflow.compile.cloud_settings` (--bucket, --image) go through the same entry point:
+tests/pipeline/test_cloud_settings.py and tests/kubeflow/test_compile.py. The issue's own
+case also runs through the real `mbt` console script.
 """
 import json
 import os
@@ -169,6 +170,12 @@ def inputs(tmp_path_factory):
     listener.close()
 
 
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    """The cases are about what a user sees without --debug."""
+    monkeypatch.delenv("MBT_DEBUG", raising=False)
+
+
 def _run(capsys, argv):
     code = main(argv)
     captured = capsys.readouterr()
@@ -233,7 +240,8 @@ def test_the_mbt_console_script_ends_the_issues_case_in_one_line(inputs):
     mbt = shutil.which("mbt", path=os.path.dirname(sys.executable)) or shutil.which("mbt")
     # As a user runs it: without the test session's TensorFlow log level.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run([mbt, "import-scenic", inputs["scenic"], "--out", "x.keras"],
+    done = subprocess.run([mbt, "import-scenic", inputs["scenic"], "--out",
+                           inputs["out"] + ".keras"],
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
     assert done.stderr == (
