@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 
-from mbt_keras.user_error import existing_file
+from mbt_keras.user_error import existing_file, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -36,9 +36,13 @@ def run(args) -> int:
 
     # Everything the user gave is checked before a model is built.
     config = from_preset(args.preset, **parse_assignments(args.set))
-    train_config = training.TrainConfig.from_dict(dict(
-        epochs=args.epochs, batch_size=args.batch_size, base_learning_rate=args.learning_rate,
-        steps_per_epoch=args.steps_per_epoch, **parse_assignments(args.train_set)))
+    train_config = training.TrainConfig.from_dict({
+        "epochs": args.epochs, "batch_size": args.batch_size,
+        "base_learning_rate": args.learning_rate, "steps_per_epoch": args.steps_per_epoch,
+        **parse_assignments(args.train_set)})
+    output_folder(args.model_dir, "--model-dir")
+    if args.export_dir:
+        output_folder(args.export_dir, "--export-dir")
     for patterns in filter(None, (args.data, args.eval_data)):
         input_pipeline.check_records(patterns)
     if args.init_checkpoint:

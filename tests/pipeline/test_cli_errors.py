@@ -14,7 +14,7 @@ exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC 
 | flops | unknown preset; --plot in a missing folder; --plot a .txt; --logdir a file | the preset; the path |
 | make-demo-data | out is a file; --clips 0; --seed -1 | the path; the value |
 | preprocess | missing label file; a video as label file; --videos a file; --fps 0; --splits without buckets; --out in use | the path; the value |
-| train | no file matches --data; a text file as --data; TFRecords of something else; --batch-size 0; a text file as --init-checkpoint; unknown preset | the glob; the path; the value |
+| train | no file matches --data; a text file as --data; TFRecords of something else; --batch-size 0; a text file as --init-checkpoint; unknown preset; a file as --model-dir | the glob; the path; the value |
 | serve | missing --model-base; a file as --model-base; --port 70000; a port in use; --poll-seconds 0 | the path; the port; the value |
 | predict | missing video; a text file as video; a server nobody listens on; a text file or an empty folder as --saved-model; --batch-size 0; --out not .csv/.json | the path; the server; the value |
 | infer | missing --videos; a folder as --listing; a text file as --model; --batch-size 0; --hop without --timeline | the path; the value |
@@ -75,6 +75,7 @@ CASES = [
     ("train --data {records} --model-dir {out} --preset mbt-micro --init-checkpoint {text}",
      "{text}"),
     ("train --data {records} --model-dir {out} --preset nope", "'nope'"),
+    ("train --data {records} --model-dir {text}", "{text}"),
     ("serve --model-base {missing} --port 0", "{missing}"),
     ("serve --model-base {text} --port 0", "{text}"),
     ("serve --model-base {folder} --port 70000", "--port 70000"),
