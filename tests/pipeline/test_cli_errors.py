@@ -12,7 +12,7 @@ exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC 
 |---|---|---|
 | summary | unknown preset; --set fusion_layer out of range; a word for a number; no '=' | the preset; the field=value |
 | flops | unknown preset; --plot in a missing folder; --plot a .txt; --logdir a file | the preset; the path |
-| make-demo-data | out is a file; --clips 0; --seed -1 | the path; the value |
+| make-demo-data | out is a file; out inside a file (the OS's error); --clips 0; --seed -1 | the path; the value |
 | preprocess | missing label file; a video as label file; --videos a file; --fps 0; --splits without buckets; --out in use | the path; the value |
 | train | no file matches --data; a text file as --data; TFRecords of something else; --batch-size 0; a text file as --init-checkpoint; unknown preset; a file as --model-dir | the glob; the path; the value |
 | serve | missing --model-base; a file as --model-base; --port 70000; a port in use; --poll-seconds 0 | the path; the port; the value |
@@ -60,6 +60,7 @@ CASES = [
     ("flops --preset mbt-micro --plot {text}", "{text}"),
     ("flops --preset mbt-micro --logdir {text}", "{text}"),
     ("make-demo-data {text}", "{text}"),
+    ("make-demo-data {text}/clips", "{text}/clips"),  # the OS's own NotADirectoryError
     ("make-demo-data {out} --clips 0", "--clips 0"),
     ("make-demo-data {out} --seed -1", "--seed -1"),
     ("preprocess --labels {missing} --videos {folder} --out {out}", "{missing}"),
