@@ -7,9 +7,12 @@ model would refuse them.
 """
 import argparse
 import functools
+import os
 import sys
 
 from mbt_keras import contract
+from mbt_keras.user_error import (UserError, existing_file, existing_folder, in_range,
+                                  writable_parent)
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -50,28 +53,12 @@ def apply_contract(args):
     """Fill `args.contract`, `args.num_frames` and `args.seconds` from the model's contract
     (`model_contract.resolve_window`, printing why a flag that differs is a problem); an exit
     status when the command ends here, else None."""
-    import grpc
-
     from serving import model_contract
-    if not (args.video or args.show_contract):
-        print("error: the video argument is required (except with --show-contract)",
-              file=sys.stderr)
-        return 2
     load = (functools.partial(model_contract.from_saved_model, args.saved_model)
             if args.saved_model else functools.partial(_server_contract, args.server, args.model))
     # --show-contract asks for the model's own window: it fails only without a contract.
     flags = (None, None) if args.show_contract else (args.num_frames, args.seconds)
-    try:
-        args.contract, num_frames, seconds, notes = model_contract.resolve_window(load, *flags)
-    except model_contract.ContractMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args.contract, num_frames, seconds, notes = model_contract.resolve_window(load, *flags)
     if args.show_contract:
         print(args.contract.to_json())
         return 0
@@ -91,20 +78,36 @@ def _server_contract(server: str, model: str):
             prediction_service_pb2_grpc.PredictionServiceStub(channel), model)
 
 
-def run(args) -> int:
-    # Flags are checked before the model's contract is fetched from the server or the disk.
+def check_args(args) -> None:
+    """Flags and local paths, checked before the model's contract is fetched from the server
+    or the disk."""
+    if not (args.video or args.show_contract):
+        raise UserError("the video argument is required (except with --show-contract)")
+    if args.video:
+        from components.preprocess.clip_decoder import probe
+        probe(existing_file(args.video, "video"))  # a ClipError for a file that is no video
+    if args.saved_model:
+        existing_folder(args.saved_model, "--saved-model")
+        existing_file(os.path.join(args.saved_model, "saved_model.pb"), "--saved-model")
     if args.out and not args.out.endswith((".csv", ".json")):
-        print(f"error: --out {args.out}: expected a .csv or .json file", file=sys.stderr)
-        return 2
+        raise UserError(f"--out {args.out}: expected a .csv or .json file")
     if (args.out or args.plot or args.hop) and not args.timeline:
-        print("error: --out, --plot and --hop need --timeline", file=sys.stderr)
-        return 2
+        raise UserError("--out, --plot and --hop need --timeline")
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            writable_parent(path, flag)
+    in_range(args.batch_size, "--batch-size", low=1)
+    for flag, value, bounds in (("--start", args.start, dict(low=0)),
+                                ("--hop", args.hop, dict(above=0))):
+        if value is not None:
+            in_range(value, flag, **bounds)
+
+
+def run(args) -> int:
+    check_args(args)
     status = apply_contract(args)
     if status is not None:
         return status
-    import grpc
-
-    from components.preprocess.clip_decoder import ClipError
     from serving import client
     if args.saved_model:
         predict = client.load_saved_model(args.saved_model, args.signature)
@@ -122,12 +125,6 @@ def run(args) -> int:
         window = client.read_window(args.video, num_frames=args.num_frames,
                                     seconds=args.seconds, start=args.start)
         outputs = predict(window.inputs)
-    except ClipError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
     finally:
         if not args.saved_model:
             predictor.close()

@@ -6,9 +6,11 @@ import argparse
 import logging
 import os
 import shutil
+import socket
 import sys
 
 from mbt_keras import contract
+from mbt_keras.user_error import UserError, existing_folder, in_range
 
 OFFICIAL_BINARY = "tensorflow_model_server"
 
@@ -32,7 +34,29 @@ def official_command(binary: str, args) -> list:
             f"--file_system_poll_wait_seconds={max(1, round(args.poll_seconds))}"]
 
 
+def check_args(args) -> None:
+    """The flags, checked before a server starts."""
+    existing_folder(args.model_base, "--model-base")
+    in_range(args.port, "--port", low=0, high=65535)
+    in_range(args.poll_seconds, "--poll-seconds", above=0)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """gRPC binds with SO_REUSEPORT, so our server would share a port another one holds and
+    answer only some of its clients: a port in use is refused first."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({error.strerror}); "
+                            "is another server using it?") from None
+
+
 def run(args) -> int:
+    check_args(args)
     binary = shutil.which(OFFICIAL_BINARY)
     if binary and not args.builtin:
         command = official_command(binary, args)
@@ -40,6 +64,7 @@ def run(args) -> int:
         if os.environ.pop(contract.QUIETED_TF_LOGS_ENV, None):  # its log is the output here
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
         os.execv(binary, command)
+    check_port_free(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from serving.server import serve  # TensorFlow only when our server is the one that runs
     serve(args.model_base, args.model_name, args.host, args.port, poll_seconds=args.poll_seconds)
