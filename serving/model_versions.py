@@ -7,11 +7,13 @@ version that fails to load is reported (state END with the load's error, as TF S
 GetModelStatus shows it) and is not tried again until its files change; the version before it
 keeps serving.
 """
+import ctypes
 import dataclasses
 import gc
 import logging
 import os
 import threading
+import weakref
 from typing import Dict, List, Optional
 
 import tensorflow as tf
@@ -42,11 +44,15 @@ class LoadedVersion:
     def __init__(self, path: str, version: int):
         self.path = path
         self.version = version
+        proto = saved_model_pb2.SavedModel()  # first: a damaged graph is DATA_LOSS
+        graph = os.path.join(path, "saved_model.pb")
+        with open(graph, "rb") as f:
+            try:
+                proto.ParseFromString(f.read())
+            except DecodeError as exc:
+                raise DecodeError(f"cannot parse {graph}: {exc}") from None
         self._saved_model = tf.saved_model.load(path)
         self.signatures = dict(self._saved_model.signatures)
-        proto = saved_model_pb2.SavedModel()
-        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-            proto.ParseFromString(f.read())
         self.signature_defs = {name: sig for name, sig in proto.meta_graphs[0].signature_def.items()
                                if name in self.signatures}
 
@@ -92,6 +98,7 @@ class ModelVersions:
         self._statuses: Dict[int, VersionStatus] = {}
         self._failed: Dict[int, tuple] = {}  # version -> its file listing when its load failed
         self._seen = (None, None)  # (version, file listing) at the last poll
+        self._retired: List[weakref.ref] = []  # unloaded versions requests may still hold
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="model-watcher", daemon=True)
 
@@ -127,19 +134,31 @@ class ModelVersions:
             self._statuses[newest] = VersionStatus(newest, END, code, message)
             LOG.warning("could not load %s version %d: %s: %s", self.model_name, newest, code,
                         message)
+            del exc
+            _release_memory()  # what the failed load had built
             return
         previous, self._current = self._current, loaded
         self._statuses[newest] = VersionStatus(newest, AVAILABLE)
         LOG.info("serving %s version %d from %s", self.model_name, newest, path)
         if previous is not None:
             self._statuses[previous.version] = VersionStatus(previous.version, END)
-            del previous
-            gc.collect()  # the SavedModel's objects hold cycles: free its memory now
+            self._retired.append(weakref.ref(previous))
+
+    def release_retired(self):
+        """Free unloaded versions once the last request holding one has finished: a loaded
+        SavedModel's objects hold reference cycles, which only the cycle collector frees."""
+        if self._retired:
+            gc.collect()
+            held = [ref for ref in self._retired if ref() is not None]
+            if len(held) < len(self._retired):
+                _release_memory()
+            self._retired = held
 
     def _poll_loop(self):
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.poll_once()
+                self.release_retired()
             except OSError as exc:  # files moved while listing: look again next poll
                 LOG.warning("polling %s: %s", self.model_dir, exc)
 
@@ -177,6 +196,16 @@ class ModelVersions:
             raise RequestError("NOT_FOUND", f"no version of {self.model_name!r} under "
                                             f"{self.model_dir}")
         return known
+
+
+def _release_memory():
+    """Collect cycles, then hand freed heap back to the system (glibc keeps it otherwise, so
+    the server's RSS would not show an unloaded version's memory coming back)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory is reused, only not returned
+        pass
 
 
 def _listing(path: str):

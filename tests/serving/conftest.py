@@ -77,11 +77,11 @@ def start_server(model_base: str, *options: str, timeout: float = 120.0):
 @contextlib.contextmanager
 def serving(model_dir: str, base, *options: str):
     """A running server over `base`, which gets `model_dir` as version 1; yields (target,
-    model dir, its growing log, REST URL) and stops the server after."""
+    model dir, its growing log, REST URL, pid) and stops the server after."""
     shutil.copytree(model_dir, base / MODEL_NAME / "1")
     process, target, log, rest_url = start_server(str(base), *options)
     try:
-        yield target, str(base / MODEL_NAME), log, rest_url
+        yield target, str(base / MODEL_NAME), log, rest_url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -90,7 +90,7 @@ def serving(model_dir: str, base, *options: str):
 @pytest.fixture(scope="session")
 def server_process(exported, tmp_path_factory):
     """The shared server, serving version 1 for the whole session (tests that push versions
-    use `own_server`); yields (target, model dir, its growing log, REST URL)."""
+    use `own_server`); yields (target, model dir, its growing log, REST URL, pid)."""
     with serving(exported[1], tmp_path_factory.mktemp("serving_base")) as running:
         yield running
 

@@ -11,10 +11,10 @@ import pytest
 
 from mbt_keras import contract
 from serving.batching import BatchingParameters, BatchScheduler, parse_text
+from serving.client import load_saved_model
 from serving.model_versions import ModelVersions
 from serving.request_error import RequestError
 from serving.request_path import RequestPath
-from serving.client import load_saved_model
 from tests.serving.conftest import MODEL_NAME, serving
 from tests.serving.doors import GrpcDoor, Refused, RestDoor
 from tests.serving.refusal_cases import bad_requests
@@ -159,7 +159,7 @@ def test_server_with_enable_batching_merges_both_doors_and_sheds_load_with_unava
     expected = [alone(r)[contract.OUT_SCORES] for r in requests]
     with serving(exported[1], tmp_path / "base", "--enable-batching",
                  "--batching-parameters-file", str(parameters), "--max-enqueued-batches",
-                 "1") as (target, _, log, rest_url):
+                 "1") as (target, _, log, rest_url, _):
         doors = [GrpcDoor(target) if i % 2 else RestDoor(rest_url) for i in range(16)]
         results, codes, start = [None] * 16, [], threading.Barrier(16)
 

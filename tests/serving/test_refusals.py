@@ -15,7 +15,7 @@ from tests.serving.refusal_cases import TF_TEXT, _replaced, bad_requests
 
 @pytest.fixture(params=["grpc", "rest"])
 def door(request, server_process):
-    target, _, _, rest_url = server_process
+    target, _, _, rest_url, _ = server_process
     opened = GrpcDoor(target) if request.param == "grpc" else RestDoor(rest_url)
     yield opened
     opened.close()

@@ -1,8 +1,4 @@
 """A real server process, real gRPC through the official tensorflow-serving-api stubs."""
-import shutil
-import threading
-import time
-
 import grpc
 import numpy as np
 import pytest
@@ -64,49 +60,3 @@ def test_model_status_and_metadata(server):
         model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
             get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "nope"}), timeout=30)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-def test_load_from_8_clients_picks_up_a_pushed_version_with_zero_failures(
-        own_server, exported, clip_request):
-    """>= 200 requests from 8 threads; version 2 is copied in (file by file) mid-load (into
-    a server of its own: the shared one serves version 1 to the other tests)."""
-    target, model_dir = own_server
-    results, failures, lock = [], [], threading.Lock()
-    deadline = time.monotonic() + 120
-
-    def worker():
-        client = PredictClient(target, MODEL_NAME)  # one channel per client
-        done = 0
-        while done < 25 or (not _saw_version(results, 2) and time.monotonic() < deadline):
-            try:
-                outputs, version = client.predict(clip_request)
-                with lock:
-                    results.append((version, outputs[contract.OUT_SCORES]))
-            except grpc.RpcError as exc:
-                with lock:
-                    failures.append(f"{exc.code().name}: {exc.details()}")
-            done += 1
-        client.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    while len(results) < 40 and not failures and time.monotonic() < deadline:
-        time.sleep(0.05)
-    shutil.copytree(exported[2], f"{model_dir}/2")  # not atomic, as the Pusher's copy
-    for thread in threads:
-        thread.join()
-
-    assert failures == []
-    assert len(results) >= 200
-    versions = [v for v, _ in results]
-    assert versions[0] == 1 and _saw_version(results, 2), sorted(set(versions))
-    expected = {v: predict_saved_model(exported[v], clip_request)[contract.OUT_SCORES]
-                for v in (1, 2)}
-    assert not np.allclose(expected[1], expected[2])
-    for version, scores in results:
-        np.testing.assert_allclose(scores, expected[version], atol=1e-6)
-
-
-def _saw_version(results, version):
-    return any(v == version for v, _ in results[-50:])
