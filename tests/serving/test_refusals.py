@@ -2,6 +2,7 @@
 official TF Serving stubs; a plain HTTP client): the same status (INVALID_ARGUMENT / 400,
 NOT_FOUND / 404) and the same message naming the input, the index and the reason."""
 import re
+import time
 
 import numpy as np
 import pytest
@@ -34,6 +35,10 @@ def test_each_bad_request_is_refused_alike_by_both_doors_and_the_server_keeps_se
         assert not any(text in error.value.message for text in TF_TEXT), (problem, error.value)
         outputs, _ = door.predict(clip_request)  # still serving, and right
         np.testing.assert_allclose(outputs[contract.OUT_SCORES], expected, atol=1e-6)
+        deadline = time.monotonic() + 10  # the log reaches the test through a pipe
+        while sum("refused Predict" in line for line in log) == refused_before and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
         refused = [line for line in log if "refused Predict" in line]
         assert len(refused) == refused_before + 1, (problem, refused[refused_before:])
 
