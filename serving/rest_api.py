@@ -141,10 +141,10 @@ class RestApi:
         """(HTTP status, JSON-able answer) of one HTTP request."""
         match = _URL.fullmatch(url.split("?")[0])
         try:
-            if not match or (method, match["verb"] in (":predict", ":classify", ":regress")) not in {
-                    ("GET", False), ("POST", True)}:
-                raise RequestError("NOT_FOUND" if not match else "INVALID_ARGUMENT",
-                                   f"Malformed request: {method} {url}")
+            if not match:
+                raise RequestError("NOT_FOUND", f"Malformed request: {method} {url}")
+            if (method == "POST") != (match["verb"] or "").startswith(":"):  # POST only for verbs
+                raise RequestError("INVALID_ARGUMENT", f"Malformed request: {method} {url}")
             name, label = match["name"], match["label"] or ""
             version = int(match["version"]) if match["version"] else None
             if match["verb"] is None:
