@@ -36,7 +36,7 @@ SUBCOMMANDS = {
     "make-demo-data": ("pipeline.demo_data", "write the synthetic audio-visual demo clips"),
     "preprocess": ("pipeline.preprocess_cli", "raw clips + label file -> TFRecords (Beam)"),
     "train": ("pipeline.train_cli", "train outside TFX from TFRecords"),
-    "serve": ("serving.server_cli", "serve pushed models over the TF Serving gRPC API"),
+    "serve": ("serving.server_cli", "serve pushed models over the TF Serving gRPC and REST APIs"),
     "predict": ("serving.predict_cli", "classify a video via a server or a SavedModel"),
     "infer": ("pipeline.infer_cli", "classify a folder or listing of videos with a SavedModel (Beam)"),
     "report": ("pipeline.report_cli", "one-screen summary of a pipeline run"),
