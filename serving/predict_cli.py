@@ -1,13 +1,16 @@
 """`mbt predict VIDEO`: top-k labels of a window of a local video, or with `--timeline` of
-every window of it, from a server or a SavedModel.
+every window of it, from a server (gRPC `--server` or REST `--rest`) or a SavedModel.
 
 The window (frames, seconds) is the model's own, read from its input contract
 (`serving.model_contract`); flags that say otherwise get a warning, or an error where the
-model would refuse them.
+model would refuse them. `--rest` and `--help` import neither TensorFlow nor gRPC
+(`bench/cli_startup.py` measures it).
 """
 import argparse
+import dataclasses
 import functools
 import sys
+from typing import Callable
 
 from mbt_keras import contract
 
@@ -16,9 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("video", nargs="?", help="local video file (any format FFmpeg reads)")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", help="HOST:PORT of a TF Serving-compatible gRPC server")
+    where.add_argument("--rest", metavar="URL",
+                       help="http://HOST:PORT of a TF Serving REST API (e.g. mbt serve "
+                       "--rest-port 8501); this side needs no TensorFlow")
     where.add_argument("--saved-model", help="run the SavedModel directory in-process instead")
     parser.add_argument("--model", default="mbt", help="model name on the server")
     parser.add_argument("--signature", default=contract.SIG_SERVING)
+    parser.add_argument("--contract", metavar="FILE",
+                        help="read the model's input contract from FILE (a model's "
+                        f"assets/{contract.CONTRACT_ASSET}, or its SavedModel directory) "
+                        "instead of asking the model: the official server's REST API cannot "
+                        "return it")
     parser.add_argument("--show-contract", action="store_true",
                         help="print the model's input contract (JSON) and exit")
     parser.add_argument("--start", type=float, default=None, help="window start (default: centred)")
@@ -46,19 +57,24 @@ def add_window_arguments(parser: argparse.ArgumentParser):
     return timeline
 
 
-def apply_contract(args):
+def apply_contract(args, remote):
     """Fill `args.contract`, `args.num_frames` and `args.seconds` from the model's contract
-    (`model_contract.resolve_window`, printing why a flag that differs is a problem); an exit
-    status when the command ends here, else None."""
-    import grpc
-
+    (`model_contract.resolve_window`, printing why a flag that differs is a problem), read
+    from --contract, the SavedModel or the server `remote` (`_connect`); an exit status when
+    the command ends here, else None."""
     from serving import model_contract
     if not (args.video or args.show_contract):
         print("error: the video argument is required (except with --show-contract)",
               file=sys.stderr)
         return 2
-    load = (functools.partial(model_contract.from_saved_model, args.saved_model)
-            if args.saved_model else functools.partial(_server_contract, args.server, args.model))
+    if args.contract:
+        load = functools.partial(model_contract.from_file, args.contract)
+    elif args.saved_model:
+        load = functools.partial(model_contract.from_saved_model, args.saved_model)
+    elif args.rest:
+        load = remote.client.input_contract
+    else:
+        load = functools.partial(model_contract.from_server, remote.client.stub, args.model)
     # --show-contract asks for the model's own window: it fails only without a contract.
     flags = (None, None) if args.show_contract else (args.num_frames, args.seconds)
     try:
@@ -66,8 +82,8 @@ def apply_contract(args):
     except model_contract.ContractMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    except remote.errors as exc:
+        print(f"error: {remote.describe(exc)}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,14 +97,28 @@ def apply_contract(args):
     return None
 
 
-def _server_contract(server: str, model: str):
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
+@dataclasses.dataclass
+class _Remote:
+    """The server this command asks (`client` None with --saved-model): its client, the
+    exceptions its refusals raise, and how one is printed."""
+    client: object = None
+    errors: tuple = ()
+    describe: Callable[[Exception], str] = str
 
-    from serving import model_contract
-    with grpc.insecure_channel(server) as channel:
-        return model_contract.from_server(
-            prediction_service_pb2_grpc.PredictionServiceStub(channel), model)
+
+def _connect(args) -> _Remote:
+    """The --rest or --server client; gRPC (and the TensorFlow its protos import) is
+    imported only for --server."""
+    if args.rest:
+        from serving.rest_client import RestClient, RestError
+        return _Remote(RestClient(args.rest, args.model), (RestError,))
+    if args.server:
+        import grpc
+
+        from serving.client import PredictClient
+        return _Remote(PredictClient(args.server, args.model), (grpc.RpcError,),
+                       lambda exc: f"{exc.code().name}: {exc.details()}")
+    return _Remote()
 
 
 def run(args) -> int:
@@ -99,23 +129,33 @@ def run(args) -> int:
     if (args.out or args.plot or args.hop) and not args.timeline:
         print("error: --out, --plot and --hop need --timeline", file=sys.stderr)
         return 2
-    status = apply_contract(args)
-    if status is not None:
-        return status
-    import grpc
+    try:
+        remote = _connect(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        status = apply_contract(args, remote)
+        return _predict(args, remote) if status is None else status
+    finally:
+        if remote.client:
+            remote.client.close()
 
+
+def _predict(args, remote) -> int:
     from components.preprocess.clip_decoder import ClipError
     from serving import client
     if args.saved_model:
         predict = client.load_saved_model(args.saved_model, args.signature)
         where = lambda: f"in-process {args.saved_model}"  # noqa: E731
     else:
-        predictor, answered = client.PredictClient(args.server, args.model), {}
+        answered = {}
 
         def predict(inputs):
-            outputs, answered["version"] = predictor.predict(inputs, args.signature)
+            outputs, answered["version"] = remote.client.predict(inputs, args.signature)
             return outputs
-        where = lambda: f"{args.model} version {answered['version']} at {args.server}"  # noqa: E731
+        where = lambda: (f"{args.model} version {answered['version']} at "  # noqa: E731
+                         f"{args.server or args.rest}")
     try:
         if args.timeline:
             return _timeline(args, predict, where)
@@ -125,12 +165,9 @@ def run(args) -> int:
     except ClipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    except remote.errors as exc:
+        print(f"error: {remote.describe(exc)}", file=sys.stderr)
         return 1
-    finally:
-        if not args.saved_model:
-            predictor.close()
     print(f"{args.video} ({where()})")
     if not window.has_audio:
         print(NO_AUDIO_NOTICE)
