@@ -82,7 +82,7 @@ def run(args) -> int:
     mbt(["report", settings.pipeline_root, "--serving-base", settings.serving_base,
          "--model-name", settings.model_name, "--class-map", settings.class_map])
 
-    from serving.server import numeric_versions
+    from serving.model_versions import numeric_versions
     versions = numeric_versions(settings.push_dir)
     if not versions:
         print(f"\nThe Evaluator did not bless the model, so nothing was pushed to "
