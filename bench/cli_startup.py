@@ -16,7 +16,6 @@ video in Python). `--before TREE` adds the older comparison: `mbt --help`, `mbt 
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -92,22 +91,6 @@ def timed(command, tree: str = REPO):
     return seconds, result.stderr.splitlines(), result.stdout
 
 
-def start_server(model_base: str):
-    """(process, gRPC 'host:port', REST 'http://host:port') of `mbt serve --builtin` on free
-    ports, once it says it listens on both."""
-    process = subprocess.Popen(
-        MBT + ["serve", "--model-base", model_base, "--port", "0", "--rest-port", "0",
-               "--builtin"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    found = {}
-    for line in process.stdout:
-        match = re.search(r"(REST|gRPC)\b.* on (?:http://)?(127\.0\.0\.1:\d+)", line)
-        if match:
-            found[match.group(1)] = match.group(2)
-        if len(found) == 2:
-            return process, found["gRPC"], f"http://{found['REST']}"
-    raise RuntimeError("server exited before listening on gRPC and REST")
-
-
 def rest_query(rest: str, repeats: int) -> dict:
     """Medians of {total, start-up, decode, requests} seconds of `mbt predict CLIP --rest`."""
     runs = []
@@ -162,11 +145,11 @@ def main():
     parser.add_argument("--before", help="also compare with this checkout's code")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from tests.serving.conftest import export_micro
+    from tests.serving.conftest import export_micro, start_server
 
     base = tempfile.mkdtemp(prefix="cli_startup_")
     export_micro(os.path.join(base, "mbt", "1"), seed=1)
-    server, target, rest = start_server(base)
+    server, target, _, rest = start_server(base)
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         'python -c "import av, numpy"': [sys.executable, "-c", "import av, numpy"],

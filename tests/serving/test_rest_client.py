@@ -1,16 +1,19 @@
-"""`mbt predict --rest`: TF Serving's REST request JSON, and a client that starts without
-TensorFlow."""
+"""`mbt predict --rest`: TF Serving's REST request JSON, a client that starts without
+TensorFlow, and its answers from a real `mbt serve --rest-port` equal to gRPC's."""
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from pipeline.cli import main
 from serving import rest_client
-from serving.client import clip_inputs
-from tests.serving.conftest import CLIP, REPO
+from serving.client import PredictClient, clip_inputs
+from tests.serving.conftest import CLIP, MODEL_NAME, REPO
 
 HEAVY = ("tensorflow", "keras", "tfx", "apache_beam", "grpc")
 # Runs `mbt ARGS...` and reports, at exit (argparse's --help exits inside main), which heavy
@@ -46,16 +49,6 @@ def test_rest_rows_carry_the_grpc_requests_jpeg_bytes_and_float32_waveform_exact
     assert np.abs(waveform).max() > 0  # real audio, not silence
 
 
-def test_rest_answers_become_the_grpc_clients_output_arrays():
-    answer = json.loads('{"predictions": [{"top_k_names": ["dog", "speech"], '
-                        '"top_k_scores": [0.75, 0.25], "scores": [0.25, 0.75]},'
-                        '{"top_k_names": ["speech", "dog"], "top_k_scores": [0.5, 0.5], '
-                        '"scores": [0.5, 0.5]}]}')
-    outputs = rest_client.outputs(answer["predictions"])
-    assert outputs["scores"].shape == (2, 2) and outputs["top_k_names"][1].tolist() == [
-        "speech", "dog"]
-
-
 def test_predict_help_imports_no_tensorflow_nor_grpc():
     status, out, _, heavy = run_guarded_mbt("predict", "--help")
     assert status == 0 and "--rest URL" in out
@@ -68,3 +61,59 @@ def test_an_unreachable_rest_server_is_one_error_line_naming_the_url():
     assert errors == ["error: http://127.0.0.1:9/v1/models/mbt: cannot reach the server: "
                       "[Errno 111] Connection refused"]
     assert heavy == "[]"
+
+
+@pytest.fixture(scope="module")
+def rest_url(server_process):
+    return server_process[3]
+
+
+def test_rest_scores_equal_grpc_scores_for_the_same_window(server, rest_url, clip_request):
+    rest, grpc = rest_client.RestClient(rest_url, MODEL_NAME), PredictClient(server[0], MODEL_NAME)
+    try:
+        (by_rest, rest_version), (by_grpc, grpc_version) = (rest.predict(clip_request),
+                                                           grpc.predict(clip_request))
+    finally:
+        rest.close()
+        grpc.close()
+    assert rest_version == grpc_version == 1
+    assert set(by_rest) == set(by_grpc)
+    np.testing.assert_allclose(by_rest["scores"], by_grpc["scores"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(by_rest["top_k_scores"], by_grpc["top_k_scores"], atol=1e-5, rtol=0)
+    assert by_rest["top_k_names"].tolist() == [[n.decode() for n in row]
+                                               for row in by_grpc["top_k_names"]]
+
+
+def test_predict_rest_prints_what_predict_server_prints_without_importing_tensorflow(
+        server, rest_url, capsys):
+    status, out, errors, heavy = run_guarded_mbt("predict", CLIP, "--rest", rest_url)
+    assert (status, errors, heavy) == (0, [], "[]")
+    assert main(["predict", CLIP, "--server", server[0]]) == 0
+    by_grpc = capsys.readouterr().out
+    assert out.replace(rest_url, "URL") == by_grpc.replace(server[0], "URL")
+    assert re.search(r"^\s*[0-9.]+\s+speech$", out, re.M)
+
+
+def test_predict_rest_reads_the_contract_from_the_server_or_from_contract(
+        rest_url, exported, capsys):
+    assert main(["predict", "--show-contract", "--rest", rest_url]) == 0
+    by_rest = capsys.readouterr().out
+    assert main(["predict", "--show-contract", "--saved-model", exported[1]]) == 0
+    assert by_rest == capsys.readouterr().out
+    asset = os.path.join(exported[1], "assets", "input_contract.json")
+    assert main(["predict", "--show-contract", "--rest", rest_url, "--contract", asset]) == 0
+    assert capsys.readouterr().out == by_rest
+    assert main(["predict", CLIP, "--rest", rest_url, "--contract", CLIP]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --contract {CLIP}: not a readable input "
+                                              "contract")
+
+
+def test_rest_refusals_are_one_line_naming_the_url_and_the_servers_message(rest_url, capsys):
+    assert main(["predict", CLIP, "--rest", rest_url, "--model", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {rest_url}/v1/models/nope: HTTP 404: ") and "nope" in err
+    assert len(err.splitlines()) == 1
+    assert main(["predict", CLIP, "--rest", rest_url, "--signature", "no_such"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"error: {rest_url}/v1/models/mbt/versions/1:predict: HTTP 400: .*"
+                        r"no_such.*\n", err)
