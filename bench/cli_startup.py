@@ -91,14 +91,11 @@ def timed(command, tree: str = REPO):
     return seconds, result.stderr.splitlines(), result.stdout
 
 
-def rest_query(rest: str, repeats: int) -> dict:
-    """Medians of {total, start-up, decode, requests} seconds of `mbt predict CLIP --rest`."""
-    runs = []
-    for _ in range(repeats):
-        wall, errors, _ = timed([sys.executable, "-c", TIMED_MBT, "predict", CLIP, "--rest", rest])
-        spent = json.loads(errors[-1])
-        runs.append({"total": wall, "start-up": wall - sum(spent.values()), **spent})
-    return {phase: statistics.median(run[phase] for run in runs) for phase in runs[0]}
+def rest_query(rest: str) -> dict:
+    """{total, start-up, decode, requests} seconds of one `mbt predict CLIP --rest`."""
+    wall, errors, _ = timed([sys.executable, "-c", TIMED_MBT, "predict", CLIP, "--rest", rest])
+    spent = json.loads(errors[-1])
+    return {"total": wall, "start-up": wall - sum(spent.values()), **spent}
 
 
 def before_after(before: str, target: str, repeats: int):
@@ -158,20 +155,22 @@ def main():
         "mbt predict --server (total)": MBT + ["predict", CLIP, "--server", target],
     }
     try:
-        seconds = {name: [] for name in commands}
+        seconds, queries = {name: [] for name in commands}, []
+        load = os.getloadavg()[0]
         for _ in range(args.repeats):  # interleaved: every command sees the same load
             for name, command in commands.items():
                 seconds[name].append(timed(command)[0])
+            queries.append(rest_query(rest))
         medians = {name: statistics.median(s) for name, s in seconds.items()}
-        query = rest_query(rest, args.repeats)
+        query = {phase: statistics.median(q[phase] for q in queries) for phase in queries[0]}
         bare, av_numpy = medians["python -c pass"], medians['python -c "import av, numpy"']
         rows = {**{k: v for k, v in medians.items() if "--server" not in k},
                 "mbt predict --rest (total)": query["total"],
                 "  start-up": query["start-up"], "  decode": query["decode"],
                 "  requests (status, contract, predict)": query["requests"],
                 "mbt predict --server (total)": medians["mbt predict --server (total)"]}
-        print(f"medians of {args.repeats} runs; load average {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} CPUs")
+        print(f"medians of {args.repeats} runs; 1-minute load average {load:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs")
         print(f"{'command':40s} {'seconds':>8s} {'/ python':>9s} {'/ av+numpy':>11s}")
         for name, value in rows.items():
             print(f"{name:40s} {value:8.3f} {value / bare:9.1f} {value / av_numpy:11.2f}")
