@@ -1,11 +1,13 @@
 """`mbt predict --rest`: TF Serving's REST request JSON, a client that starts without
 TensorFlow, and its answers from a real `mbt serve --rest-port` equal to gRPC's."""
 import base64
+import http.server
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -117,3 +119,45 @@ def test_rest_refusals_are_one_line_naming_the_url_and_the_servers_message(rest_
     err = capsys.readouterr().err
     assert re.fullmatch(rf"error: {rest_url}/v1/models/mbt/versions/1:predict: HTTP 400: .*"
                         r"no_such.*\n", err)
+
+
+class _OfficialContractRefusal(http.server.BaseHTTPRequestHandler):
+    """The two answers of the official tensorflow_model_server's REST API this test needs (it
+    cannot be installed here): the model's status, and its refusal of a signature without
+    inputs (json_tensor.cc, tensorflow/serving#1676)."""
+
+    def _answer(self, status: int, body: dict):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self._answer(200, {"model_version_status": [{"version": "3", "state": "AVAILABLE",
+                                                     "status": {"error_code": "OK"}}]})
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self._answer(400, {"error": "Failed to get input map for signature: "
+                                    f"{body['signature_name']}"})
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_that_cannot_return_the_contract_over_rest_asks_for_contract(capsys):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OfficialContractRefusal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert main(["predict", CLIP, "--rest", url]) == 1
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err
+    assert err == (f"error: {url}/v1/models/mbt/versions/3:predict: HTTP 400: Failed to get "
+                   "input map for signature: input_contract (the official server's REST API "
+                   "cannot call a signature without inputs, tensorflow/serving#1676); pass "
+                   "--contract with the model's assets/input_contract.json (or its SavedModel "
+                   "directory), or --num-frames and --seconds\n")
