@@ -35,4 +35,4 @@ def test_predict_reports_an_unreadable_video_and_an_unknown_model(server, tmp_pa
     assert main(["predict", str(broken), "--server", target]) == 1
     assert "error:" in capsys.readouterr().err
     assert main(["predict", CLIP, "--server", target, "--model", "nope", "--seconds", "1"]) == 1
-    assert "INVALID_ARGUMENT: model 'nope' not found" in capsys.readouterr().err
+    assert "NOT_FOUND: model 'nope' not found" in capsys.readouterr().err
