@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.cli import main
 from serving import rest_client
-from serving.client import PredictClient, clip_inputs
+from serving.client import PredictClient, clip_inputs, predict_saved_model
 from tests.serving.conftest import CLIP, MODEL_NAME, REPO
 
 HEAVY = ("tensorflow", "keras", "tfx", "apache_beam", "grpc")
@@ -70,7 +70,8 @@ def rest_url(server_process):
     return server_process[3]
 
 
-def test_rest_scores_equal_grpc_scores_for_the_same_window(server, rest_url, clip_request):
+def test_rest_scores_equal_grpc_and_saved_model_scores_for_the_same_window(
+        server, rest_url, exported, clip_request):
     rest, grpc = rest_client.RestClient(rest_url, MODEL_NAME), PredictClient(server[0], MODEL_NAME)
     try:
         (by_rest, rest_version), (by_grpc, grpc_version) = (rest.predict(clip_request),
@@ -81,6 +82,9 @@ def test_rest_scores_equal_grpc_scores_for_the_same_window(server, rest_url, cli
     assert rest_version == grpc_version == 1
     assert set(by_rest) == set(by_grpc)
     np.testing.assert_allclose(by_rest["scores"], by_grpc["scores"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(by_rest["scores"],
+                               predict_saved_model(exported[1], clip_request)["scores"],
+                               atol=1e-5, rtol=0)
     np.testing.assert_allclose(by_rest["top_k_scores"], by_grpc["top_k_scores"], atol=1e-5, rtol=0)
     assert by_rest["top_k_names"].tolist() == [[n.decode() for n in row]
                                                for row in by_grpc["top_k_names"]]
@@ -94,6 +98,15 @@ def test_predict_rest_prints_what_predict_server_prints_without_importing_tensor
     by_grpc = capsys.readouterr().out
     assert out.replace(rest_url, "URL") == by_grpc.replace(server[0], "URL")
     assert re.search(r"^\s*[0-9.]+\s+speech$", out, re.M)
+
+
+def test_a_rest_timeline_equals_the_grpc_timeline(server, rest_url, tmp_path, capsys):
+    for door, where in (("--rest", rest_url), ("--server", server[0])):
+        assert main(["predict", CLIP, door, where, "--timeline", "--batch-size", "4",
+                     "--out", str(tmp_path / f"{door[2:]}.csv")]) == 0
+    capsys.readouterr()
+    rows = (tmp_path / "rest.csv").read_text()
+    assert rows == (tmp_path / "server.csv").read_text() and len(rows.splitlines()) > 5
 
 
 def test_predict_rest_reads_the_contract_from_the_server_or_from_contract(
