@@ -8,8 +8,9 @@ so the official `tensorflow_model_server --rest_api_port` answers it as `mbt ser
   doubles, they parse back to the same float32s).
 - REST's predict answer does not say which version answered, so the client reads the newest
   AVAILABLE version once (`GET /v1/models/NAME`) and sends every request to
-  `/versions/N:predict`: the contract and the scores come from that version, and the output
-  names it.
+  `/versions/N:predict`: the contract and the scores come from that version (a whole
+  `--timeline` too; should the server unload it meanwhile, its 404 ends the command), and the
+  output names it.
 - The input contract is a signature without inputs (`contract.SIG_CONTRACT`). Ours answers
   it over REST; the official server refuses any signature without inputs over REST
   (tensorflow/serving#1676), which `input_contract` turns into ContractMissing whose remedy
