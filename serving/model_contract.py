@@ -17,7 +17,12 @@ _NO_SIGNATURE = ("INVALID_ARGUMENT", "FAILED_PRECONDITION")
 
 
 class ContractMissing(UserError):
-    """The model was exported without an input contract (before it existed)."""
+    """The model's input contract cannot be read: exported before contracts existed, or a
+    server that cannot return it; `remedy` says what the user can pass instead."""
+
+    def __init__(self, message: str, remedy: str = "pass --num-frames and --seconds"):
+        super().__init__(message)
+        self.remedy = remedy
 
 
 def from_saved_model(saved_model_dir: str) -> InputContract:
@@ -32,6 +37,18 @@ def from_saved_model(saved_model_dir: str) -> InputContract:
                               "(exported before models carried their input contract)")
     with opener(path, "r") as f:
         return InputContract.from_json(f.read())
+
+
+def from_file(path: str) -> InputContract:
+    """The contract in a JSON file (a model's `assets/input_contract.json`), or in the assets
+    of the SavedModel directory `path`."""
+    if os.path.isdir(path):
+        return from_saved_model(path)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return InputContract.from_json(f.read())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"--contract {path}: not a readable input contract ({exc})") from None
 
 
 def from_server(stub, model_name: str, version: int = None, timeout: float = 30.0) -> InputContract:
@@ -95,6 +112,6 @@ def resolve_window(load: Callable[[], InputContract], num_frames: int = None,
         model = load()
     except ContractMissing as exc:
         if num_frames is None or seconds is None:
-            raise ContractMissing(f"{exc}; pass --num-frames and --seconds") from None
+            raise ContractMissing(f"{exc}; {exc.remedy}") from None
         return None, num_frames, seconds, []
     return (model, *window_for(model, num_frames, seconds))

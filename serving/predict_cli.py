@@ -1,9 +1,10 @@
 """`mbt predict VIDEO`: top-k labels of a window of a local video, or with `--timeline` of
-every window of it, from a server or a SavedModel.
+every window of it, from a server (gRPC `--server` or REST `--rest`) or a SavedModel.
 
 The window (frames, seconds) is the model's own, read from its input contract
 (`serving.model_contract`); flags that say otherwise get a warning, or an error where the
-model would refuse them.
+model would refuse them. `--rest` and `--help` import neither TensorFlow nor gRPC
+(`bench/cli_startup.py` measures it).
 """
 import argparse
 import functools
@@ -19,9 +20,17 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("video", nargs="?", help="local video file (any format FFmpeg reads)")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", help="HOST:PORT of a TF Serving-compatible gRPC server")
+    where.add_argument("--rest", metavar="URL",
+                       help="http://HOST:PORT of a TF Serving REST API (e.g. mbt serve "
+                       "--rest-port 8501); this side needs no TensorFlow")
     where.add_argument("--saved-model", help="run the SavedModel directory in-process instead")
     parser.add_argument("--model", default="mbt", help="model name on the server")
     parser.add_argument("--signature", default=contract.SIG_SERVING)
+    parser.add_argument("--contract", metavar="FILE",
+                        help="read the model's input contract from FILE (a model's "
+                        f"assets/{contract.CONTRACT_ASSET}, or its SavedModel directory) "
+                        "instead of asking the model: the official server's REST API cannot "
+                        "return it")
     parser.add_argument("--show-contract", action="store_true",
                         help="print the model's input contract (JSON) and exit")
     parser.add_argument("--start", type=float, default=None, help="window start (default: centred)")
@@ -49,13 +58,20 @@ def add_window_arguments(parser: argparse.ArgumentParser):
     return timeline
 
 
-def apply_contract(args):
+def apply_contract(args, server):
     """Fill `args.contract`, `args.num_frames` and `args.seconds` from the model's contract
-    (`model_contract.resolve_window`, printing why a flag that differs is a problem); an exit
-    status when the command ends here, else None."""
+    (`model_contract.resolve_window`, printing why a flag that differs is a problem), read
+    from --contract, the SavedModel or the `server` client (`_connect`); an exit status when
+    the command ends here, else None."""
     from serving import model_contract
-    load = (functools.partial(model_contract.from_saved_model, args.saved_model)
-            if args.saved_model else functools.partial(_server_contract, args.server, args.model))
+    if args.contract:
+        load = functools.partial(model_contract.from_file, args.contract)
+    elif args.saved_model:
+        load = functools.partial(model_contract.from_saved_model, args.saved_model)
+    elif args.rest:
+        load = server.input_contract
+    else:
+        load = functools.partial(model_contract.from_server, server.stub, args.model)
     # --show-contract asks for the model's own window: it fails only without a contract.
     flags = (None, None) if args.show_contract else (args.num_frames, args.seconds)
     args.contract, num_frames, seconds, notes = model_contract.resolve_window(load, *flags)
@@ -68,14 +84,17 @@ def apply_contract(args):
     return None
 
 
-def _server_contract(server: str, model: str):
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-    from serving import model_contract
-    with grpc.insecure_channel(server) as channel:
-        return model_contract.from_server(
-            prediction_service_pb2_grpc.PredictionServiceStub(channel), model)
+def _connect(args):
+    """The --rest or --server client (None with --saved-model); gRPC (and the TensorFlow its
+    protos import) is imported only for --server. Refusals and unreachable servers reach the
+    entry point as they are (RestError is a UserError; grpc.RpcError is read there)."""
+    if args.rest:
+        from serving.rest_client import RestClient
+        return RestClient(args.rest, args.model)
+    if args.server:
+        from serving.client import PredictClient
+        return PredictClient(args.server, args.model)
+    return None
 
 
 def check_args(args) -> None:
@@ -105,29 +124,36 @@ def check_args(args) -> None:
 
 def run(args) -> int:
     check_args(args)
-    status = apply_contract(args)
-    if status is not None:
-        return status
+    try:
+        server = _connect(args)
+    except ValueError as exc:  # a URL or address that cannot name a server
+        raise UserError(str(exc)) from None
+    try:
+        status = apply_contract(args, server)
+        return _predict(args, server) if status is None else status
+    finally:
+        if server:
+            server.close()
+
+
+def _predict(args, server) -> int:
     from serving import client
     if args.saved_model:
         predict = client.load_saved_model(args.saved_model, args.signature)
         where = lambda: f"in-process {args.saved_model}"  # noqa: E731
     else:
-        predictor, answered = client.PredictClient(args.server, args.model), {}
+        answered = {}
 
         def predict(inputs):
-            outputs, answered["version"] = predictor.predict(inputs, args.signature)
+            outputs, answered["version"] = server.predict(inputs, args.signature)
             return outputs
-        where = lambda: f"{args.model} version {answered['version']} at {args.server}"  # noqa: E731
-    try:
-        if args.timeline:
-            return _timeline(args, predict, where)
-        window = client.read_window(args.video, num_frames=args.num_frames,
-                                    seconds=args.seconds, start=args.start)
-        outputs = predict(window.inputs)
-    finally:
-        if not args.saved_model:
-            predictor.close()
+        where = lambda: (f"{args.model} version {answered['version']} at "  # noqa: E731
+                         f"{args.server or args.rest}")
+    if args.timeline:
+        return _timeline(args, predict, where)
+    window = client.read_window(args.video, num_frames=args.num_frames,
+                                seconds=args.seconds, start=args.start)
+    outputs = predict(window.inputs)
     print(f"{args.video} ({where()})")
     if not window.has_audio:
         print(NO_AUDIO_NOTICE)
