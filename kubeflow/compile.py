@@ -9,6 +9,7 @@ from typing import Optional
 
 from tfx import v1 as tfx
 
+from mbt_keras.user_error import UserError
 from pipeline.pipeline import create_pipeline
 from pipeline.settings import PipelineSettings, TrainerMachine, dataflow_beam_args
 
@@ -23,16 +24,16 @@ def cloud_settings(settings: PipelineSettings, *, target: str, bucket: str,
     """The same pipeline with cloud paths; Dataflow for Beam where a project is known; the
     Trainer on its own Vertex machine where one is asked for."""
     if target not in TARGETS:
-        raise ValueError(f"--target {target!r}: expected one of {TARGETS}")
+        raise UserError(f"--target {target!r}: expected one of {TARGETS}")
     if not bucket.startswith("gs://"):
-        raise ValueError(f"--bucket {bucket!r}: expected a gs:// URI")
+        raise UserError(f"--bucket {bucket!r}: expected a gs:// URI")
     if trainer_machine and not (target == "vertex" and project):
-        raise ValueError("--trainer-machine-type/--trainer-accelerator-*: the Trainer runs as a "
-                         "Vertex AI custom job, which needs --target vertex and --project")
+        raise UserError("--trainer-machine-type/--trainer-accelerator-*: the Trainer runs as a "
+                        "Vertex AI custom job, which needs --target vertex and --project")
     if (project or trainer_machine) and image == DEFAULT_IMAGE:
-        raise ValueError("--image: Dataflow workers and the Trainer's custom job run the "
-                         "pipeline image; pass the one you built from kubeflow/Dockerfile and "
-                         "pushed")
+        raise UserError("--image: Dataflow workers and the Trainer's custom job run the "
+                        "pipeline image; pass the one you built from kubeflow/Dockerfile and "
+                        "pushed")
     root = f"{bucket.rstrip('/')}/{settings.pipeline_name}"
     changes = dict(pipeline_root=f"{root}/pipeline_root", metadata_path=None,
                    serving_base=f"{root}/serving", image=image)

@@ -5,7 +5,10 @@ preset is a set of field values, never a subclass.
 """
 import dataclasses
 import json
+import numbers
 from typing import Optional, Tuple
+
+from mbt_keras.user_error import UserError
 
 FUSIONS = ("vanilla", "cross", "bottleneck")
 # Late fusion is not a FUSIONS mode: it is any of them with fusion_layer = num_layers (paper 3.2).
@@ -59,7 +62,7 @@ class ModelConfig:
     def __post_init__(self):
         def need(ok, field, why):
             if not ok:
-                raise ValueError(f"ModelConfig.{field}={getattr(self, field)!r}: {why}")
+                raise UserError(f"ModelConfig.{field}={getattr(self, field)!r}: {why}")
         need(self.fusion in FUSIONS, "fusion", f"unknown fusion, expected one of {FUSIONS}")
         need(self.head in HEADS, "head", f"unknown head, expected one of {HEADS}")
         need(self.rgb_tokenizer in RGB_TOKENIZERS, "rgb_tokenizer", f"expected one of {RGB_TOKENIZERS}")
@@ -109,18 +112,38 @@ class ModelConfig:
 
 def _coerce(values: dict) -> dict:
     """Accept JSON/flag spellings: lists for tuples, a bare int for num_classes."""
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"unknown ModelConfig field(s) {sorted(unknown)}; known: {sorted(names)}")
     out = dict(values)
     if "num_classes" in out and isinstance(out["num_classes"], int):
         out["num_classes"] = (out["num_classes"],)
     for key in ("num_classes", "modalities"):
         if key in out and isinstance(out[key], (list, str)):
             items = out[key].split(",") if isinstance(out[key], str) else out[key]
-            out[key] = tuple(int(v) if key == "num_classes" else v for v in items)
-    return out
+            try:
+                out[key] = tuple(int(v) if key == "num_classes" else v for v in items)
+            except ValueError:
+                raise UserError(f"{key}={values[key]!r}: expected comma-separated "
+                                "class counts, e.g. 527 or 97,300") from None
+    return checked_fields(ModelConfig, out)
+
+
+def checked_fields(cls, values: dict) -> dict:
+    """`values` for the dataclass `cls`; an unknown field, or a value whose type is not the
+    field's (`--set num_layers=six`, `--train-set epochs=1.5`), is a UserError naming it,
+    so that the dataclass's own range checks compare numbers with numbers."""
+    fields = {f.name: f.default for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(fields)}")
+    for name, value in values.items():
+        default = fields[name]
+        expected = (bool if isinstance(default, bool) else numbers.Integral
+                    if isinstance(default, int) else numbers.Real
+                    if isinstance(default, float) else None)
+        if expected and (not isinstance(value, expected) or
+                         (isinstance(value, bool) and expected is not bool)):
+            raise UserError(f"{cls.__name__}.{name}={value!r}: expected "
+                            f"{type(default).__name__.replace('bool', 'true or false')}")
+    return values
 
 
 PRESETS = {
@@ -148,7 +171,7 @@ PRESETS = {
 def from_preset(name: str, **overrides) -> ModelConfig:
     """The preset's config with `overrides` applied; unknown names list the presets."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+        raise UserError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
     return ModelConfig.from_dict({**PRESETS[name], **overrides})
 
 
@@ -158,7 +181,7 @@ def parse_assignments(items) -> dict:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"expected FIELD=VALUE, got {item!r}")
+            raise UserError(f"expected FIELD=VALUE, got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

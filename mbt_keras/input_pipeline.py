@@ -14,9 +14,11 @@ yields a full window. Everything runs as TensorFlow ops in parallel maps.
 import re
 
 import tensorflow as tf
+from google.protobuf import message
 
 from mbt_keras import augment, contract, host_memory
 from mbt_keras.config import ModelConfig
+from mbt_keras.user_error import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 SAMPLINGS = ("sync", "async")
@@ -47,6 +49,24 @@ def compression_type(filename):
 def read_tfrecords(filename):
     """A TFRecordDataset of one file, GZIP or not by its name."""
     return tf.data.TFRecordDataset(filename, compression_type=compression_type(filename))
+
+
+def check_records(patterns) -> None:
+    """Raises UserError naming the file when the first matching file does not read as
+    (plain or GZIP) TFRecords of SequenceExamples, e.g. a text file passed as --data, before
+    a model is built; FileNotFoundError when nothing matches."""
+    first = list_files(patterns)[0]
+    try:
+        record = next(iter(read_tfrecords(first).take(1)), None)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        raise UserError(f"{first} is not a TFRecord file: its first record does not "
+                        f"read ({type(error).__name__})") from None
+    try:
+        if record is not None:
+            tf.train.SequenceExample.FromString(record.numpy())
+    except message.DecodeError:
+        raise UserError(f"{first} holds TFRecords but its first record is no "
+                        "tf.train.SequenceExample (docs/data_format.md)") from None
 
 
 def _all_records(patterns):

@@ -1,9 +1,12 @@
 """`mbt summary` and `mbt flops`: parameter counts and graph-counted GFLOPs of a preset."""
+import os
 import re
 
 from mbt_keras.config import from_preset, parse_assignments
+from mbt_keras.user_error import UserError, output_folder, writable_parent
 
 FLOPS_FUSIONS = ("bottleneck", "cross")
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 def _add_model_arguments(parser):
@@ -96,6 +99,14 @@ def format_flops_table(table, num_layers) -> str:
 
 def run_flops(args) -> int:
     config = config_from_args(args)
+    # The outputs are checked before the graphs are counted (a minute for mbt-b16).
+    if args.logdir:
+        output_folder(args.logdir, "--logdir")
+    if args.plot:
+        if os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
+            raise UserError(f"--plot {args.plot}: expected an image file name ending in "
+                            f"{', '.join(PLOT_FORMATS)}")
+        writable_parent(args.plot, "--plot")
     table = flops_table(config)
     text = format_flops_table(table, config.num_layers)
     print(f"GFLOPs of {args.preset} counted from the TF graph:\n{text}")

@@ -16,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from mbt_keras import augment, input_pipeline, metrics, schedule, strategy as strategies
-from mbt_keras.config import ModelConfig
+from mbt_keras.config import ModelConfig, checked_fields
 from mbt_keras.model import build_model
+from mbt_keras.user_error import UserError
 
 CHECKPOINT_SUBDIR = "checkpoints"
 LOG_SUBDIR = "logs"
@@ -47,18 +48,41 @@ class TrainConfig:
     float16: bool = False                # mixed float16 on GPU (bfloat16 is automatic on TPU)
     seed: Optional[int] = None           # initial weights, dropout and data order: a rerun repeats
 
+    def __post_init__(self):
+        for field, ok, why in (
+                ("epochs", self.epochs >= 0, "must be >= 0"),
+                ("batch_size", self.batch_size >= 1, "must be >= 1"),
+                ("base_learning_rate", self.base_learning_rate >= 0, "must be >= 0"),
+                ("warmup_epochs", self.warmup_epochs >= 0, "must be >= 0"),
+                ("optimizer", self.optimizer in ("sgd", "adamw"), "expected 'sgd' or 'adamw'"),
+                ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+                ("clip_norm", self.clip_norm >= 0, "must be >= 0 (0: no clipping)"),
+                ("mixup_alpha", self.mixup_alpha >= 0, "must be >= 0 (0: no mixup)"),
+                ("sampling", self.sampling in input_pipeline.SAMPLINGS,
+                 f"expected one of {input_pipeline.SAMPLINGS}"),
+                ("augment_on", self.augment_on in input_pipeline.AUGMENT_PLACES,
+                 f"expected one of {input_pipeline.AUGMENT_PLACES}"),
+                ("eval_views", self.eval_views >= 1, "must be >= 1"),
+                ("steps_per_epoch", self.steps_per_epoch >= 0, "must be >= 0 (0: one pass)"),
+                ("shuffle_buffer", self.shuffle_buffer >= 1, "must be >= 1")):
+            if not ok:
+                raise UserError(f"TrainConfig.{field}={getattr(self, field)!r}: {why}")
+
     def replace(self, **overrides) -> "TrainConfig":
-        return dataclasses.replace(self, **overrides)
+        return dataclasses.replace(self, **checked_fields(TrainConfig, overrides))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """From flag values (`--train-set`): unknown fields and wrong types are a UserError."""
+        return cls(**checked_fields(cls, values))
 
 
 def make_optimizer(train_config: TrainConfig, learning_rate):
     """SGD with momentum (paper 4.2) or AdamW; the schedule is the same for both."""
     if train_config.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=learning_rate, momentum=train_config.momentum)
-    if train_config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=learning_rate,
-                                      weight_decay=train_config.weight_decay)
-    raise ValueError(f"TrainConfig.optimizer={train_config.optimizer!r}: expected 'sgd' or 'adamw'")
+    return keras.optimizers.AdamW(learning_rate=learning_rate,  # optimizer="adamw"
+                                  weight_decay=train_config.weight_decay)
 
 
 def per_example_loss(labels, logits, config: ModelConfig, label_smoothing: float = 0.0):

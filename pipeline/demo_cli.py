@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from mbt_keras.user_error import in_range, output_folder
 from pipeline.settings import PipelineSettings, with_class_count
 
 DEMO_CLIPS = 96
@@ -64,7 +65,23 @@ def _wait_until_serving(target: str, model_name: str, server: subprocess.Popen,
     raise TimeoutError(f"no model served at {target} after {timeout_s:.0f} s")
 
 
+def check_args(args) -> None:
+    """The flags, and that the server's port is free, checked before the demo's minutes of
+    work."""
+    from mbt_keras.config import from_preset
+    from pipeline.demo_data import CLASSES, EVAL_EVERY
+    from serving.server_cli import check_port_free
+    output_folder(args.out, "--out")
+    from_preset(args.preset)
+    # Every class needs an eval clip: EVAL_EVERY clips of each.
+    in_range(args.clips, "--clips", low=len(CLASSES) * EVAL_EVERY)
+    in_range(args.epochs, "--epochs", low=1)
+    in_range(args.port, "--port", low=1, high=65535)
+    check_port_free("127.0.0.1", args.port)
+
+
 def run(args) -> int:
+    check_args(args)
     began = time.time()
     settings = None
     data = os.path.join(args.out, "data")
@@ -82,7 +99,7 @@ def run(args) -> int:
     mbt(["report", settings.pipeline_root, "--serving-base", settings.serving_base,
          "--model-name", settings.model_name, "--class-map", settings.class_map])
 
-    from serving.server import numeric_versions
+    from serving.model_versions import numeric_versions
     versions = numeric_versions(settings.push_dir)
     if not versions:
         print(f"\nThe Evaluator did not bless the model, so nothing was pushed to "

@@ -24,6 +24,8 @@ import time
 import av
 import numpy as np
 
+from mbt_keras.user_error import in_range, output_folder
+
 
 CLASSES = ("visual_green", "visual_yellow", "audio_beeps", "audio_sweep", "av_match",
            "av_mismatch")
@@ -48,6 +50,9 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    in_range(args.clips, "--clips", low=1)
+    in_range(args.seed, "--seed", low=0)
+    output_folder(args.out, "out")
     began = time.time()
     rows = make_demo_data(args.out, args.clips, args.seed)
     counts = {c: sum(r["labels"] == c for r in rows) for c in CLASSES}

@@ -13,6 +13,7 @@ import os
 import sys
 
 from components.preprocess.clip_decoder import MISSING_AUDIO_POLICIES
+from mbt_keras.user_error import UserError, existing_file, existing_folder, in_range
 from pipeline.preprocess_cli import add_job_arguments, job_options, run_job
 from pipeline.settings import absolute
 from serving.predict_cli import add_window_arguments
@@ -75,7 +76,16 @@ def model_window(args) -> dict:
 def infer(args) -> dict:
     """Runs the job; returns read_outcome's counts (`written`: videos predicted). Local
     paths are made absolute, as `mbt preprocess` does: the predictions name their videos."""
-    pipeline_options = job_options(args, "mbt infer")
+    if args.hop is not None and not args.timeline:
+        raise UserError(f"--hop {args.hop:g} needs --timeline")
+    in_range(args.batch_size, "--batch-size", low=1)
+    if args.hop is not None:
+        in_range(args.hop, "--hop", above=0)
+    if args.listing:
+        existing_file(args.listing, "--listing")
+    else:
+        existing_folder(args.videos, "--videos")
+    pipeline_options = job_options(args)
     args.model, args.out = absolute(args.model), absolute(args.out)
     args.listing, args.videos = absolute(args.listing), absolute(args.videos)
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
@@ -84,14 +94,8 @@ def infer(args) -> dict:
     from components.preprocess.label_files import parse_listing
     from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
     from pipeline.output_folder import replaced_output
-    from serving.model_contract import ContractMissing
     check_saved_model(args.model)
-    if args.hop is not None and not args.timeline:
-        raise SystemExit("mbt infer: --hop needs --timeline")
-    try:
-        window = model_window(args)
-    except (ValueError, ContractMissing) as error:
-        raise SystemExit(f"mbt infer: {error}") from error
+    window = model_window(args)
     windows = (functools.partial(every_window, hop=args.hop, **window) if args.timeline
                else functools.partial(centre_window, **window))
     if args.listing:

@@ -14,6 +14,7 @@ import sys
 import warnings
 
 from mbt_keras import contract
+from mbt_keras.user_error import UserError
 
 ENV = "MBT_LOG_LEVEL"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -26,7 +27,7 @@ def configure(verbose: bool = False) -> str:
     """Apply the level of `--verbose` / MBT_LOG_LEVEL (default WARNING); returns its name."""
     name = os.environ.get(ENV, "INFO" if verbose else "WARNING").upper()
     if name not in LEVELS:
-        raise SystemExit(f"error: {ENV}={name!r}; expected one of {', '.join(LEVELS)}")
+        raise UserError(f"{ENV}={name!r}: expected one of {', '.join(LEVELS)}")
     if verbose and LEVELS.index(name) > LEVELS.index("INFO"):
         name = "INFO"
     os.environ[ENV] = name

@@ -16,8 +16,10 @@ from typing import Iterator
 
 import tensorflow as tf
 
+from mbt_keras.user_error import UserError
 
-class OutputExistsError(ValueError):
+
+class OutputExistsError(UserError):
     """The output folder holds another run's files and --overwrite was not given."""
 
 

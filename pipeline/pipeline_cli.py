@@ -3,9 +3,11 @@
 Every PipelineSettings field a user changes is a flag; nothing needs a code edit.
 """
 import argparse
+import json
 
-from components.preprocess.label_files import LabelFileError
-from mbt_keras.config import parse_assignments
+from mbt_keras.config import from_preset, parse_assignments
+from mbt_keras.user_error import (UserError, existing_file, existing_folder, in_range,
+                                  writable_parent)
 from pipeline.settings import PipelineSettings, TrainerMachine, with_class_count
 
 _DEFAULTS = PipelineSettings()
@@ -82,17 +84,67 @@ def settings_from_args(args) -> PipelineSettings:
     return PipelineSettings(**fields)
 
 
+def check_settings(settings: PipelineSettings, local: bool) -> None:
+    """What the user gave, checked before TFX starts a run or compiles one: flag values,
+    and for a `local` run the input files (the label file parsed as the ExampleGen will
+    parse it). Each mistake is a UserError naming the flag and the value."""
+    from mbt_keras import training
+    from_preset(settings.preset, **settings.overrides)
+    training.TrainConfig.from_dict({
+        "epochs": settings.epochs, "batch_size": settings.batch_size,
+        **({"base_learning_rate": settings.learning_rate} if settings.learning_rate is not None
+           else {}), **settings.train_overrides})
+    for flag, value, bounds in (
+            ("--short-side", settings.short_side, dict(low=1)),
+            ("--fps", settings.fps, dict(above=0)),
+            ("--max-damaged-fraction", settings.max_damaged_fraction, dict(low=0, high=1)),
+            ("--min-metric", settings.min_metric, dict(low=0, high=1)),
+            ("--max-metric-drop", settings.max_metric_drop, dict(low=0, high=1)),
+            ("--pr-curve-classes", settings.pr_curve_classes, dict(low=0))):
+        if value is not None:
+            in_range(value, flag, **bounds)
+    if not local:
+        return
+    existing_folder(settings.videos, "--data")
+    existing_file(settings.labels, "--labels")
+    if settings.class_map:
+        existing_file(settings.class_map, "--class-map")
+    if settings.pretrained:
+        from mbt_keras.checkpoints import vit_npz
+        vit_npz.check_npz(existing_file(settings.pretrained, "--pretrained"),
+                          from_preset(settings.preset, **settings.overrides))
+    from components.preprocess.label_files import parse_label_file
+    parse_label_file(settings.labels, settings.videos, settings.label_format,
+                     class_map_path=settings.class_map, encoding=settings.encoding)
+
+
+def check_spec(path: str) -> None:
+    """A compiled PipelineJob spec (`mbt pipeline compile --out`), checked before any cloud
+    call."""
+    existing_file(path, "spec")
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"spec {path} is not a compiled pipeline spec (JSON): {error}") from None
+    if not isinstance(spec, dict) or "pipelineSpec" not in spec:
+        raise UserError(f"spec {path} is JSON but not a compiled PipelineJob (no pipelineSpec); "
+                        "write one with `mbt pipeline compile --out`")
+
+
 def counted(settings: PipelineSettings) -> PipelineSettings:
     """The settings run and compile both build their pipeline from: with the class map's class
     count, which sizes the head the Trainer trains and the classes the Evaluator's metrics
     cover (with_class_count). Compile reads it too, else its spec would evaluate the preset's
     classes while its Trainer trains the class map's."""
+    from components.preprocess.label_files import LabelFileError
     try:
         return with_class_count(settings)
     except LabelFileError as error:
-        raise ValueError(f"--class-map: {error}; the model head and the Evaluator's metrics "
-                         "need its class count: run where it can be read (gs:// needs Google "
-                         "Cloud credentials) or give it with --set num_classes=N") from None
+        raise UserError(
+            f"--class-map: {error}; the model head and the Evaluator's metrics take its class "
+            "count: where only the cloud can read it (gs:// needs Google Cloud credentials), "
+            "give the count with --set num_classes=N") from None
 
 
 def trainer_machine_from_args(args):
@@ -140,27 +192,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     if args.action == "run":
+        settings = settings_from_args(args)
+        check_settings(settings, local=True)
         from pipeline.local_runner import run_local
-        try:
-            run_local(counted(settings_from_args(args)))
-        except ValueError as error:  # e.g. Dataflow Beam args without --image
-            raise SystemExit(f"mbt pipeline run: {error}") from error
+        run_local(counted(settings))
         return 0
     if args.action == "compile":
+        settings = settings_from_args(args)
+        check_settings(settings, local=False)
+        writable_parent(args.out, "--out")
+        in_range(args.trainer_accelerator_count, "--trainer-accelerator-count", low=0)
         from kubeflow import compile as kfp_compile
-        try:
-            settings = counted(kfp_compile.cloud_settings(
-                settings_from_args(args), target=args.target, bucket=args.bucket,
-                project=args.project, region=args.region,
-                image=args.image or kfp_compile.DEFAULT_IMAGE,
-                trainer_machine=trainer_machine_from_args(args)))
-            path = kfp_compile.compile_pipeline(settings, args.out, image=settings.image)
-        except ValueError as error:
-            raise SystemExit(f"mbt pipeline compile: {error}") from error
+        settings = counted(kfp_compile.cloud_settings(
+            settings, target=args.target, bucket=args.bucket,
+            project=args.project, region=args.region,
+            image=args.image or kfp_compile.DEFAULT_IMAGE,
+            trainer_machine=trainer_machine_from_args(args)))
+        path = kfp_compile.compile_pipeline(settings, args.out, image=settings.image)
         print(f"compiled {args.target} pipeline spec: {path}")
         return 0
     if not args.bucket.startswith("gs://"):
-        raise SystemExit(f"--bucket {args.bucket!r}: expected a gs:// URI")
+        raise UserError(f"--bucket {args.bucket!r}: expected a gs:// URI")
+    check_spec(args.spec)
     from kubeflow.submit import submit
     job = submit(args.spec, project=args.project, region=args.region, bucket=args.bucket,
                  service_account=args.service_account, job_id=args.job_id)

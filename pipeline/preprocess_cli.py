@@ -17,10 +17,10 @@ import sys
 import time
 
 from components.preprocess.clip_decoder import MAX_DAMAGED_FRACTION, MISSING_AUDIO_POLICIES
-from components.preprocess.label_files import (FORMATS, LabelFileError, parse_label_file,
-                                               write_class_map)
+from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
 from components.preprocess.splits import assign_splits
 from mbt_keras import contract
+from mbt_keras.user_error import UserError, existing_file, existing_folder, in_range
 from pipeline.settings import LOCAL_RUNNER, absolute, with_worker_image
 
 
@@ -91,31 +91,58 @@ def beam_options(workers: int, beam_args, processes: bool = False, image: str = 
         [d for d in defaults if d.split("=")[0] not in given] + list(beam_args), image)))
 
 
-def job_options(args, command: str):
+def job_options(args):
     """beam_options from add_job_arguments' flags; options Beam or the Dataflow defaults
-    refuse (e.g. Dataflow without an image) end `command` with one line."""
+    refuse (e.g. Dataflow without an image) are a UserError."""
+    in_range(args.workers, "--workers", low=1)
     try:
         return beam_options(args.workers, args.beam_arg, args.processes, args.image)
     except ValueError as error:
-        raise SystemExit(f"{command}: {error}") from error
+        raise UserError(str(error)) from error
+
+
+def parse_splits(text: str) -> dict:
+    """`--splits train:3,eval:1` -> {'train': 3, 'eval': 1}."""
+    try:
+        buckets = {name: int(n) for name, n in (s.split(":") for s in text.split(","))}
+    except ValueError:
+        buckets = {}
+    if not buckets or min(buckets.values()) < 1 or "" in buckets:
+        raise UserError(f"--splits {text!r}: expected NAME:BUCKETS pairs with BUCKETS >= 1, "
+                        "e.g. train:3,eval:1")
+    return buckets
+
+
+def check_preprocess_args(args) -> None:
+    """The flags and input paths of `mbt preprocess`, checked before Beam starts."""
+    existing_file(args.labels, "--labels")
+    existing_folder(args.videos, "--videos")
+    if args.class_map:
+        existing_file(args.class_map, "--class-map")
+    in_range(args.fps, "--fps", above=0)
+    in_range(args.short_side, "--short-side", low=1)
+    in_range(args.min_duration, "--min-duration", low=0)
+    in_range(args.max_damaged_fraction, "--max-damaged-fraction", low=0, high=1)
+    in_range(args.decoder_threads, "--decoder-threads", low=0)
 
 
 def preprocess(args) -> dict:
     """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind).
     Local paths are made absolute: the records name their source files."""
+    pipeline_options = job_options(args)
+    check_preprocess_args(args)
+    buckets = parse_splits(args.splits)
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
 
     from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
                                                  SplitToTFRecords, read_outcome)
     from pipeline.output_folder import replaced_output
-    pipeline_options = job_options(args, "mbt preprocess")
     args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
                                                                 args.out))
     records, class_map = parse_label_file(
         args.labels, args.videos, args.format, class_map_path=args.class_map,
         video_template=args.video_template, presegmented=args.presegmented,
         encoding=args.encoding)
-    buckets = {name: int(n) for name, n in (s.split(":") for s in args.splits.split(","))}
     records = assign_splits(records, buckets)
     options = dict(fps=args.fps, short_side=args.short_side, missing_audio=args.missing_audio,
                    min_duration=args.min_duration, decoder_threads=args.decoder_threads,
@@ -136,15 +163,10 @@ def preprocess(args) -> dict:
 def run_job(job, args, done: str = "written") -> int:
     """Runs `job(args) -> counts` (read_outcome's dict) and prints the summary line
     `read N = <done> D + rejected R` with the rejections per kind. Unusable input (a label
-    file that does not decode, a missing folder or model, a non-empty --out) is one line on
-    stderr and exit status 2; counts that do not add up are exit status 1."""
-    from pipeline.output_folder import OutputExistsError
+    file that does not decode, a missing folder or model, a non-empty --out) raises a
+    UserError (the `mbt` entry point shows it); counts that do not add up are exit status 1."""
     began = time.time()
-    try:
-        counts = job(args)
-    except (LabelFileError, OutputExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    counts = job(args)
     seconds = time.time() - began
     print(f"\nread {counts['read']} = {done} {counts['written']} + rejected "
           f"{counts['rejected']}  ({seconds:.1f} s, {counts['read'] / seconds:.2f} items/s)")

@@ -8,7 +8,10 @@ so the command can be re-run on any finished run.
 import argparse
 import os
 
+from mbt_keras.user_error import UserError, existing_folder
 from pipeline.settings import PipelineSettings
+
+REPORTED = ("Trainer", "Evaluator", "Pusher")
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -36,6 +39,10 @@ def _class_names(path):
 
 
 def run(args) -> int:
+    existing_folder(args.run_dir, "RUN_DIR")
+    if not any(os.path.isdir(os.path.join(args.run_dir, c)) for c in REPORTED):
+        raise UserError(f"RUN_DIR {args.run_dir} holds no {', '.join(REPORTED)} outputs: pass "
+                        "the pipeline root of a run (--pipeline-root of `mbt pipeline run`)")
     from components import eval_report
 
     evaluation = newest_output(args.run_dir, "Evaluator", "evaluation")

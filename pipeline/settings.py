@@ -9,6 +9,8 @@ import dataclasses
 import os
 from typing import Dict, Iterable, Optional, Tuple
 
+from mbt_keras.user_error import UserError
+
 # Local runs name the FnApiRunner, the engine the DirectRunner runs pipelines on: Beam 2.74's
 # DirectRunner first tries the Prism runner, which downloads its binary from GitHub at run
 # time (and here, offline, fails and falls back after ~0.5 s per pipeline).
@@ -52,9 +54,9 @@ def with_worker_image(beam_args: Iterable[str], image: Optional[str]) -> Tuple[s
         return beam_args
     given = {_option_name(a) for a in beam_args}
     if "--sdk_container_image" not in given and not image:
-        raise ValueError("--runner=DataflowRunner needs the pipeline image as the Dataflow "
-                         "worker image: pass --image IMAGE (built from kubeflow/Dockerfile) or "
-                         "--beam-arg=--sdk_container_image=IMAGE")
+        raise UserError("--runner=DataflowRunner needs the pipeline image as the Dataflow "
+                        "worker image: pass --image IMAGE (built from kubeflow/Dockerfile) or "
+                        "--beam-arg=--sdk_container_image=IMAGE")
     main_session = {"--save_main_session", "--no_save_main_session"}
 
     def missing(default):
@@ -94,13 +96,13 @@ class TrainerMachine:
 
     def __post_init__(self):
         if self.accelerator_type and self.accelerator_count < 1:
-            raise ValueError(f"--trainer-accelerator-type {self.accelerator_type}: needs "
-                             f"--trainer-accelerator-count >= 1")
+            raise UserError(f"--trainer-accelerator-type {self.accelerator_type}: needs "
+                            f"--trainer-accelerator-count >= 1")
         if self.accelerator_count and not self.accelerator_type:
-            raise ValueError("--trainer-accelerator-count: needs --trainer-accelerator-type")
+            raise UserError("--trainer-accelerator-count: needs --trainer-accelerator-type")
         if self.tpu_topology and not self.is_tpu:
-            raise ValueError(f"--trainer-tpu-topology {self.tpu_topology}: needs a TPU "
-                             f"--trainer-accelerator-type (TPU_...)")
+            raise UserError(f"--trainer-tpu-topology {self.tpu_topology}: needs a TPU "
+                            f"--trainer-accelerator-type (TPU_...)")
 
     @property
     def is_tpu(self) -> bool:

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 
+from mbt_keras.user_error import existing_file, output_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--data", required=True, nargs="+", help="training TFRecord glob(s)")
@@ -32,10 +34,19 @@ def run(args) -> int:
     from mbt_keras.checkpoints import vit_npz
     from mbt_keras.config import from_preset, parse_assignments
 
+    # Everything the user gave is checked before a model is built.
     config = from_preset(args.preset, **parse_assignments(args.set))
-    train_config = training.TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, base_learning_rate=args.learning_rate,
-        steps_per_epoch=args.steps_per_epoch, **parse_assignments(args.train_set))
+    train_config = training.TrainConfig.from_dict({
+        "epochs": args.epochs, "batch_size": args.batch_size,
+        "base_learning_rate": args.learning_rate, "steps_per_epoch": args.steps_per_epoch,
+        **parse_assignments(args.train_set)})
+    output_folder(args.model_dir, "--model-dir")
+    if args.export_dir:
+        output_folder(args.export_dir, "--export-dir")
+    for patterns in filter(None, (args.data, args.eval_data)):
+        input_pipeline.check_records(patterns)
+    if args.init_checkpoint:
+        vit_npz.check_npz(existing_file(args.init_checkpoint, "--init-checkpoint"), config)
     strategy = strategies.make_strategy(args.tpu)
     init_fn = vit_npz.vit_init_fn(config, args.init_checkpoint) if args.init_checkpoint else None
     model, history = training.train(config, train_config, args.model_dir, args.data,

@@ -3,16 +3,22 @@
 Frames are decoded with the project's decoder (`clip_decoder`, the one preprocessing uses),
 only the window asked for, picked by the window rule (`mbt_keras.windows`) and sent as JPEGs
 with the window's 16 kHz waveform; the model does the crop, resize and log-mel itself.
+
+Reading a window and printing the top-k need neither TensorFlow nor gRPC, so those are
+imported where a request is built, sent or run in-process: `mbt predict --rest`
+(`serving.rest_client`) uses this module and starts without them.
 """
 import dataclasses
 
-import grpc
 import numpy as np
-import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from components.preprocess import clip_decoder
+from components.preprocess.jpeg import encode_jpeg
 from mbt_keras import contract, windows
+
+# Frames are sent at a higher quality than the records store (jpeg.JPEG_QUALITY): a request
+# carries a few frames, a dataset millions.
+JPEG_QUALITY = 95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +43,7 @@ def window_inputs(frames, waveform: np.ndarray, *, num_frames: int, start: float
     samples = windows.span(start, seconds, contract.SAMPLE_RATE)[1]
     waveform = waveform[:samples]
     padded = max(samples, windows.span(start, window_seconds, contract.SAMPLE_RATE)[1])
-    jpegs = [tf.io.encode_jpeg(frames[i], quality=95).numpy()
+    jpegs = [encode_jpeg(frames[i], JPEG_QUALITY)
              for i in windows.frame_indices(len(frames), num_frames)]
     return {contract.IN_FRAMES_JPEG: np.array([jpegs], dtype=object),
             contract.IN_WAVEFORM: np.pad(waveform, (0, padded - len(waveform)))[np.newaxis]
@@ -73,7 +79,11 @@ def clip_inputs(path: str, *, num_frames: int = 8, seconds: float = 8.0,
 
 
 def predict_request(inputs: dict, model_name: str, signature: str = contract.SIG_SERVING,
-                    version: int = None) -> predict_pb2.PredictRequest:
+                    version: int = None):
+    """The PredictRequest (tensorflow_serving.apis.predict_pb2) of `inputs`."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
@@ -88,6 +98,9 @@ class PredictClient:
     """One channel to a TF Serving-compatible server; thread-safe, reuse it across requests."""
 
     def __init__(self, target: str, model_name: str = "mbt", timeout: float = 60.0):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
         self.channel = grpc.insecure_channel(
             target, options=[("grpc.max_send_message_length", 256 << 20),
                              ("grpc.max_receive_message_length", 256 << 20)])
@@ -97,6 +110,8 @@ class PredictClient:
 
     def predict(self, inputs: dict, signature: str = contract.SIG_SERVING, version: int = None):
         """(outputs as numpy arrays, version that answered)."""
+        import tensorflow as tf
+
         response = self.stub.Predict(predict_request(inputs, self.model_name, signature, version),
                                      timeout=self.timeout)
         outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
@@ -108,6 +123,8 @@ class PredictClient:
 
 def load_saved_model(saved_model_dir: str, signature: str = contract.SIG_SERVING):
     """The signature as a function of numpy inputs to numpy outputs, loaded once."""
+    import tensorflow as tf
+
     loaded = tf.saved_model.load(saved_model_dir)  # held by the closure: it owns the variables
 
     def predict(inputs: dict) -> dict:

@@ -1,24 +1,36 @@
 """`mbt predict VIDEO`: top-k labels of a window of a local video, or with `--timeline` of
-every window of it, from a server or a SavedModel.
+every window of it, from a server (gRPC `--server` or REST `--rest`) or a SavedModel.
 
 The window (frames, seconds) is the model's own, read from its input contract
 (`serving.model_contract`); flags that say otherwise get a warning, or an error where the
-model would refuse them.
+model would refuse them. `--rest` and `--help` import neither TensorFlow nor gRPC
+(`bench/cli_startup.py` measures it).
 """
 import argparse
 import functools
+import os
 import sys
 
 from mbt_keras import contract
+from mbt_keras.user_error import (UserError, existing_file, existing_folder, in_range,
+                                  writable_parent)
 
 
 def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("video", nargs="?", help="local video file (any format FFmpeg reads)")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", help="HOST:PORT of a TF Serving-compatible gRPC server")
+    where.add_argument("--rest", metavar="URL",
+                       help="http://HOST:PORT of a TF Serving REST API (e.g. mbt serve "
+                       "--rest-port 8501); this side needs no TensorFlow")
     where.add_argument("--saved-model", help="run the SavedModel directory in-process instead")
     parser.add_argument("--model", default="mbt", help="model name on the server")
     parser.add_argument("--signature", default=contract.SIG_SERVING)
+    parser.add_argument("--contract", metavar="FILE",
+                        help="read the model's input contract from FILE (a model's "
+                        f"assets/{contract.CONTRACT_ASSET}, or its SavedModel directory) "
+                        "instead of asking the model: the official server's REST API cannot "
+                        "return it")
     parser.add_argument("--show-contract", action="store_true",
                         help="print the model's input contract (JSON) and exit")
     parser.add_argument("--start", type=float, default=None, help="window start (default: centred)")
@@ -46,32 +58,23 @@ def add_window_arguments(parser: argparse.ArgumentParser):
     return timeline
 
 
-def apply_contract(args):
+def apply_contract(args, server):
     """Fill `args.contract`, `args.num_frames` and `args.seconds` from the model's contract
-    (`model_contract.resolve_window`, printing why a flag that differs is a problem); an exit
-    status when the command ends here, else None."""
-    import grpc
-
+    (`model_contract.resolve_window`, printing why a flag that differs is a problem), read
+    from --contract, the SavedModel or the `server` client (`_connect`); an exit status when
+    the command ends here, else None."""
     from serving import model_contract
-    if not (args.video or args.show_contract):
-        print("error: the video argument is required (except with --show-contract)",
-              file=sys.stderr)
-        return 2
-    load = (functools.partial(model_contract.from_saved_model, args.saved_model)
-            if args.saved_model else functools.partial(_server_contract, args.server, args.model))
+    if args.contract:
+        load = functools.partial(model_contract.from_file, args.contract)
+    elif args.saved_model:
+        load = functools.partial(model_contract.from_saved_model, args.saved_model)
+    elif args.rest:
+        load = server.input_contract
+    else:
+        load = functools.partial(model_contract.from_server, server.stub, args.model)
     # --show-contract asks for the model's own window: it fails only without a contract.
     flags = (None, None) if args.show_contract else (args.num_frames, args.seconds)
-    try:
-        args.contract, num_frames, seconds, notes = model_contract.resolve_window(load, *flags)
-    except model_contract.ContractMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args.contract, num_frames, seconds, notes = model_contract.resolve_window(load, *flags)
     if args.show_contract:
         print(args.contract.to_json())
         return 0
@@ -81,56 +84,76 @@ def apply_contract(args):
     return None
 
 
-def _server_contract(server: str, model: str):
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
+def _connect(args):
+    """The --rest or --server client (None with --saved-model); gRPC (and the TensorFlow its
+    protos import) is imported only for --server. Refusals and unreachable servers reach the
+    entry point as they are (RestError is a UserError; grpc.RpcError is read there)."""
+    if args.rest:
+        from serving.rest_client import RestClient
+        return RestClient(args.rest, args.model)
+    if args.server:
+        from serving.client import PredictClient
+        return PredictClient(args.server, args.model)
+    return None
 
-    from serving import model_contract
-    with grpc.insecure_channel(server) as channel:
-        return model_contract.from_server(
-            prediction_service_pb2_grpc.PredictionServiceStub(channel), model)
+
+def check_args(args) -> None:
+    """Flags and local paths, checked before the model's contract is fetched from the server
+    or the disk."""
+    if not (args.video or args.show_contract):
+        raise UserError("the video argument is required (except with --show-contract)")
+    if args.video:
+        from components.preprocess.clip_decoder import probe
+        probe(existing_file(args.video, "video"))  # a ClipError for a file that is no video
+    if args.saved_model:
+        existing_folder(args.saved_model, "--saved-model")
+        existing_file(os.path.join(args.saved_model, "saved_model.pb"), "--saved-model")
+    if args.out and not args.out.endswith((".csv", ".json")):
+        raise UserError(f"--out {args.out}: expected a .csv or .json file")
+    if (args.out or args.plot or args.hop) and not args.timeline:
+        raise UserError("--out, --plot and --hop need --timeline")
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            writable_parent(path, flag)
+    in_range(args.batch_size, "--batch-size", low=1)
+    for flag, value, bounds in (("--start", args.start, dict(low=0)),
+                                ("--hop", args.hop, dict(above=0))):
+        if value is not None:
+            in_range(value, flag, **bounds)
 
 
 def run(args) -> int:
-    # Flags are checked before the model's contract is fetched from the server or the disk.
-    if args.out and not args.out.endswith((".csv", ".json")):
-        print(f"error: --out {args.out}: expected a .csv or .json file", file=sys.stderr)
-        return 2
-    if (args.out or args.plot or args.hop) and not args.timeline:
-        print("error: --out, --plot and --hop need --timeline", file=sys.stderr)
-        return 2
-    status = apply_contract(args)
-    if status is not None:
-        return status
-    import grpc
+    check_args(args)
+    try:
+        server = _connect(args)
+    except ValueError as exc:  # a URL or address that cannot name a server
+        raise UserError(str(exc)) from None
+    try:
+        status = apply_contract(args, server)
+        return _predict(args, server) if status is None else status
+    finally:
+        if server:
+            server.close()
 
-    from components.preprocess.clip_decoder import ClipError
+
+def _predict(args, server) -> int:
     from serving import client
     if args.saved_model:
         predict = client.load_saved_model(args.saved_model, args.signature)
         where = lambda: f"in-process {args.saved_model}"  # noqa: E731
     else:
-        predictor, answered = client.PredictClient(args.server, args.model), {}
+        answered = {}
 
         def predict(inputs):
-            outputs, answered["version"] = predictor.predict(inputs, args.signature)
+            outputs, answered["version"] = server.predict(inputs, args.signature)
             return outputs
-        where = lambda: f"{args.model} version {answered['version']} at {args.server}"  # noqa: E731
-    try:
-        if args.timeline:
-            return _timeline(args, predict, where)
-        window = client.read_window(args.video, num_frames=args.num_frames,
-                                    seconds=args.seconds, start=args.start)
-        outputs = predict(window.inputs)
-    except ClipError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.saved_model:
-            predictor.close()
+        where = lambda: (f"{args.model} version {answered['version']} at "  # noqa: E731
+                         f"{args.server or args.rest}")
+    if args.timeline:
+        return _timeline(args, predict, where)
+    window = client.read_window(args.video, num_frames=args.num_frames,
+                                seconds=args.seconds, start=args.start)
+    outputs = predict(window.inputs)
     print(f"{args.video} ({where()})")
     if not window.has_audio:
         print(NO_AUDIO_NOTICE)

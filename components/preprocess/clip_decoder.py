@@ -25,6 +25,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from mbt_keras.compat import AV_OPEN_OPTIONS
+from mbt_keras.user_error import UserError
 from mbt_keras.windows import frames_of
 
 MISSING_AUDIO_POLICIES = ("reject", "silence")
@@ -51,8 +52,9 @@ _CONTAINER_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"
 Source = Union[str, BinaryIO]
 
 
-class ClipError(ValueError):
-    """A clip that cannot become a training example; `kind` is a short counter name."""
+class ClipError(UserError):
+    """A clip that cannot become a training example (or be classified); `kind` is a short
+    counter name."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)

@@ -15,6 +15,8 @@ import json
 import os
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from mbt_keras.user_error import UserError
+
 
 FORMATS = ("generic", "audioset", "vggsound")
 # Separators accepted between labels in one generic CSV cell.
@@ -33,7 +35,7 @@ class ClipRecord(NamedTuple):
     row: Optional[str] = None          # "label file:line" the record comes from
 
 
-class LabelFileError(ValueError):
+class LabelFileError(UserError):
     """A label file, class map or listing that cannot be read at all; the message is one
     line."""
 
@@ -55,7 +57,14 @@ def read_class_map(path: str, encoding: str = "utf-8") -> ClassMap:
     """`index,name` CSV (our class_map.csv) or AudioSet's `index,mid,display_name`."""
     rows = list(csv.DictReader(_read_text(path, encoding).splitlines()))
     name_key = "display_name" if rows and "display_name" in rows[0] else "name"
-    return {row[name_key]: int(row["index"]) for row in rows}
+    try:
+        class_map = {row[name_key]: int(row["index"]) for row in rows}
+    except (KeyError, TypeError, ValueError):
+        class_map = {}
+    if not class_map:
+        raise LabelFileError(f"{path} is no class map: expected a CSV with columns index,name "
+                             "(or AudioSet's index,mid,display_name) and one row per class")
+    return class_map
 
 
 def class_names(class_map: ClassMap, size: Optional[int] = None) -> List[str]:
@@ -94,7 +103,8 @@ def parse_label_file(path: str, videos: str, fmt: str = "generic",
         raise ValueError(f"fmt={fmt!r}: expected one of {FORMATS}")
     if fmt == "audioset":
         if not class_map_path:
-            raise ValueError("AudioSet labels need class_labels_indices.csv (class_map_path)")
+            raise UserError(f"{path}: AudioSet labels need their class map, "
+                            "class_labels_indices.csv (--class-map)")
         rows = _audioset_rows(path, class_map_path, videos, video_template, presegmented,
                               encoding)
     elif fmt == "vggsound":

@@ -1,8 +1,10 @@
 """`mbt init-from-vit` and `mbt import-scenic`: pretrained weights to a `.keras` model."""
 import argparse
+import os
 
 from mbt_keras.checkpoints import vit_npz
 from mbt_keras.config import FUSIONS, LATE, PRESETS, from_preset
+from mbt_keras.user_error import UserError, existing_file, in_range, writable_parent
 
 FUSION_CHOICES = tuple(FUSIONS) + (LATE,)
 INPUT_FLAGS = {"--num-frames": "num_frames", "--image-size": "image_size",
@@ -18,10 +20,19 @@ def add_init_from_vit_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--out", required=True, help="the .keras file to write")
 
 
+def check_out(path: str) -> None:
+    """The `.keras` file to write, checked before any weights are read."""
+    if not path.endswith(".keras"):
+        raise UserError(f"--out {path}: expected a file name ending in .keras")
+    writable_parent(path, "--out")
+
+
 def run_init_from_vit(args) -> int:
     from mbt_keras.model import build_model
     overrides = {"num_classes": args.num_classes} if args.num_classes else {}
     config = from_preset(args.preset, **overrides)
+    check_out(args.out)
+    vit_npz.check_npz(existing_file(args.npz, "npz"), config)
     model = build_model(config)
     for line in vit_npz.init_from_vit(model, config, args.npz, kernel_init=args.kernel_init):
         print(line)
@@ -54,6 +65,16 @@ def run_import_scenic(args) -> int:
     from mbt_keras.checkpoints import scenic_import  # TensorFlow: only when it runs
     overrides = {field: getattr(args, field) for field in ("fusion", "fusion_layer", *INPUT_FLAGS.values())
                  if getattr(args, field) is not None}
+    if not os.path.exists(args.checkpoint):
+        raise UserError(f"checkpoint {args.checkpoint}: no such file or folder")
+    for flag, field in {"--fusion-layer": "fusion_layer", **INPUT_FLAGS}.items():
+        if field in overrides:
+            in_range(overrides[field], flag, low=0 if field == "fusion_layer" else 1)
+    check_out(args.out)
+    if args.class_labels:
+        existing_file(args.class_labels, "--class-labels")
+    if args.saved_model:
+        writable_parent(args.saved_model, "--saved-model")
     model, config, report = scenic_import.import_scenic(args.checkpoint, **overrides)
     for line in report:
         print(line)

@@ -10,6 +10,8 @@ import re
 import msgpack
 import numpy as np
 
+from mbt_keras.user_error import UserError
+
 # Flax's extension type codes (flax.serialization._MsgpackExtType).
 EXT_NDARRAY = 1
 EXT_NATIVE_COMPLEX = 2
@@ -40,7 +42,7 @@ def _ext_hook(code: int, data: bytes):
     if code == EXT_NATIVE_COMPLEX:
         real, imag = msgpack.unpackb(data)
         return complex(real, imag)
-    raise ValueError(f"unknown msgpack extension type {code} (not a Flax checkpoint?)")
+    raise UserError(f"unknown msgpack extension type {code} (not a Flax checkpoint?)")
 
 
 def _unchunk(tree):
@@ -72,9 +74,9 @@ def read_state(path: str) -> dict:
     try:
         state = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
-        raise ValueError(f"{path} is not a Flax msgpack checkpoint: {e}") from e
+        raise UserError(f"{path} is not a Flax msgpack checkpoint: {e}") from e
     if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a Flax checkpoint: top level is {type(state).__name__}")
+        raise UserError(f"{path} is not a Flax checkpoint: top level is {type(state).__name__}")
     return _unchunk(state)
 
 
@@ -92,8 +94,8 @@ def find_params(state: dict):
             if where == ("params",) and isinstance(node.get("params"), dict):
                 return node["params"], "params.params"
             return node, ".".join(where)
-    raise ValueError("no model parameters in checkpoint: expected `params` or "
-                     f"`optimizer.target[.params]`; top-level keys: {sorted(state)}")
+    raise UserError("no model parameters in checkpoint: expected `params` or "
+                    f"`optimizer.target[.params]`; top-level keys: {sorted(state)}")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -16,6 +16,7 @@ from mbt_keras.checkpoints.scenic_names import assign, model_weights, shape_text
 from mbt_keras.config import LATE, ModelConfig, from_preset
 from mbt_keras.export import export_saved_model
 from mbt_keras.model import build_model
+from mbt_keras.user_error import UserError
 
 PRESET = "mbt-b16x2-scenic"
 # `fusion` value for late fusion: Scenic's fusion_layer == num_layers, any fusion mode.
@@ -62,7 +63,7 @@ def _rgb_sizes(tokens: int, patch: int, frames_per_token: int, preset: ModelConf
               for g in range(1, math.isqrt(tokens) + 1) if tokens % (g * g) == 0]
     asked = (f"num_frames={num_frames}" if num_frames is not None
              else f"image_size={image_size or preset.image_size}")
-    raise ValueError(
+    raise UserError(
         f"checkpoint's RGB position embedding holds {tokens} patch tokens (time steps x "
         f"grid^2, {frames_per_token} frame(s) and {patch}x{patch} pixels per token), which "
         f"{asked} does not split; (num_frames, image_size) that fit: {splits}; pass "
@@ -78,7 +79,7 @@ def _spec_sizes(tokens: int, patch: int, preset: ModelConfig, spec_frames=None,
         mel_bins = mel_bins or preset.mel_bins
         spec_frames = tokens // max(mel_bins // patch, 1) * patch
     if (spec_frames // patch) * (mel_bins // patch) != tokens:
-        raise ValueError(
+        raise UserError(
             f"checkpoint's spectrogram position embedding holds {tokens} patch tokens "
             f"(time patches x mel patches of {patch}x{patch}), which spec_frames="
             f"{spec_frames}, mel_bins={mel_bins} do not give; pass --spec-frames or --mel-bins")
@@ -100,9 +101,9 @@ def read_architecture(params: dict, **overrides):
                                         ("spec", "embedding_spectrogram/kernel")) if key in params)
     blocks = sorted({m.group(0) for n in params if (m := _BLOCK.match(n))})
     if not modalities or not blocks or "output_projection/kernel" not in params:
-        raise ValueError("not an MBT checkpoint: expected embedding[_spectrogram]/kernel, "
-                         f"Transformer/encoderblock_* and output_projection/kernel, got "
-                         f"{sorted(params)[:8]}...")
+        raise UserError("not an MBT checkpoint: expected embedding[_spectrogram]/kernel, "
+                        f"Transformer/encoderblock_* and output_projection/kernel, got "
+                        f"{sorted(params)[:8]}...")
     layers = {int(_BLOCK.match(b).group(1)) for b in blocks}
     block = blocks[0]
     query = params[block + "MultiHeadDotProductAttention_1/query/kernel"]
@@ -129,8 +130,8 @@ def read_architecture(params: dict, **overrides):
         found["spec_channels"] = kernel.shape[2]
     sizes = set(patches.values())
     if len(sizes) != 1 or len(next(iter(sizes))) != 2 or len(set(next(iter(sizes)))) != 1:
-        raise ValueError(f"checkpoint's patch kernels are {patches} (height, width): this model "
-                         "takes one square patch size for every modality")
+        raise UserError(f"checkpoint's patch kernels are {patches} (height, width): this model "
+                        "takes one square patch size for every modality")
     found["patch_size"] = patch = next(iter(sizes))[0]
     for m in modalities:
         count = params[_POSITIONS[m]].shape[1] - token
@@ -156,13 +157,13 @@ def _fusion(params: dict, found: dict, overrides: dict, notes: list) -> dict:
     layers = found["num_layers"]
     late = overrides.get("fusion") == LATE
     if late and overrides.get("fusion_layer", layers) != layers:
-        raise ValueError(f"--fusion late means fusion_layer={layers} (the checkpoint's depth), "
-                         f"not fusion_layer={overrides['fusion_layer']}")
+        raise UserError(f"--fusion late means fusion_layer={layers} (the checkpoint's depth), "
+                        f"not fusion_layer={overrides['fusion_layer']}")
     shared = not any(n.startswith("Transformer/encoderblock_") and "_spectrogram/" in n
                      for n in params)
     if shared:
         if "bottleneck" in params or late or overrides.get("fusion_layer", 0) != 0:
-            raise ValueError(
+            raise UserError(
                 "checkpoint shares one encoder between the modalities (Scenic share_encoder="
                 "True); this model has separate weights per modality below the fusion layer, "
                 "so only share_encoder without bottlenecks and fusion_layer=0 (vanilla "
@@ -187,7 +188,7 @@ def _fusion(params: dict, found: dict, overrides: dict, notes: list) -> dict:
     else:
         lf = from_preset(PRESET).fusion_layer
         if lf > layers:
-            raise ValueError(
+            raise UserError(
                 f"checkpoint has {layers} layers and its fusion layer is not in the weights: "
                 f"the preset's fusion_layer={lf} does not fit; pass --fusion-layer (0..{layers})")
         out["fusion_layer"], source = lf, "the preset's; not in the weights, see --fusion-layer"
@@ -214,7 +215,7 @@ def load_params(model, params: dict) -> list:
     allowed = [n for n in unused if n == "bottleneck"]
     unused = [n for n in unused if n not in allowed]
     if missing or unused:
-        raise ValueError(
+        raise UserError(
             "checkpoint does not match the model: "
             f"model weights with no checkpoint array: {missing or 'none'}; "
             f"checkpoint arrays no model weight takes: "
@@ -232,7 +233,10 @@ def import_scenic(path: str, **overrides):
     """Reads a Scenic MBT checkpoint (file or directory); returns (model, config, report)."""
     raw, where = flax_msgpack.read_params(path)
     params = scenic_layout(raw)
-    config, notes = read_architecture(params, **overrides)
+    try:
+        config, notes = read_architecture(params, **overrides)
+    except UserError as error:  # named here: read_architecture sees arrays, not the file
+        raise UserError(f"{path}: {error}") from None
     model = build_model(config)
     report = [f"read     {len(params)} arrays from {path} ({where})"] + notes
     return model, config, report + load_params(model, params)
@@ -243,14 +247,17 @@ def read_class_names(path: str, num_classes: int) -> list:
 
     Columns index,mid,display_name; names may contain commas (quoted CSV fields).
     """
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"index", "display_name"} <= set(rows[0]):
-        raise ValueError(f"{path}: expected a CSV with columns index,mid,display_name")
-    names = {int(r["index"]): r["display_name"].strip() for r in rows}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        names = {int(r["index"]): r["display_name"].strip() for r in rows}
+    except (UnicodeDecodeError, KeyError, ValueError, TypeError, AttributeError):
+        names = {}
+    if not names:
+        raise UserError(f"{path}: expected a UTF-8 CSV with columns index,mid,display_name")
     if sorted(names) != list(range(num_classes)):
-        raise ValueError(f"{path} lists {len(names)} classes with indices "
-                         f"{min(names)}..{max(names)}; the model has {num_classes}")
+        raise UserError(f"{path} lists {len(names)} classes with indices "
+                        f"{min(names)}..{max(names)}; the model has {num_classes}")
     return [names[i] for i in range(num_classes)]
 
 

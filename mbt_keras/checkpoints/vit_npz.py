@@ -9,11 +9,13 @@ positional grid. The classifier stays freshly initialised.
 import logging
 import math
 import re
+import zipfile
 
 import numpy as np
 
 from mbt_keras.checkpoints.scenic_names import assign, model_weights, shape_text
 from mbt_keras.config import ModelConfig
+from mbt_keras.user_error import UserError
 
 KERNEL_INITS = ("central", "average")
 _VIT_BLOCK = re.compile(r"Transformer/encoderblock_\d+")
@@ -26,8 +28,34 @@ _SHARED = {"embedding_spectrogram/bias": "embedding/bias", "clsspectrogram": "cl
 
 def read_npz(path: str) -> dict:
     """{name: array} of a ViT checkpoint as the vision_transformer repository writes it."""
-    with np.load(path, allow_pickle=False) as data:
+    with _open_npz(path) as data:
         return {name: data[name] for name in data.files}
+
+
+def check_npz(path: str, config: ModelConfig) -> None:
+    """Raises UserError unless `path` is a ViT checkpoint of config's depth; reads only the
+    names of its arrays, so a model is not built for a file that cannot initialise it."""
+    with _open_npz(path) as data:
+        _check_vit(data.files, config, path)
+
+
+def _open_npz(path: str):
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile):  # e.g. a text file: numpy would unpickle it
+        data = None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise UserError(f"{path} is not a .npz file (a ViT checkpoint, e.g. ViT-B_16.npz)")
+    return data
+
+
+def _check_vit(names, config: ModelConfig, path: str = "the checkpoint") -> None:
+    if POSEMB not in names or "embedding/kernel" not in names:
+        raise UserError(f"{path} is not a ViT checkpoint: no embedding/kernel or {POSEMB}")
+    vit_layers = len({m.group(0) for n in names if (m := _VIT_BLOCK.match(n))})
+    if vit_layers != config.num_layers:
+        raise UserError(f"{path}: the ViT has {vit_layers} encoder blocks but the model has "
+                        f"num_layers={config.num_layers}; choose a preset of its depth")
 
 
 def resize_grid(grid: np.ndarray, size) -> np.ndarray:
@@ -131,12 +159,7 @@ def plan_from_vit(weights: dict, config: ModelConfig, vit: dict, kernel_init: st
 
     Nothing is assigned, so the full-size mapping can be checked from shapes alone.
     """
-    if POSEMB not in vit or "embedding/kernel" not in vit:
-        raise ValueError(f"not a ViT checkpoint: no embedding/kernel or {POSEMB}")
-    vit_layers = len({m.group(0) for n in vit if (m := _VIT_BLOCK.match(n))})
-    if vit_layers != config.num_layers:
-        raise ValueError(f"the ViT has {vit_layers} encoder blocks but the model has "
-                         f"num_layers={config.num_layers}")
+    _check_vit(vit, config)
     plan = []
     for name in weights:
         value, source, how = _source(name, config, vit, kernel_init) or (None, None, None)

@@ -8,6 +8,7 @@ import warnings
 import pytest
 
 from mbt_keras import contract
+from mbt_keras.user_error import UserError
 from pipeline import log_level
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,7 +60,7 @@ def test_verbose_and_mbt_log_level_bring_third_party_output_back(monkeypatch):
             warnings.warn_explicit("theirs", FutureWarning, "y.py", 1, module="google.api_core.x")
         assert [str(w.message) for w in seen] == ["ours"]
         monkeypatch.setenv(log_level.ENV, "LOUD")
-        with pytest.raises(SystemExit, match="MBT_LOG_LEVEL='LOUD'"):
+        with pytest.raises(UserError, match="MBT_LOG_LEVEL='LOUD'"):
             log_level.configure()
 
 

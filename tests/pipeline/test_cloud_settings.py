@@ -47,10 +47,11 @@ def test_local_runs_keep_the_fn_api_runner_and_get_no_worker_image():
     assert with_worker_image([LOCAL_RUNNER], IMAGE) == (LOCAL_RUNNER,)
 
 
-def test_dataflow_without_an_image_is_refused_before_anything_runs(tmp_path):
-    with pytest.raises(SystemExit, match="--image"):
-        mbt_main(["preprocess", "--labels", str(tmp_path / "none.csv"), "--videos", ".",
-                  "--out", str(tmp_path / "out"), "--beam-arg=--runner=DataflowRunner"])
+def test_dataflow_without_an_image_is_refused_before_anything_runs(tmp_path, capsys):
+    assert mbt_main(["preprocess", "--labels", str(tmp_path / "none.csv"), "--videos", ".",
+                     "--out", str(tmp_path / "out"), "--beam-arg=--runner=DataflowRunner"]) == 2
+    assert capsys.readouterr().err.startswith("mbt preprocess: error: --runner=DataflowRunner "
+                                              "needs the pipeline image")
     assert not (tmp_path / "out").exists()
 
 
@@ -69,10 +70,10 @@ def test_every_beam_step_of_a_pipeline_on_dataflow_gets_the_image():
         create_pipeline(settings.replace(image=None))
 
 
-def test_compiling_for_dataflow_needs_a_real_image(tmp_path):
-    with pytest.raises(SystemExit, match="--image"):
-        mbt_main(["pipeline", "compile", "--out", str(tmp_path / "x.json"), "--bucket", "gs://b",
-                  "--project", "p"])
+def test_compiling_for_dataflow_needs_a_real_image(tmp_path, capsys):
+    assert mbt_main(["pipeline", "compile", "--out", str(tmp_path / "x.json"), "--bucket",
+                     "gs://b", "--project", "p"]) == 2
+    assert capsys.readouterr().err.startswith("mbt pipeline compile: error: --image: ")
 
 
 def test_options_the_user_gives_win_and_are_not_doubled():

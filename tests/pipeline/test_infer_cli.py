@@ -145,9 +145,10 @@ def test_infer_refuses_a_used_out_and_replaces_it_whole_with_overwrite(library, 
     code, _, err = _run(capsys, "--listing", str(listing), "--model", model, "--out", str(out),
                         *WINDOW)
     assert code == 2  # the last line: the model's window warnings come first
-    assert err.strip().splitlines()[-1] == (f"error: --out {out} is not empty (2 entries, e.g. DeadLetters): "
-                           "writing beside another run would mix their files; pass --overwrite "
-                           "to replace it whole, or choose an empty --out")
+    assert err.strip().splitlines()[-1] == (
+        f"mbt infer: error: --out {out} is not empty (2 entries, e.g. DeadLetters): writing "
+        "beside another run would mix their files; pass --overwrite to replace it whole, or "
+        "choose an empty --out")
     assert (out / "predictions-00000-of-00003.jsonl").exists()
     code, printed, _ = _run(capsys, "--listing", str(listing), "--model", model, "--out",
                             str(out), *WINDOW, "--overwrite")
@@ -163,11 +164,11 @@ def test_infer_names_a_missing_model_or_folder_in_one_line(library, tmp_path, ca
     code, _, err = _run(capsys, "--videos", videos, "--model", str(tmp_path), "--out",
                         str(tmp_path / "out"))
     assert code == 2
-    assert err == (f"error: --model {tmp_path} is no exported MBT SavedModel: it has no "
-                   "saved_model.pb\n")
+    assert err == (f"mbt infer: error: --model {tmp_path} is no exported MBT SavedModel: it "
+                   "has no saved_model.pb\n")
     code, _, err = _run(capsys, "--videos", str(tmp_path / "nope"), "--model", model, "--out",
                         str(tmp_path / "out"))
-    assert code == 2 and err == f"error: --videos {tmp_path / 'nope'} is not a folder\n"
+    assert code == 2 and err == f"mbt infer: error: --videos {tmp_path / 'nope'}: no such folder\n"
     assert not (tmp_path / "out").exists()
 
 

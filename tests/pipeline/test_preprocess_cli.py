@@ -38,7 +38,8 @@ def test_a_used_out_is_refused_and_overwrite_replaces_it_whole(clips, tmp_path, 
 
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --out {out} is not empty (") and "--overwrite" in err
+    assert err.startswith(f"mbt preprocess: error: --out {out} is not empty (")
+    assert "--overwrite" in err
     assert len(err.strip().splitlines()) == 1
     assert sorted(glob.glob(str(out / "**"), recursive=True)) == before
 
@@ -58,8 +59,8 @@ def test_a_label_file_in_latin1_is_one_line_naming_it_or_read_with_encoding(clip
             *FAST]
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert captured.err == (f"error: {labels}:3: byte 0xe9 at column 4 is not valid utf-8; "
-                            "pass the file's encoding (e.g. --encoding latin-1)\n")
+    assert captured.err == (f"mbt preprocess: error: {labels}:3: byte 0xe9 at column 4 is not "
+                            "valid utf-8; pass the file's encoding (e.g. --encoding latin-1)\n")
     assert not out.exists()
     assert main(argv + ["--encoding", "latin-1"]) == 0
     assert "read 2 = written 1 + rejected 1" in capsys.readouterr().out

@@ -46,15 +46,17 @@ def clip_request(exported):
     return clip_inputs(CLIP, num_frames=4, seconds=2.0)
 
 
-def start_server(model_base: str, timeout: float = 120.0):
-    """(process, 'host:port', log) of a server on a free port, once it says it is listening;
-    `log` keeps growing with the server's output lines."""
+def start_server(model_base: str, *options: str, timeout: float = 120.0):
+    """(process, 'host:port', log, REST URL) of a server (gRPC and REST on free ports, with
+    `options` of `mbt serve`), once it says it is listening; `log` keeps growing with the
+    server's output lines."""
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.server_cli", "--model-base", model_base, "--port", "0",
-         "--model-name", MODEL_NAME, "--poll-seconds", "0.3", "--builtin"],
+         "--rest-port", "0", "--model-name", MODEL_NAME, "--poll-seconds", "0.3", "--builtin",
+         *options],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    lines, log = queue.Queue(), []
+    lines, log, rest_url = queue.Queue(), [], None
     threading.Thread(target=lambda: [(log.append(line), lines.put(line))
                                      for line in process.stdout], daemon=True).start()
     while True:
@@ -63,21 +65,23 @@ def start_server(model_base: str, timeout: float = 120.0):
         except queue.Empty:
             process.kill()
             raise RuntimeError("server did not start:\n" + "".join(log))
-        match = re.search(r"on (127\.0\.0\.1:\d+)$", line.strip())
+        rest = re.search(r"REST API of .* on (http://127\.0\.0\.1:\d+)$", line.strip())
+        rest_url = rest.group(1) if rest else rest_url
+        match = re.search(r"^serving .* on (127\.0\.0\.1:\d+)$", line.strip())
         if match:
-            return process, match.group(1), log
+            return process, match.group(1), log, rest_url
         if process.poll() is not None:
             raise RuntimeError("server exited:\n" + "".join(log))
 
 
 @contextlib.contextmanager
-def serving(model_dir: str, base):
+def serving(model_dir: str, base, *options: str):
     """A running server over `base`, which gets `model_dir` as version 1; yields (target,
-    model dir, its growing log) and stops the server after."""
+    model dir, its growing log, REST URL, pid) and stops the server after."""
     shutil.copytree(model_dir, base / MODEL_NAME / "1")
-    process, target, log = start_server(str(base))
+    process, target, log, rest_url = start_server(str(base), *options)
     try:
-        yield target, str(base / MODEL_NAME), log
+        yield target, str(base / MODEL_NAME), log, rest_url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -86,7 +90,7 @@ def serving(model_dir: str, base):
 @pytest.fixture(scope="session")
 def server_process(exported, tmp_path_factory):
     """The shared server, serving version 1 for the whole session (tests that push versions
-    use `own_server`); yields (target, model dir, its growing log)."""
+    use `own_server`); yields (target, model dir, its growing log, REST URL, pid)."""
     with serving(exported[1], tmp_path_factory.mktemp("serving_base")) as running:
         yield running
 

@@ -32,7 +32,7 @@ def test_predict_reports_an_unreadable_video_and_an_unknown_model(server, tmp_pa
     target, _ = server
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
-    assert main(["predict", str(broken), "--server", target]) == 1
-    assert "error:" in capsys.readouterr().err
-    assert main(["predict", CLIP, "--server", target, "--model", "nope", "--seconds", "1"]) == 1
-    assert "INVALID_ARGUMENT: model 'nope' not found" in capsys.readouterr().err
+    assert main(["predict", str(broken), "--server", target]) == 2
+    assert f"mbt predict: error: not a video file: {broken}" in capsys.readouterr().err
+    assert main(["predict", CLIP, "--server", target, "--model", "nope", "--seconds", "1"]) == 2
+    assert "NOT_FOUND: model 'nope' not found" in capsys.readouterr().err

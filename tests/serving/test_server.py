@@ -1,9 +1,4 @@
 """A real server process, real gRPC through the official tensorflow-serving-api stubs."""
-import re
-import shutil
-import threading
-import time
-
 import grpc
 import numpy as np
 import pytest
@@ -12,7 +7,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, prediction_service_pb2_grpc)
 
 from mbt_keras import contract
-from serving.client import PredictClient, predict_request, predict_saved_model
+from serving.client import PredictClient, predict_saved_model
 from tests.serving.conftest import CLASS_NAMES, MODEL_NAME
 
 
@@ -41,45 +36,6 @@ def test_uint8_signature_answers_over_grpc(server, exported):
     np.testing.assert_allclose(outputs[contract.OUT_SCORES], local[contract.OUT_SCORES], atol=1e-6)
 
 
-def _bad_requests(clip):
-    jpegs, wave = clip[contract.IN_FRAMES_JPEG], clip[contract.IN_WAVEFORM]
-    invalid = grpc.StatusCode.INVALID_ARGUMENT
-    return {
-        "missing input": (invalid, r"missing input\(s\) \['waveform'\]",
-                          predict_request({contract.IN_FRAMES_JPEG: jpegs}, MODEL_NAME)),
-        "wrong dtype": (invalid, r"'waveform' has dtype float64, expected float32",
-                        predict_request({contract.IN_FRAMES_JPEG: jpegs,
-                                         contract.IN_WAVEFORM: wave.astype(np.float64)}, MODEL_NAME)),
-        "wrong shape": (invalid, r"'waveform' has shape \[\d+\], expected \[-1, -1\]",
-                        predict_request({contract.IN_FRAMES_JPEG: jpegs,
-                                         contract.IN_WAVEFORM: wave[0]}, MODEL_NAME)),
-        "undecodable JPEG": (invalid, r"(?i)jpeg",
-                             predict_request({contract.IN_FRAMES_JPEG: np.array([[b"not a jpeg"] * 2],
-                                                                                dtype=object),
-                                              contract.IN_WAVEFORM: wave}, MODEL_NAME)),
-        "unknown model": (invalid, r"model 'nope' not found",
-                          predict_request(clip, "nope")),
-        "unknown version": (invalid, r"version 99 of 'mbt' is not loaded",
-                            predict_request(clip, MODEL_NAME, version=99)),
-        "unknown signature": (invalid, r"signature 'nope' not found",
-                              predict_request(clip, MODEL_NAME, signature="nope")),
-    }
-
-
-def test_bad_requests_are_rejected_with_a_message_and_the_server_keeps_serving(
-        server, clip_request):
-    target, _ = server
-    client = PredictClient(target, MODEL_NAME)
-    for problem, (code, message, request) in _bad_requests(clip_request).items():
-        with pytest.raises(grpc.RpcError) as error:
-            client.stub.Predict(request, timeout=30)
-        assert error.value.code() == code, problem
-        assert re.search(message, error.value.details() or ""), (
-            problem, error.value.details())
-        outputs, _ = client.predict(clip_request)  # still serving
-        assert np.all(np.isfinite(outputs[contract.OUT_SCORES]))
-
-
 def test_model_status_and_metadata(server):
     target, _ = server
     channel = grpc.insecure_channel(target)
@@ -103,50 +59,4 @@ def test_model_status_and_metadata(server):
     with pytest.raises(grpc.RpcError) as error:
         model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
             get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "nope"}), timeout=30)
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-
-def test_load_from_8_clients_picks_up_a_pushed_version_with_zero_failures(
-        own_server, exported, clip_request):
-    """>= 200 requests from 8 threads; version 2 is copied in (file by file) mid-load (into
-    a server of its own: the shared one serves version 1 to the other tests)."""
-    target, model_dir = own_server
-    results, failures, lock = [], [], threading.Lock()
-    deadline = time.monotonic() + 120
-
-    def worker():
-        client = PredictClient(target, MODEL_NAME)  # one channel per client
-        done = 0
-        while done < 25 or (not _saw_version(results, 2) and time.monotonic() < deadline):
-            try:
-                outputs, version = client.predict(clip_request)
-                with lock:
-                    results.append((version, outputs[contract.OUT_SCORES]))
-            except grpc.RpcError as exc:
-                with lock:
-                    failures.append(f"{exc.code().name}: {exc.details()}")
-            done += 1
-        client.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    while len(results) < 40 and not failures and time.monotonic() < deadline:
-        time.sleep(0.05)
-    shutil.copytree(exported[2], f"{model_dir}/2")  # not atomic, as the Pusher's copy
-    for thread in threads:
-        thread.join()
-
-    assert failures == []
-    assert len(results) >= 200
-    versions = [v for v, _ in results]
-    assert versions[0] == 1 and _saw_version(results, 2), sorted(set(versions))
-    expected = {v: predict_saved_model(exported[v], clip_request)[contract.OUT_SCORES]
-                for v in (1, 2)}
-    assert not np.allclose(expected[1], expected[2])
-    for version, scores in results:
-        np.testing.assert_allclose(scores, expected[version], atol=1e-6)
-
-
-def _saw_version(results, version):
-    return any(v == version for v, _ in results[-50:])
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND

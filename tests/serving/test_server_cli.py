@@ -13,12 +13,12 @@ def test_serve_execs_the_official_binary_with_the_pusher_layout(tmp_path):
     fake.write_text("#!/bin/sh\necho \"official $@\"\n")
     fake.chmod(0o755)
     result = subprocess.run(
-        [sys.executable, "-m", "serving.server_cli", "--model-base", str(tmp_path / "base"),
+        [sys.executable, "-m", "serving.server_cli", "--model-base", str(tmp_path),
          "--port", "8500", "--model-name", "mbt"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
-    assert (f"official --port=8500 --model_name=mbt --model_base_path={tmp_path}/base/mbt "
+    assert (f"official --port=8500 --model_name=mbt --model_base_path={tmp_path}/mbt "
             f"--file_system_poll_wait_seconds=1") in result.stdout
 
 
@@ -42,3 +42,37 @@ def test_the_official_binary_logs_at_its_own_level_unless_the_user_set_one(tmp_p
             env={**env, **extra, "PATH": path}).stdout
     assert "level=[]" in outputs["quieted by mbt"]
     assert "level=[2]" in outputs["set by the user"]
+
+
+def test_rest_and_batching_flags_reach_the_official_binary_by_its_own_names(tmp_path):
+    """--rest-port alone is 8501; batching flags become TF Serving's parameters file (on top
+    of the one given), read back by the official server as --batching_parameters_file."""
+    fake = tmp_path / "bin" / "tensorflow_model_server"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho \"official $@\"\nfor a in \"$@\"; do case $a in "
+                    "--batching_parameters_file=*) cat \"${a#*=}\";; esac; done\n")
+    fake.chmod(0o755)
+    (tmp_path / "base").mkdir()
+    given = tmp_path / "batching.txt"
+    given.write_text("max_batch_size { value: 32 }\nnum_batch_threads { value: 2 }\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.server_cli", "--model-base", str(tmp_path / "base"),
+         "--port", "8500", "--rest-port", "--enable-batching", "--batching-parameters-file",
+         str(given), "--batch-timeout-micros", "500", "--allowed-batch-sizes", "8,32"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    assert "--rest_api_port=8501 --enable_batching --batching_parameters_file=" in result.stdout
+    for line in ("max_batch_size { value: 32 }", "batch_timeout_micros { value: 500 }",
+                 "num_batch_threads { value: 2 }", "allowed_batch_sizes: 8",
+                 "allowed_batch_sizes: 32"):
+        assert line in result.stdout
+
+
+def test_batching_flags_without_enable_batching_end_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--model-base", str(tmp_path), "--port",
+         "0", "--max-batch-size", "8", "--builtin"],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "mbt serve: error: --max-batch-size need --enable-batching"

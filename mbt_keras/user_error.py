@@ -1,0 +1,67 @@
+"""The one error type for a user's mistake: a flag value, a file or a model that cannot be
+used. Its message is one line that names the offending value or path and says how to fix
+it; the `mbt` entry point (pipeline/cli.py) prints it without a traceback and exits 2, so
+modules raise it and never print or exit themselves.
+
+TensorFlow-free and dependency-free, so every layer imports it (the serving client too).
+A ValueError: code that catches ValueError around a library call keeps working.
+"""
+import os
+
+
+class UserError(ValueError):
+    """A value the user gave that the program cannot use; the message says what and how to
+    fix it."""
+
+
+def _local(path: str) -> bool:
+    # gs:// and other remote filesystems are checked by whatever reads them.
+    return "://" not in path
+
+
+def existing_file(path: str, what: str) -> str:
+    """`path`, after checking a local `path` is a file; `what` names it (e.g. '--labels')."""
+    if _local(path) and not os.path.isfile(path):
+        raise UserError(f"{what} {path}: " + ("is a folder, expected a file"
+                                              if os.path.isdir(path) else "no such file"))
+    return path
+
+
+def existing_folder(path: str, what: str) -> str:
+    """`path`, after checking a local `path` is a folder."""
+    if _local(path) and not os.path.isdir(path):
+        raise UserError(f"{what} {path}: " + ("is a file, expected a folder"
+                                              if os.path.exists(path) else "no such folder"))
+    return path
+
+
+def output_folder(path: str, what: str) -> str:
+    """`path`, after checking a local `path` is a folder or does not exist yet."""
+    if _local(path) and os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{what} {path}: is a file, expected a folder")
+    return path
+
+
+def writable_parent(path: str, what: str) -> str:
+    """`path`, after checking the folder a local output `path` goes into exists, so that a
+    long job does not fail at its end."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if _local(path) and not os.path.isdir(parent):
+        raise UserError(f"{what} {path}: its folder {parent} does not exist")
+    return path
+
+
+def in_range(value, what: str, low=None, high=None, *, above=None):
+    """`value`, after checking low <= value <= high and above < value (bounds may be None)."""
+    if ((low is not None and value < low) or (high is not None and value > high)
+            or (above is not None and value <= above)):
+        n = _number
+        bounds = (f"more than {n(above)}" if above is not None and high is None
+                  else f"{n(low)} to {n(high)}" if low is not None and high is not None
+                  else f"at least {n(low)}" if low is not None else f"at most {n(high)}")
+        raise UserError(f"{what} {n(value)}: expected {bounds}")
+    return value
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)  # 25.0 as 25, 10**6 whole

@@ -1,0 +1,226 @@
+"""The REST front door: TF Serving's RESTful API (api_rest.md) on the request path.
+
+    GET  /v1/models/NAME[/versions/N]            model_version_status (GetModelStatus as JSON)
+    GET  /v1/models/NAME[/versions/N]/metadata   model_spec + metadata.signature_def
+    POST /v1/models/NAME[/versions/N]:predict    {"signature_name", "instances" | "inputs"}
+
+It only translates: JSON (bytes as {"b64": ...}; NaN and Infinity allowed, as in TF Serving)
+to numpy arrays of the signature's dtypes and back ("predictions" for row-format requests,
+"outputs" for columnar ones), a RequestError to {"error": message} with TF Serving's HTTP
+status (400 bad request, 404 unknown model or version, 503 batch queue full).
+"""
+import base64
+import binascii
+import json
+import logging
+import re
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+
+from serving.request_error import RequestError, log_refusal
+from serving.request_path import SIGNATURE_DEF_FIELD, RequestPath, wrong_dtype
+
+LOG = logging.getLogger("mbt.serve")
+_URL = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                  r"(?P<verb>/metadata|:predict|:classify|:regress)?")
+
+
+def _decode(name: str, value, spec: tf.TensorSpec) -> np.ndarray:
+    """A JSON value (nested lists of the input's values) as a numpy array of `spec`'s dtype.
+    An empty list takes the signature's rank (JSON cannot say [0, 4] from [0])."""
+    if spec.dtype == tf.string:
+        array = np.array(value, dtype=object)
+        flat = array.reshape(-1)
+        for index, leaf in enumerate(flat):
+            flat[index] = _bytes(name, leaf, spec)
+    else:
+        try:
+            array = np.array(value)
+        except ValueError:
+            raise RequestError("INVALID_ARGUMENT", f"input {name!r} is not a rectangular "
+                                                   "(nested) list of values") from None
+        got = {"U": "string", "S": "string", "O": "string", "b": "bool"}.get(array.dtype.kind)
+        if got and not (got == "bool" and spec.dtype == tf.bool):
+            raise wrong_dtype(name, got, spec)
+        if spec.dtype.is_integer and array.size and (
+                array.dtype.kind == "f" or array.min() < spec.dtype.min or array.max() > spec.dtype.max):
+            raise RequestError("INVALID_ARGUMENT", f"input {name!r} holds values that are not "
+                                                   f"{spec.dtype.name} integers")
+        array = array.astype(spec.dtype.as_numpy_dtype)
+    if array.size == 0 and spec.shape.rank is not None and array.ndim < spec.shape.rank:
+        array = array.reshape(array.shape + (0,) * (spec.shape.rank - array.ndim))
+    return array
+
+
+def _bytes(name: str, leaf, spec) -> bytes:
+    if isinstance(leaf, str):
+        return leaf.encode()
+    if isinstance(leaf, dict) and list(leaf) == ["b64"] and isinstance(leaf["b64"], str):
+        try:
+            return base64.b64decode(leaf["b64"], validate=True)
+        except binascii.Error:
+            raise RequestError("INVALID_ARGUMENT",
+                               f"input {name!r} holds a b64 value that is not base64") from None
+    got = "bool" if isinstance(leaf, bool) else "number" if isinstance(leaf, (int, float)) \
+        else "list (ragged nesting)" if isinstance(leaf, list) else "object"
+    raise wrong_dtype(name, got, spec)
+
+
+def _read_inputs(body: dict):
+    """(the request's inputs as a function of the signature's input specs, "row" | "columnar")."""
+    if ("instances" in body) == ("inputs" in body):
+        raise RequestError("INVALID_ARGUMENT", "the request must hold exactly one of "
+                                               "'instances' (row format) or 'inputs' (columnar)")
+    if "inputs" in body:
+        given = body["inputs"]
+        return (lambda specs: given if isinstance(given, dict) and not _is_b64(given)
+                else _single(specs, given)), "columnar"
+    instances = body["instances"]
+    if not isinstance(instances, list):
+        raise RequestError("INVALID_ARGUMENT", "'instances' must be a list (one item per clip)")
+
+    def rows(specs):
+        if not instances or not all(isinstance(i, dict) and not _is_b64(i) for i in instances):
+            return _single(specs, instances) if instances else {name: [] for name in specs}
+        names = set(instances[0])
+        for index, instance in enumerate(instances):
+            if set(instance) != names:
+                raise RequestError("INVALID_ARGUMENT",
+                                   f"instance {index} has inputs {sorted(instance)}, instance 0 "
+                                   f"has {sorted(names)}: every instance names the same inputs")
+        return {name: [instance[name] for instance in instances] for name in names}
+    return rows, "row"
+
+
+def _is_b64(value) -> bool:
+    return isinstance(value, dict) and list(value) == ["b64"]
+
+
+def _single(specs: dict, value) -> dict:
+    """An unnamed value is the signature's one input; a signature of several needs names."""
+    if len(specs) != 1:
+        raise RequestError("INVALID_ARGUMENT", f"the signature has inputs {sorted(specs)}: "
+                                               "name each one")
+    return {next(iter(specs)): value}
+
+
+def _json_value(name: str, value: np.ndarray):
+    """An output as JSON: strings as text, or {"b64": ...} for outputs named `*_bytes`."""
+    if value.dtype.kind not in "OS":  # numbers and bools
+        return value.tolist()
+    encode = (lambda b: {"b64": base64.b64encode(b).decode()}) if name.endswith("_bytes") \
+        else (lambda b: b.decode("utf-8", "replace"))
+    return np.frompyfunc(encode, 1, 1)(value).tolist() if value.ndim else encode(value.item())
+
+
+def _predict_json(outputs: dict, form: str) -> dict:
+    values = {name: _json_value(name, value) for name, value in outputs.items()}
+    if form == "columnar":
+        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
+    if len(values) == 1:
+        return {"predictions": next(iter(values.values()))}
+    sizes = {len(value) if isinstance(value, list) else None for value in values.values()}
+    if len(sizes) != 1 or None in sizes:
+        raise RequestError("INVALID_ARGUMENT", "the outputs do not share a batch dimension: "
+                                               "ask in columnar format ('inputs')")
+    return {"predictions": [{name: value[i] for name, value in values.items()}
+                            for i in range(sizes.pop())]}
+
+
+class RestApi:
+    """Answers the API's URLs from the request path; `handle` is all a server calls."""
+
+    def __init__(self, path: RequestPath):
+        self.path = path
+
+    def handle(self, method: str, url: str, body: bytes):
+        """(HTTP status, JSON-able answer) of one HTTP request."""
+        match = _URL.fullmatch(url.split("?")[0])
+        try:
+            if not match:
+                raise RequestError("NOT_FOUND", f"Malformed request: {method} {url}")
+            if (method == "POST") != (match["verb"] or "").startswith(":"):  # POST only for verbs
+                raise RequestError("INVALID_ARGUMENT", f"Malformed request: {method} {url}")
+            name, label = match["name"], match["label"] or ""
+            version = int(match["version"]) if match["version"] else None
+            if match["verb"] is None:
+                return 200, {"model_version_status": [
+                    {"version": str(s.version), "state": s.state,
+                     "status": {"error_code": s.error_code, "error_message": s.error_message}}
+                    for s in self.path.statuses(name, version)]}
+            if match["verb"] == "/metadata":
+                loaded, signature_map = self.path.metadata(name, version, label)
+                return 200, {"model_spec": {"name": name, "signature_name": "",
+                                            "version": str(loaded.version)},
+                             "metadata": {SIGNATURE_DEF_FIELD: json_format.MessageToDict(
+                                 signature_map, preserving_proto_field_name=True)}}
+            if match["verb"] != ":predict":
+                raise RequestError("INVALID_ARGUMENT", f"{match['verb'][1:]} is not served: "
+                                                       "the model has predict signatures only")
+            return 200, self._predict(name, version, label, body)
+        except RequestError as exc:
+            log_refusal(_method_name(match), exc)
+            return exc.http_status, {"error": str(exc)}
+
+    def _predict(self, name: str, version: Optional[int], label: str, body: bytes) -> dict:
+        try:
+            request = json.loads(body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError("INVALID_ARGUMENT", f"JSON parse error: {exc}") from None
+        if not isinstance(request, dict):
+            raise RequestError("INVALID_ARGUMENT", "the request body must be a JSON object")
+        signature_name = request.get("signature_name") or ""
+        if not isinstance(signature_name, str):
+            raise RequestError("INVALID_ARGUMENT", "'signature_name' must be a string")
+        read, form = _read_inputs(request)
+        _, _, outputs = self.path.predict(name, version, label, signature_name, read, _decode)
+        return _predict_json(outputs, form)
+
+
+def _method_name(match) -> str:
+    """The gRPC method a URL stands for, so a refusal logs the same from both doors."""
+    verb = match["verb"] if match else None
+    return {":predict": "Predict", "/metadata": "GetModelMetadata", None: "GetModelStatus"}.get(
+        verb, "REST")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection
+    api: RestApi = None
+
+    def do_GET(self):
+        self._answer()
+
+    def do_POST(self):
+        self._answer()
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        try:
+            status, answer = self.api.handle(self.command, self.path, body)
+            data = json.dumps(answer).encode()
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
+            LOG.exception("internal error in %s %s", self.command, self.path)
+            status, data = 500, json.dumps({"error": f"internal error ({type(exc).__name__}); "
+                                                     "details in the server log"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        LOG.debug("REST %s", format % args)
+
+
+def http_server(path: RequestPath, host: str, port: int) -> ThreadingHTTPServer:
+    """A ThreadingHTTPServer (one thread per connection) of the API, bound, not yet serving."""
+    handler = type("Handler", (_Handler,), {"api": RestApi(path)})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
