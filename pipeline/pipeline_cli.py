@@ -132,6 +132,21 @@ def check_spec(path: str) -> None:
                         "write one with `mbt pipeline compile --out`")
 
 
+def counted(settings: PipelineSettings) -> PipelineSettings:
+    """The settings run and compile both build their pipeline from: with the class map's class
+    count, which sizes the head the Trainer trains and the classes the Evaluator's metrics
+    cover (with_class_count). Compile reads it too, else its spec would evaluate the preset's
+    classes while its Trainer trains the class map's."""
+    from components.preprocess.label_files import LabelFileError
+    try:
+        return with_class_count(settings)
+    except LabelFileError as error:
+        raise UserError(
+            f"--class-map: {error}; the model head and the Evaluator's metrics take its class "
+            "count: where only the cloud can read it (gs:// needs Google Cloud credentials), "
+            "give the count with --set num_classes=N") from None
+
+
 def trainer_machine_from_args(args):
     """The Trainer's Vertex machine, or None when no --trainer-* flag asks for one."""
     if not (args.trainer_machine_type or args.trainer_accelerator_type
@@ -180,7 +195,7 @@ def run(args) -> int:
         settings = settings_from_args(args)
         check_settings(settings, local=True)
         from pipeline.local_runner import run_local
-        run_local(with_class_count(settings))
+        run_local(counted(settings))
         return 0
     if args.action == "compile":
         settings = settings_from_args(args)
@@ -188,11 +203,11 @@ def run(args) -> int:
         writable_parent(args.out, "--out")
         in_range(args.trainer_accelerator_count, "--trainer-accelerator-count", low=0)
         from kubeflow import compile as kfp_compile
-        settings = kfp_compile.cloud_settings(
+        settings = counted(kfp_compile.cloud_settings(
             settings, target=args.target, bucket=args.bucket,
             project=args.project, region=args.region,
             image=args.image or kfp_compile.DEFAULT_IMAGE,
-            trainer_machine=trainer_machine_from_args(args))
+            trainer_machine=trainer_machine_from_args(args)))
         path = kfp_compile.compile_pipeline(settings, args.out, image=settings.image)
         print(f"compiled {args.target} pipeline spec: {path}")
         return 0

@@ -161,7 +161,8 @@ def _read_text(path: str, encoding: str = "utf-8") -> str:
         with tf.io.gfile.GFile(path, "rb") as f:
             data = f.read()
     except tf.errors.OpError as error:
-        raise LabelFileError(f"cannot read {path}: {error.message}") from None
+        # GCS errors span lines; the message is one.
+        raise LabelFileError(f"cannot read {path}: {' '.join(error.message.split())}") from None
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as error:

@@ -1,6 +1,7 @@
 """The Kubeflow/Vertex spec compiles offline and parses into the KFP and Vertex protos; the
 Dataflow workers' image and options and the Trainer's Vertex machine are checked field by
 field where Vertex and Dataflow read them."""
+import argparse
 import json
 import os
 import subprocess
@@ -35,7 +36,8 @@ def compiled(tmp_path_factory):
     done = subprocess.run(
         [mbt, "pipeline", "compile", "--target", "vertex", "--out", str(out), "--image", IMAGE,
          "--bucket", "gs://test-bucket", "--project", "test-project", "--region", "europe-west4",
-         "--preset", "mbt-tiny", "--set", "fusion_layer=1", "--epochs", "7",
+         "--preset", "mbt-tiny", "--set", "fusion_layer=1", "--set", "num_classes=6",
+         "--epochs", "7",
          "--data", "gs://test-bucket/clips", "--labels", "gs://test-bucket/labels.csv",
          "--class-map", "gs://test-bucket/class_map.csv", *GPU_FLAGS],
         capture_output=True, text=True)
@@ -95,7 +97,6 @@ def test_submit_arguments_are_checked_before_any_cloud_call(capsys):
 
 
 def test_settings_from_flags_round_trip():
-    import argparse
     parser = argparse.ArgumentParser()
     pipeline_cli.add_settings_arguments(parser)
     args = parser.parse_args(["--preset", "mbt-small", "--set", "num_bottlenecks=8",
@@ -109,7 +110,6 @@ def test_settings_from_flags_round_trip():
 
 def test_label_encoding_damage_threshold_and_frame_rate_reach_the_components_that_read_them(
         tmp_path):
-    import argparse
     from pipeline.pipeline import create_pipeline
     parser = argparse.ArgumentParser()
     pipeline_cli.add_settings_arguments(parser)
@@ -136,7 +136,6 @@ def test_label_encoding_damage_threshold_and_frame_rate_reach_the_components_tha
 def test_stored_frame_rate_follows_the_presets_sampling_unless_given(flags, fps, tmp_path):
     """mbt-b16's 8 frames over 8 s take one frame a second: the pipeline stores 5 fps unless
     told otherwise."""
-    import argparse
     from pipeline.pipeline import create_pipeline
     parser = argparse.ArgumentParser()
     pipeline_cli.add_settings_arguments(parser)
@@ -248,3 +247,69 @@ def test_every_executor_class_the_spec_names_is_importable_from_the_package(comp
     for path in paths:
         module, name = path.rsplit(".", 1)
         assert hasattr(importlib.import_module(module), name), path
+
+
+def _demo_class_map(folder) -> str:
+    from components.preprocess.label_files import write_class_map
+    from pipeline.demo_data import CLASSES
+    path = str(folder / "class_map.csv")
+    write_class_map({name: index for index, name in enumerate(CLASSES)}, path)
+    return path
+
+
+def _sizes(eval_config_json: str, trainer_config: dict):
+    """The class count the Evaluator's metrics cover (its PR curves' class ids: every class
+    of a head this small) and the one the Trainer builds its head with."""
+    from tensorflow_model_analysis.proto import config_pb2
+    evaluation = json_format.Parse(eval_config_json, config_pb2.EvalConfig())
+    [class_ids] = [list(spec.binarize.class_ids.values) for spec in evaluation.metrics_specs
+                   if spec.binarize.class_ids.values]
+    assert class_ids == list(range(len(class_ids)))
+    return len(class_ids), trainer_config["overrides"]["num_classes"]
+
+
+def _compiled_sizes(compiled):
+    return _sizes(_task_parameter(compiled, "Evaluator", "eval_config"),
+                  json.loads(_task_parameter(compiled, "Trainer", "custom_config")))
+
+
+def test_num_classes_flag_sizes_the_spec_whose_class_map_only_the_cloud_reads(compiled):
+    """The fixture's class map is on gs://, unreadable here: compile takes --set num_classes
+    instead of the preset's 8 classes (mbt-tiny)."""
+    assert _compiled_sizes(compiled) == (6, 6)
+
+
+def test_compile_sizes_the_trainer_and_the_evaluator_by_the_class_map_as_run_does(tmp_path):
+    """The demo's class map has 6 classes, mbt-micro's head 4: the compiled spec's Evaluator
+    covers and its Trainer trains the class map's 6, and `mbt pipeline run` with the same
+    flags builds the same Evaluator and Trainer configuration."""
+    from pipeline.pipeline import create_pipeline
+    flags = ["--preset", "mbt-micro", "--class-map", _demo_class_map(tmp_path),
+             "--pipeline-root", str(tmp_path / "root")]
+    out = tmp_path / "spec.json"
+    assert mbt_main(["pipeline", "compile", "--out", str(out), "--bucket", "gs://b",
+                     *flags]) == 0
+    compiled = json.loads(out.read_text())
+    assert _compiled_sizes(compiled) == (6, 6)
+
+    parser = argparse.ArgumentParser()
+    pipeline_cli.add_arguments(parser)
+    run_settings = pipeline_cli.counted(pipeline_cli.settings_from_args(
+        parser.parse_args(["run", *flags])))
+    components = {c.id: c for c in create_pipeline(run_settings).components}
+    run_evaluation = components["Evaluator"].exec_properties["eval_config"]
+    assert run_evaluation == _task_parameter(compiled, "Evaluator", "eval_config")
+    run_trainer = json.loads(components["Trainer"].exec_properties["custom_config"])
+    compiled_trainer = json.loads(_task_parameter(compiled, "Trainer", "custom_config"))
+    assert run_trainer["overrides"] == compiled_trainer["overrides"] == {"num_classes": 6}
+
+
+def test_compile_refuses_a_class_map_it_cannot_read_naming_it_and_the_flag(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "class_map.csv"
+    out = tmp_path / "spec.json"
+    assert mbt_main(["pipeline", "compile", "--out", str(out), "--bucket", "gs://b",
+                     "--class-map", str(missing)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"mbt pipeline compile: error: --class-map: cannot read {missing}")
+    assert line.endswith("give the count with --set num_classes=N")
+    assert not out.exists()

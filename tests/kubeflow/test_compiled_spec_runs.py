@@ -35,14 +35,17 @@ def _demo_data(folder: str) -> None:
 
 def compile_spec(out: str, *, bucket: str = BUCKET, image: str) -> str:
     """`mbt pipeline compile` as a user runs it before submitting, for the demo data in
-    `bucket`; the smallest model and one epoch, every model blessed."""
+    `bucket`; the smallest model and one epoch, every model blessed. Only the local run maps
+    the bucket, so compile is given the class map's class count, as for a class map only the
+    cloud can read."""
+    from pipeline.demo_data import CLASSES
     mbt = os.path.join(os.path.dirname(sys.executable), "mbt")
     done = subprocess.run(
         [mbt, "pipeline", "compile", "--target", "vertex", "--out", out, "--image", image,
          "--bucket", bucket, "--data", f"{bucket}/data", "--labels", f"{bucket}/data/labels.csv",
-         "--class-map", f"{bucket}/data/class_map.csv", "--preset", "mbt-micro",
-         "--epochs", "1", "--batch-size", "2", "--short-side", "40", "--fps", "5",
-         "--min-metric", "0", "--train-set", "augment=false"],
+         "--class-map", f"{bucket}/data/class_map.csv", "--set", f"num_classes={len(CLASSES)}",
+         "--preset", "mbt-micro", "--epochs", "1", "--batch-size", "2", "--short-side", "40",
+         "--fps", "5", "--min-metric", "0", "--train-set", "augment=false"],
         capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
