@@ -27,6 +27,11 @@ import numpy as np
 
 CLASSES = ("visual_green", "visual_yellow", "audio_beeps", "audio_sweep", "av_match",
            "av_mismatch")
+# The class groups (written into the class map's `group` column, which reports read) and
+# what a model that solves each has shown.
+GROUPS = {"visual only": (CLASSES[:2], "the frames alone decide it"),
+          "audio only": (CLASSES[2:4], "the sound alone decides it"),
+          "relation": (CLASSES[4:], "only fusion inside the model can do this")}
 DURATION_S = 3.0
 EVAL_EVERY = 4  # every 4th clip of each class goes to eval
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 230), "green": (30, 200, 40),
@@ -83,7 +88,8 @@ def make_demo_data(out: str, clips: int = 48, seed: int = 0):
         writer.writerows(rows)
     from components.preprocess.label_files import write_class_map
     write_class_map({name: i for i, name in enumerate(CLASSES)},
-                    os.path.join(out, "class_map.csv"))
+                    os.path.join(out, "class_map.csv"),
+                    groups={name: group for group, (names, _) in GROUPS.items() for name in names})
     return rows
 
 
