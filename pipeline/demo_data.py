@@ -7,10 +7,14 @@ Six classes in three groups (documented in docs/data_format.md):
 - audio only: `audio_beeps` (4 Hz 1 kHz beeps) / `audio_sweep` (rising chirp); the disc is
   grey for both.
 - relation: the disc is red or blue and the sound a steady high (2 kHz) or low (300 Hz)
-  tone, each drawn independently; `av_match` for (red, high) or (blue, low), `av_mismatch`
-  otherwise. Either modality alone is at chance, and since match - mismatch would need
-  g(colour) + h(tone) to be an XOR, averaging per-modality logits (late fusion) cannot
-  separate them: only fusion inside the model can.
+  tone; `av_match` for (red, high) or (blue, low), `av_mismatch` otherwise. Either modality
+  alone is at chance, and since match - mismatch would need g(colour) + h(tone) to be an
+  XOR, averaging per-modality logits (late fusion) cannot separate them: only fusion inside
+  the model can.
+Clips follow ROUND: each round of eight holds every unimodal class once and each relation
+class twice, once with a red and once with a blue disc, so that every round (and so every
+split) holds all four (colour, tone) pairs of the XOR: drawn at random, a small demo's
+training clips left some pairs rare, and the model learnt its clips instead of the rule.
 Containers, codecs, sizes, frame rates and audio rates/layouts vary so the decoder earns its
 keep, and the video is made to cost what real uploads cost to decode (720p-1080p, H.264 High
 profile with CABAC, B-frames and deblocking as x264's `superfast` writes it, VP9, and a
@@ -32,8 +36,10 @@ CLASSES = ("visual_green", "visual_yellow", "audio_beeps", "audio_sweep", "av_ma
 GROUPS = {"visual only": (CLASSES[:2], "the frames alone decide it"),
           "audio only": (CLASSES[2:4], "the sound alone decides it"),
           "relation": (CLASSES[4:], "only fusion inside the model can do this")}
+# One round of clips: the relation classes twice, one with each disc colour (`_cues`).
+ROUND = CLASSES + CLASSES[4:]
 DURATION_S = 3.0
-EVAL_EVERY = 4  # every 4th clip of each class goes to eval
+EVAL_EVERY = 4  # every 4th round goes to eval
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 230), "green": (30, 200, 40),
            "yellow": (230, 220, 30), "grey": (128, 128, 128)}
 # (container, video codec, audio codec, video options) cycled over clips.
@@ -67,8 +73,8 @@ def make_demo_data(out: str, clips: int = 48, seed: int = 0):
     rows = []
     for index in range(clips):
         rng = np.random.default_rng([seed, index])
-        label = CLASSES[index % len(CLASSES)]
-        colour, audio_kind = _cues(label, rng)
+        label = ROUND[index % len(ROUND)]
+        colour, audio_kind = _cues(label, ROUND[:index % len(ROUND)].count(label))
         container, vcodec, acodec, options = FORMATS[rng.integers(len(FORMATS))]
         path = f"videos/clip_{index:04d}.{container}"
         width, height = SIZES[rng.integers(len(SIZES))]
@@ -79,7 +85,7 @@ def make_demo_data(out: str, clips: int = 48, seed: int = 0):
         audio = _audio(rng, audio_kind, rate)
         _write(os.path.join(out, path), (width, height), frames, fps, vcodec, options, audio,
                rate, acodec, layout)
-        split = "eval" if (index // len(CLASSES)) % EVAL_EVERY == EVAL_EVERY - 1 else "train"
+        split = "eval" if (index // len(ROUND)) % EVAL_EVERY == EVAL_EVERY - 1 else "train"
         rows.append({"clip_id": f"clip_{index:04d}", "path": path, "labels": label,
                      "split": split})
     with open(os.path.join(out, "labels.csv"), "w", newline="") as f:
@@ -93,17 +99,16 @@ def make_demo_data(out: str, clips: int = 48, seed: int = 0):
     return rows
 
 
-def _cues(label, rng):
-    """(disc colour, sound) for a label; nuisance cues are drawn independently of it."""
+def _cues(label, seen):
+    """(disc colour, sound) of a label's clip; `seen`: earlier clips of the label in its
+    round, so a relation class's two clips in a round take one disc colour each."""
     if label.startswith("visual_"):
         return label.split("_")[1], "noise"
     if label.startswith("audio_"):
         return "grey", label.split("_")[1]
-    colour = ("red", "blue")[rng.integers(2)]
-    tone = ("high", "low")[rng.integers(2)]
-    if (label == "av_match") != ((colour, tone) in (("red", "high"), ("blue", "low"))):
-        tone = "low" if tone == "high" else "high"
-    return colour, tone
+    colour = ("red", "blue")[seen % 2]
+    high = (label == "av_match") == (colour == "red")
+    return colour, "high" if high else "low"
 
 
 def _frames(rng, colour, width, height, fps):
