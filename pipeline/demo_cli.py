@@ -16,7 +16,7 @@ from typing import Dict, List, Sequence
 
 from pipeline.settings import PipelineSettings, with_class_count
 
-DEMO_CLIPS = 96
+DEMO_CLIPS = 144
 DEMO_STEPS, DEMO_EPOCHS = 900, 10   # training steps, in epochs of DEMO_STEPS // DEMO_EPOCHS
 # What a demo folder was made by (the demo's data and recipe, and the stack), written into it
 # on start and checked on the next: TFX's cache and ML Metadata of another stack, or clips of

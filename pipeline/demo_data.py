@@ -38,7 +38,7 @@ GROUPS = {"visual only": (CLASSES[:2], "the frames alone decide it"),
           "relation": (CLASSES[4:], "only fusion inside the model can do this")}
 # One round of clips: the relation classes twice, one with each disc colour (`_cues`).
 ROUND = CLASSES + CLASSES[4:]
-DURATION_S = 3.0
+DURATION_S = 2.0
 EVAL_EVERY = 4  # every 4th round goes to eval
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 230), "green": (30, 200, 40),
            "yellow": (230, 220, 30), "grey": (128, 128, 128)}
@@ -47,6 +47,10 @@ FORMATS = (("mp4", "libx264", "aac", {"preset": "superfast"}),
            ("webm", "libvpx-vp9", "libopus", {"deadline": "realtime", "cpu-used": "8"}))
 SIZES = ((960, 720), (1280, 720), (1920, 1080))
 PAN_PER_FRAME = 0.004  # background shift per frame, as a fraction of the width
+# Every clip's background is cut from one noise texture, of blocks 1/30 of the shorter side,
+# at a random column: a background of its own would identify a clip, and a model could then
+# fit the relation clips by remembering them instead of learning their rule.
+TEXTURE_BLOCKS = (31, 160)   # rows, columns; a clip's (at most 31 x 75) overlaps many others'
 FRAME_RATES = (24, 25, 30)
 AAC_RATES = (22050, 44100, 48000)
 LAYOUTS = ("mono", "stereo")
@@ -71,6 +75,7 @@ def make_demo_data(out: str, clips: int = 48, seed: int = 0):
     class_map.csv under `out`; returns the label rows."""
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
     rows = []
+    texture = np.random.default_rng(seed).integers(0, 50, (*TEXTURE_BLOCKS, 3), dtype=np.uint8)
     for index in range(clips):
         rng = np.random.default_rng([seed, index])
         label = ROUND[index % len(ROUND)]
@@ -81,7 +86,7 @@ def make_demo_data(out: str, clips: int = 48, seed: int = 0):
         fps = int(FRAME_RATES[rng.integers(len(FRAME_RATES))])
         rate = 48000 if acodec == "libopus" else int(AAC_RATES[rng.integers(len(AAC_RATES))])
         layout = LAYOUTS[rng.integers(len(LAYOUTS))]
-        frames = _frames(rng, colour, width, height, fps)
+        frames = _frames(rng, texture, colour, width, height, fps)
         audio = _audio(rng, audio_kind, rate)
         _write(os.path.join(out, path), (width, height), frames, fps, vcodec, options, audio,
                rate, acodec, layout)
@@ -111,7 +116,7 @@ def _cues(label, seen):
     return colour, "high" if high else "low"
 
 
-def _frames(rng, colour, width, height, fps):
+def _frames(rng, texture, colour, width, height, fps):
     count = int(DURATION_S * fps)
     radius = min(width, height) * rng.uniform(0.25, 0.35)
     cx = width * rng.uniform(0.35, 0.65)
@@ -122,12 +127,15 @@ def _frames(rng, colour, width, height, fps):
     yy, xx = np.mgrid[rows, cols]
     disc = (xx - cx) ** 2 + (yy - cy) ** 2 < radius ** 2
     flash_hz, phase = rng.uniform(1.5, 3.0), rng.uniform(0, 1)
-    # Blocky noise (blocks 1/30 of the shorter side, so every size looks alike after resizing):
-    # a textured background that still compresses well; it pans to the left like a camera.
+    # Blocky noise (blocks 1/30 of the shorter side, so every size looks alike after resizing),
+    # cut from the shared texture: a background that still compresses well; it pans to the
+    # left like a camera.
     block = min(width, height) // 30
     pan = max(1, int(round(width * PAN_PER_FRAME)))
     wide = width + pan * count
-    blocks = rng.integers(0, 50, (height // block + 1, wide // block + 1, 3), dtype=np.uint8)
+    grid_rows, grid_cols = height // block + 1, wide // block + 1
+    column = rng.integers(texture.shape[1] - grid_cols + 1)
+    blocks = texture[:grid_rows, column:column + grid_cols]
     background = blocks.repeat(block, axis=0).repeat(block, axis=1)[:height, :wide]
 
     def frames():  # one at a time: 3 s of 1080p would be 0.5 GB at once

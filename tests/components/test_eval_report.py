@@ -117,6 +117,8 @@ def test_single_label_confusion_matrix_counts_top1_predictions(single_label):
     # No baseline: the Evaluator drops the change threshold from the config it runs.
     assert summary.thresholds == [f"{eval_metrics.TOP_1} >= 0.0000: candidate "
                                   f"{summary.metrics[eval_metrics.TOP_1]:.4f}"]
+    # A single-label head is reported per class too (one class against the rest).
+    assert sorted(summary.per_class_ap) == [0, 1, 2, 3]
 
 
 def _free_port():
