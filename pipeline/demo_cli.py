@@ -21,7 +21,7 @@ DEMO_STEPS, DEMO_EPOCHS = 900, 10   # training steps, in epochs of DEMO_STEPS //
 # What a demo folder was made by (the demo's data and recipe, and the stack), written into it
 # on start and checked on the next: TFX's cache and ML Metadata of another stack, or clips of
 # an older data format, must not be reused beside this run's. Raise FORMAT when the demo data
-# or its recipe change.
+# change (a changed recipe only reruns the Trainer and what follows, through TFX's cache).
 STAMP = "demo_stamp.json"
 FORMAT = 2
 SOLVED_AP = 0.9  # a group is solved when every class in it reaches this eval AP
