@@ -170,7 +170,9 @@ def test_a_real_tensorboard_serves_the_evaluation(compared, single_label, tmp_pa
         images = _get(port, "images/tags")
         assert set(images["evaluation"]) == {eval_report.TAG_PER_CLASS_AP}
         # Single-label: top-1/top-5 (no AP per class), and the confusion matrix.
-        assert set(images["single/evaluation"]) == {eval_report.TAG_CONFUSION_MATRIX}
+        # A single-label run: its confusion matrix, and AP per class (one against the rest).
+        assert set(images["single/evaluation"]) == {eval_report.TAG_CONFUSION_MATRIX,
+                                                    eval_report.TAG_PER_CLASS_AP}
         scalars = _get(port, "scalars/tags")["evaluation"]
         assert {"eval/mean_average_precision", "eval_baseline/mean_average_precision"} <= set(scalars)
         text = _get(port, "text/text", run="evaluation", tag=eval_report.TAG_BLESSING)
