@@ -32,6 +32,7 @@ VENV ?= $(if $(filter $(STACK),$(HOST_STACK)),.venv,.venv-$(STACK))
 PY := $(VENV)/bin/python
 PYVER := import sys; print(sys.version_info[:2])
 DEMO_DIR ?= demo_out
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 $(info make: stack '$(STACK)' ($(if $(filter current,$(STACK)),TFX 1.21 / TF 2.21,TFX 1.16 / TF 2.16) \
@@ -54,7 +55,7 @@ $(VENV)/.installed: $(REQUIREMENTS) $(CONSTRAINTS) setup.py
 	@touch $@
 
 demo: venv
-	$(VENV)/bin/mbt demo --out $(DEMO_DIR)
+	$(VENV)/bin/mbt demo --out $(DEMO_DIR) $(DEMO_ARGS)
 
 test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)

@@ -1,6 +1,7 @@
 """The Evaluator's EvalConfig, built from the model's task (paper section 4.1).
 
-Multi-label (AudioSet): mAP and AP per class. Single-label (VGGSound): top-1 and top-5.
+Multi-label (AudioSet): mAP and AP per class. Single-label (VGGSound): top-1 and top-5, and
+AP per class (one against the rest) for the report.
 Verb+noun (Epic-Kitchens): verb, noun and action top-1. The blessing gate sits on the
 headline metric (the first one): an absolute lower bound `min_metric`, and "no worse than
 the latest blessed model by more than `max_metric_drop`" when the pipeline resolves a
@@ -30,8 +31,11 @@ def task_metrics(config: ModelConfig):
         return [("MeanAveragePrecision", {"name": eval_metrics.MEAN_AVERAGE_PRECISION})]
     if config.head == "singlelabel":
         top_5 = min(5, config.num_classes[0])
+        # AP per class (one class against the rest) too, so a report can say which classes
+        # a single-label model solves, not only how often its top-1 is right.
         return [("TopKAccuracy", {"name": eval_metrics.TOP_1, "k": 1}),
-                ("TopKAccuracy", {"name": eval_metrics.TOP_5, "k": top_5})]
+                ("TopKAccuracy", {"name": eval_metrics.TOP_5, "k": top_5}),
+                ("MeanAveragePrecision", {"name": eval_metrics.MEAN_AVERAGE_PRECISION})]
     verbs, nouns = config.num_classes
     return [("ActionAccuracy", {"name": eval_metrics.ACTION_TOP_1, "num_verbs": verbs}),
             ("TopKAccuracy", {"name": eval_metrics.VERB_TOP_1, "k": 1, "num_classes": verbs}),

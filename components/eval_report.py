@@ -20,7 +20,7 @@ import json
 import math
 import os
 import re
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +38,7 @@ TAG_PER_CLASS_AP_TABLE = "eval/per_class_average_precision_table"
 TAG_CONFUSION_MATRIX = "eval/confusion_matrix"
 TAG_BLESSING = "eval/blessing"
 PR_CURVE_PREFIX = "eval_pr"   # run evaluation/<model>, tag eval_pr/<class>/pr_curves
+MAX_LISTED_CLASSES = 32  # `mbt report` lists every class up to this many
 # TensorBoard's PR-curve tensor rows (tensorboard.plugins.pr_curve.metadata).
 PR_FIELDS = ("true_positives", "false_positives", "true_negatives", "false_negatives",
              "precision", "recall")
@@ -189,6 +190,44 @@ def _name(class_names: Sequence[str], index: int) -> str:
     return class_names[index] if index < len(class_names) else f"class {index}"
 
 
+def _labelled(class_names: Sequence[str], groups: Optional[Dict[str, str]], index: int) -> str:
+    """The class's name, with its group (from the class map) when it has one."""
+    name = _name(class_names, index)
+    group = (groups or {}).get(name)
+    return f"{name} ({group})" if group else name
+
+
+def ranked_per_class_ap(per_class_ap: Dict[int, float]) -> List[Tuple[int, float]]:
+    """(class id, AP) best first (ties by class id); classes without a positive eval
+    example (AP NaN) last, as nothing can be said about them."""
+    return sorted(per_class_ap.items(),
+                  key=lambda item: (math.isnan(item[1]), -item[1] if item[1] == item[1] else 0,
+                                    item[0]))
+
+
+def per_class_ap_lines(per_class_ap: Dict[int, float], class_names: Sequence[str] = (),
+                       groups: Optional[Dict[str, str]] = None,
+                       max_listed: int = MAX_LISTED_CLASSES) -> List[str]:
+    """AP per class for a terminal, best first: every class, with its group, when there are
+    at most `max_listed` (a few classes are read one by one); else the best and the worst."""
+    ranked = ranked_per_class_ap(per_class_ap)
+    if not ranked:
+        return []
+    if len(ranked) > max_listed:
+        known = [(c, ap) for c, ap in ranked if ap == ap] or ranked
+        (best, best_ap), (worst, worst_ap) = known[0], known[-1]
+        return [f"AP per class ({len(ranked)} classes): best {best_ap:.3f} "
+                f"({_labelled(class_names, groups, best)}), worst {worst_ap:.3f} "
+                f"({_labelled(class_names, groups, worst)})"]
+    width = max(len(_name(class_names, c)) for c, _ in ranked)
+    lines = [f"AP per class ({len(ranked)} classes, best first):"]
+    for class_id, ap in ranked:
+        value = f"{ap:.3f}" if ap == ap else "  n/a"  # NaN: no positive example in eval
+        group = (groups or {}).get(_name(class_names, class_id), "")
+        lines.append(f"  {value}  {_name(class_names, class_id):<{width}}  {group}".rstrip())
+    return lines
+
+
 def _png(figure) -> np.ndarray:
     from matplotlib import pyplot as plt
     buffer = io.BytesIO()
@@ -205,16 +244,18 @@ def _pyplot():
 
 
 def per_class_ap_chart(per_class_ap: Dict[str, Dict[int, float]], class_names: Sequence[str] = (),
-                       max_classes: int = 50) -> np.ndarray:
+                       max_classes: int = 50,
+                       groups: Optional[Dict[str, str]] = None) -> np.ndarray:
     """RGB uint8 image: AP per class as horizontal bars, one bar per model, best first.
 
     `per_class_ap` is {model: {class id: AP}}; classes are ranked by the first model's AP,
-    showing the best and the worst `max_classes // 2` when there are more than that.
+    showing the best and the worst `max_classes // 2` when there are more than that; a class
+    is labelled with its name and its group (`groups`: {name: group}, from the class map).
     """
     plt = _pyplot()
     models = list(per_class_ap)
     first = per_class_ap[models[0]]
-    rows = sorted(((ap, i) for i, ap in first.items() if not math.isnan(ap)), reverse=True)
+    rows = [(ap, i) for i, ap in ranked_per_class_ap(first) if not math.isnan(ap)]
     if len(rows) > max_classes:
         rows = rows[:max_classes // 2] + rows[-(max_classes // 2):]
     height = 0.8 / len(models)
@@ -223,7 +264,8 @@ def per_class_ap_chart(per_class_ap: Dict[str, Dict[int, float]], class_names: S
         values = [per_class_ap[model].get(i, float("nan")) for _, i in rows]
         axes.barh(np.arange(len(rows)) + (k - (len(models) - 1) / 2) * height, values, height,
                   label=model)
-    axes.set_yticks(range(len(rows)), [_name(class_names, i) for _, i in rows], fontsize=7)
+    axes.set_yticks(range(len(rows)), [_labelled(class_names, groups, i) for _, i in rows],
+                    fontsize=7)
     axes.invert_yaxis()
     axes.set_xlim(0.0, 1.0)
     axes.set_xlabel("average precision")
@@ -235,17 +277,19 @@ def per_class_ap_chart(per_class_ap: Dict[str, Dict[int, float]], class_names: S
 
 
 def per_class_ap_table(per_class_ap: Dict[str, Dict[int, float]],
-                       class_names: Sequence[str] = ()) -> str:
-    """Markdown table: class, AP of each model, and the change when there is a baseline."""
+                       class_names: Sequence[str] = (),
+                       groups: Optional[Dict[str, str]] = None) -> str:
+    """Markdown table, best first: class (with its group), AP of each model, and the change
+    when there is a baseline."""
     models = list(per_class_ap)
     diff = CANDIDATE in models and BASELINE in models
     lines = ["| class | " + " | ".join(models) + (" | change |" if diff else " |"),
              "|---|" + "---:|" * (len(models) + diff)]
-    for i in sorted(per_class_ap[models[0]]):
+    for i, _ in ranked_per_class_ap(per_class_ap[models[0]]):
         cells = [f"{per_class_ap[m].get(i, float('nan')):.4f}" for m in models]
         if diff:
             cells.append(f"{per_class_ap[CANDIDATE][i] - per_class_ap[BASELINE].get(i, float('nan')):+.4f}")
-        lines.append(f"| {_name(class_names, i)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_labelled(class_names, groups, i)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -289,8 +333,9 @@ def write_pr_curve(class_id: int, class_name: str, rows: np.ndarray, step: int):
 
 
 def write_eval_summaries(evaluation_dir: str, log_dir: str, class_names: Sequence[str] = (),
-                         step: int = 0) -> EvalSummary:
-    """Write everything listed in the module docstring under `<log_dir>/evaluation`."""
+                         step: int = 0, groups: Optional[Dict[str, str]] = None) -> EvalSummary:
+    """Write everything listed in the module docstring under `<log_dir>/evaluation`
+    (`groups`: {class name: group} from the class map, shown beside the names)."""
     summary = load_eval_summary(evaluation_dir)
     plots = _overall_plots(evaluation_dir)
     curves = load_pr_curves(evaluation_dir, plots)
@@ -304,8 +349,9 @@ def write_eval_summaries(evaluation_dir: str, log_dir: str, class_names: Sequenc
         if summary.per_class_ap:
             models = {m: summary.model_per_class_ap[m] for m in (CANDIDATE, BASELINE)
                       if m in summary.model_per_class_ap}
-            tf.summary.image(TAG_PER_CLASS_AP, per_class_ap_chart(models, class_names)[np.newaxis])
-            tf.summary.text(TAG_PER_CLASS_AP_TABLE, per_class_ap_table(models, class_names))
+            tf.summary.image(TAG_PER_CLASS_AP, per_class_ap_chart(
+                models, class_names, groups=groups)[np.newaxis])
+            tf.summary.text(TAG_PER_CLASS_AP_TABLE, per_class_ap_table(models, class_names, groups))
         if confusion is not None:
             tf.summary.image(TAG_CONFUSION_MATRIX,
                              confusion_matrix_image(confusion, class_names)[np.newaxis])

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="where the Pusher pushes (<base>/<model-name>/<version>)")
     parser.add_argument("--model-name", default=defaults.model_name)
     parser.add_argument("--class-map", default=defaults.class_map,
-                        help="CSV of index,name (names for the per-class AP chart)")
+                        help="CSV of index,name[,group] (names and groups for AP per class)")
 
 
 def newest_output(run_dir: str, component: str, output: str):
@@ -31,11 +31,12 @@ def newest_output(run_dir: str, component: str, output: str):
     return os.path.join(parent, str(max(ids))) if ids else None
 
 
-def _class_names(path):
+def class_names_and_groups(path):
+    """([class names by index], {name: group}) from a class map file; nothing without one."""
     if not path or not os.path.isfile(path):
-        return []
-    from components.preprocess.label_files import class_names, read_class_map
-    return class_names(read_class_map(path))
+        return [], {}
+    from components.preprocess.label_files import class_names, read_class_groups, read_class_map
+    return class_names(read_class_map(path)), read_class_groups(path)
 
 
 def run(args) -> int:
@@ -52,15 +53,15 @@ def run(args) -> int:
         print("evaluation:   none yet (the Evaluator has not run)")
         return 1
     log_dir = model_run or evaluation
-    summary = eval_report.write_eval_summaries(evaluation, log_dir, _class_names(args.class_map),
-                                               step=int(os.path.basename(evaluation)))
+    names, groups = class_names_and_groups(args.class_map)
+    summary = eval_report.write_eval_summaries(evaluation, log_dir, names,
+                                               step=int(os.path.basename(evaluation)),
+                                               groups=groups)
     print(f"evaluation:   {evaluation}")
     for name, value in sorted(summary.metrics.items()):
         print(f"  {name:<28} {value:.4f}")
-    if summary.per_class_ap:
-        ranked = sorted(((ap, c) for c, ap in summary.per_class_ap.items() if ap == ap), reverse=True)
-        print(f"  AP per class: best {ranked[0][0]:.3f} (class {ranked[0][1]}), "
-              f"worst {ranked[-1][0]:.3f} (class {ranked[-1][1]})")
+    for line in eval_report.per_class_ap_lines(summary.per_class_ap, names, groups):
+        print(f"  {line}")
     baseline = summary.model_metrics.get(eval_report.BASELINE)
     if baseline:
         print("  baseline (the blessed model it was compared to):")

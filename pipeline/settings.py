@@ -144,6 +144,8 @@ class PipelineSettings:
     warmup_epochs: float = 2.5
     train_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)  # TrainConfig
     train_steps: int = 0                     # 0: epochs * examples / batch (TFX needs a value)
+    steps_per_epoch: int = 0                 # 0: examples / batch; the Trainer evaluates and
+                                             # checkpoints once per epoch
     tpu: Optional[str] = None
     pretrained: Optional[str] = None         # ViT .npz for init-from-vit
     # Evaluation and push.
@@ -192,6 +194,7 @@ class PipelineSettings:
                                 else None),
             "init_checkpoint": self.pretrained,
             "learning_rate": self.learning_rate,
+            "steps_per_epoch": self.steps_per_epoch or None,
         }
         return {k: v for k, v in config.items() if v is not None}
 

@@ -56,15 +56,26 @@ def window_clip_id(source_id: str, start: Optional[float], end: Optional[float])
 def read_class_map(path: str, encoding: str = "utf-8") -> ClassMap:
     """`index,name` CSV (our class_map.csv) or AudioSet's `index,mid,display_name`."""
     rows = list(csv.DictReader(_read_text(path, encoding).splitlines()))
-    name_key = "display_name" if rows and "display_name" in rows[0] else "name"
     try:
-        class_map = {row[name_key]: int(row["index"]) for row in rows}
+        class_map = {row[_name_key(rows)]: int(row["index"]) for row in rows}
     except (KeyError, TypeError, ValueError):
         class_map = {}
     if not class_map:
         raise LabelFileError(f"{path} is no class map: expected a CSV with columns index,name "
                              "(or AudioSet's index,mid,display_name) and one row per class")
     return class_map
+
+
+def read_class_groups(path: str, encoding: str = "utf-8") -> Dict[str, str]:
+    """{class name: group} from a class map's optional `group` column (the demo's: which
+    modality decides a class), so that reports group classes by what the data says; {} when
+    the map has no such column."""
+    rows = list(csv.DictReader(_read_text(path, encoding).splitlines()))
+    return {row[_name_key(rows)]: row["group"] for row in rows if row.get("group")}
+
+
+def _name_key(rows) -> str:
+    return "display_name" if rows and "display_name" in rows[0] else "name"
 
 
 def class_names(class_map: ClassMap, size: Optional[int] = None) -> List[str]:
@@ -75,11 +86,14 @@ def class_names(class_map: ClassMap, size: Optional[int] = None) -> List[str]:
     return [by_index.get(i, f"class_{i}") for i in range(size)]
 
 
-def write_class_map(class_map: ClassMap, path: str) -> None:
+def write_class_map(class_map: ClassMap, path: str,
+                    groups: Optional[Dict[str, str]] = None) -> None:
+    """`index,name` CSV, plus a `group` column when `groups` ({name: group}) is given."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["index", "name"])
-    writer.writerows((i, n) for n, i in sorted(class_map.items(), key=lambda kv: kv[1]))
+    writer.writerow(["index", "name"] + (["group"] if groups else []))
+    writer.writerows([i, n] + ([groups.get(n, "")] if groups else [])
+                     for n, i in sorted(class_map.items(), key=lambda kv: kv[1]))
     import tensorflow as tf  # gfile; imported on use so that CLI parsers load fast
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(out.getvalue())

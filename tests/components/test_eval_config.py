@@ -174,7 +174,8 @@ def test_report_prints_metrics_blessing_push_and_logs(models, eval_data, tmp_pat
 
 @pytest.mark.parametrize("preset_overrides, names", [
     (dict(head="multilabel"), [eval_metrics.MEAN_AVERAGE_PRECISION]),
-    (dict(head="singlelabel", num_classes=(10,)), [eval_metrics.TOP_1, eval_metrics.TOP_5]),
+    (dict(head="singlelabel", num_classes=(10,)),
+     [eval_metrics.TOP_1, eval_metrics.TOP_5, eval_metrics.MEAN_AVERAGE_PRECISION]),
     (dict(head="verb_noun", num_classes=(3, 5)),
      [eval_metrics.ACTION_TOP_1, eval_metrics.VERB_TOP_1, eval_metrics.NOUN_TOP_1]),
 ])

@@ -100,8 +100,10 @@ def test_blessing_text_names_each_threshold_and_the_values_checked(compared):
     table = eval_report.per_class_ap_table(summary.model_per_class_ap, NAMES).splitlines()
     assert table[0] == "| class | candidate | baseline | change |"
     ap = summary.model_per_class_ap
-    assert table[4] == (f"| dog bark | {ap['candidate'][2]:.4f} | {ap['baseline'][2]:.4f} | "
-                        f"{ap['candidate'][2] - ap['baseline'][2]:+.4f} |")
+    assert (f"| dog bark | {ap['candidate'][2]:.4f} | {ap['baseline'][2]:.4f} | "
+            f"{ap['candidate'][2] - ap['baseline'][2]:+.4f} |") in table
+    candidate_column = [float(row.split("|")[2]) for row in table[2:]]
+    assert candidate_column == sorted(candidate_column, reverse=True)
 
 
 def test_single_label_confusion_matrix_counts_top1_predictions(single_label):
@@ -115,6 +117,8 @@ def test_single_label_confusion_matrix_counts_top1_predictions(single_label):
     # No baseline: the Evaluator drops the change threshold from the config it runs.
     assert summary.thresholds == [f"{eval_metrics.TOP_1} >= 0.0000: candidate "
                                   f"{summary.metrics[eval_metrics.TOP_1]:.4f}"]
+    # A single-label head is reported per class too (one class against the rest).
+    assert sorted(summary.per_class_ap) == [0, 1, 2, 3]
 
 
 def _free_port():
@@ -166,7 +170,9 @@ def test_a_real_tensorboard_serves_the_evaluation(compared, single_label, tmp_pa
         images = _get(port, "images/tags")
         assert set(images["evaluation"]) == {eval_report.TAG_PER_CLASS_AP}
         # Single-label: top-1/top-5 (no AP per class), and the confusion matrix.
-        assert set(images["single/evaluation"]) == {eval_report.TAG_CONFUSION_MATRIX}
+        # A single-label run: its confusion matrix, and AP per class (one against the rest).
+        assert set(images["single/evaluation"]) == {eval_report.TAG_CONFUSION_MATRIX,
+                                                    eval_report.TAG_PER_CLASS_AP}
         scalars = _get(port, "scalars/tags")["evaluation"]
         assert {"eval/mean_average_precision", "eval_baseline/mean_average_precision"} <= set(scalars)
         text = _get(port, "text/text", run="evaluation", tag=eval_report.TAG_BLESSING)
@@ -176,3 +182,30 @@ def test_a_real_tensorboard_serves_the_evaluation(compared, single_label, tmp_pa
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+AP = {0: 0.5, 1: 1.0, 2: float("nan"), 3: 0.75}
+GROUPS = {"speech": "voice", "dog bark": "animal", "engine": "machine"}
+
+
+def test_report_lists_every_class_by_name_best_first_with_its_group():
+    assert eval_report.per_class_ap_lines(AP, NAMES, GROUPS) == [
+        "AP per class (4 classes, best first):",
+        "  1.000  music",
+        "  0.750  engine    machine",
+        "  0.500  speech    voice",
+        "    n/a  dog bark  animal"]
+
+
+def test_report_names_only_the_best_and_worst_class_beyond_the_listed_count():
+    assert eval_report.per_class_ap_lines(AP, NAMES, GROUPS, max_listed=3) == [
+        "AP per class (4 classes): best 1.000 (music), worst 0.500 (speech (voice))"]
+    assert eval_report.per_class_ap_lines({5: 0.2, 1: 0.9}, NAMES, max_listed=1) == [
+        "AP per class (2 classes): best 0.900 (music), worst 0.200 (class 5)"]
+
+
+def test_tensorboard_table_names_classes_with_their_group_best_first():
+    table = eval_report.per_class_ap_table({eval_report.CANDIDATE: AP}, NAMES, GROUPS)
+    assert table.splitlines()[2:] == ["| music | 1.0000 |", "| engine (machine) | 0.7500 |",
+                                      "| speech (voice) | 0.5000 |",
+                                      "| dog bark (animal) | nan |"]

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from components.preprocess.label_files import (class_names, parse_label_file, read_class_map,
-                                               write_class_map)
+from components.preprocess.label_files import (class_names, parse_label_file, read_class_groups,
+                                               read_class_map, write_class_map)
 from components.preprocess.splits import assign_splits
 
 AUDIOSET_INDICES = """index,mid,display_name
@@ -160,3 +160,15 @@ def test_class_names_keep_each_name_at_its_index_and_name_the_gaps():
     assert class_names({"dog": 0, "cat": 2}) == ["dog", "class_1", "cat"]
     assert class_names({"dog": 0, "cat": 2}, 4) == ["dog", "class_1", "cat", "class_3"]
     assert class_names({}) == []
+
+
+def test_class_map_group_column_is_read_beside_names_and_indices(tmp_path):
+    path = str(tmp_path / "class_map.csv")
+    write_class_map({"red": 1, "tone": 0, "other": 2}, path, groups={"red": "visual only",
+                                                                     "tone": "audio only"})
+    assert (tmp_path / "class_map.csv").read_text() == (
+        "index,name,group\n0,tone,audio only\n1,red,visual only\n2,other,\n")
+    assert read_class_map(path) == {"tone": 0, "red": 1, "other": 2}
+    assert read_class_groups(path) == {"tone": "audio only", "red": "visual only"}
+    write_class_map({"dog": 0}, path)
+    assert read_class_groups(path) == {}

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from components.preprocess.clip_decoder import decode_clip
 from pipeline import cli
-from pipeline.demo_data import CLASSES, COLOURS, make_demo_data
+from pipeline.demo_data import CLASSES, COLOURS, DURATION_S, make_demo_data
 from mbt_keras import contract
 
 CLIPS = 12
@@ -36,7 +36,7 @@ def test_labels_class_map_and_formats_vary(demo):
             codecs.add((video.codec_context.name, audio.codec_context.name))
             sizes.add((video.codec_context.width, float(video.average_rate)))
             rates.add((audio.codec_context.sample_rate, audio.codec_context.layout.name))
-            assert 2.9 < container.duration / av.time_base < 3.2
+            assert DURATION_S - 0.1 < container.duration / av.time_base < DURATION_S + 0.2
     assert codecs == {("h264", "aac"), ("vp9", "opus")}
     assert len(sizes) >= 3 and len(rates) >= 3
 
@@ -96,4 +96,5 @@ def test_preprocess_cli_with_two_worker_processes_writes_splits_and_summary(demo
     records = list(tf.data.TFRecordDataset(files, compression_type="GZIP"))
     assert len(records) == sum(r["split"] == "train" for r in rows)
     example = tf.train.SequenceExample.FromString(records[0].numpy())
-    assert len(example.feature_lists.feature_list[contract.MELSPEC].feature) == 3
+    # One feature per second of audio (100 log-mel frames each).
+    assert len(example.feature_lists.feature_list[contract.MELSPEC].feature) == int(DURATION_S)
