@@ -9,6 +9,7 @@ without, on the same inputs (a real clip's JPEG frames + waveform, one clip per 
    `batching_throughput_ratio=X` (16 clients, batching over not; goal >= 2).
 
     .venv/bin/python bench/serving.py [--preset mbt-tiny] [--requests 100] [--seconds 6]
+        [--intra-op N --inter-op N]  (TensorFlow's thread pools, in-process and both servers)
 """
 import argparse
 import os
@@ -117,7 +118,16 @@ def main():
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=6.0,
                         help="per mode and client count, split over 3 alternating rounds")
+    parser.add_argument("--intra-op", type=int, default=0,
+                        help="--tensorflow-intra-op-parallelism of both servers and in-process "
+                             "(default 0: TensorFlow's, one thread per core)")
+    parser.add_argument("--inter-op", type=int, default=0,
+                        help="--tensorflow-inter-op-parallelism, likewise")
     args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    threads = ["--tensorflow-intra-op-parallelism", str(args.intra_op),
+               "--tensorflow-inter-op-parallelism", str(args.inter_op)]
 
     config = from_preset(args.preset)
     seconds = config.spec_frames / 100
@@ -132,8 +142,8 @@ def main():
             outputs = signature(**{k: tf.constant(v) for k, v in inputs.items()})
             return {k: v.numpy() for k, v in outputs.items()}
 
-        process, target = start_server(base)
-        batching, batching_target = start_server(base, *BATCHING)
+        process, target = start_server(base, *threads)
+        batching, batching_target = start_server(base, *threads, *BATCHING)
         try:
             client = PredictClient(target)
             local, remote = latencies_ms([in_process, lambda: client.predict(inputs)],
@@ -151,7 +161,8 @@ def main():
 
     print(f"{args.preset}, batch 1, {config.num_frames} JPEG frames "
           f"+ {seconds:.2f} s of 16 kHz audio from a real clip, "
-          f"{args.requests} interleaved requests each after 5 warm-up")
+          f"{args.requests} interleaved requests each after 5 warm-up; TensorFlow threads "
+          f"intra-op {args.intra_op or 'default'}, inter-op {args.inter_op or 'default'}")
     print(f"{'path':<28}{'p50 (ms)':>10}{'p99 (ms)':>10}")
     for name, times in (("in-process SavedModel", local), ("gRPC Predict (our server)", remote)):
         print(f"{name:<28}{np.percentile(times, 50):>10.2f}{np.percentile(times, 99):>10.2f}")

@@ -15,6 +15,7 @@ from concurrent import futures
 from typing import Optional
 
 import grpc
+import tensorflow as tf
 
 from serving import grpc_api, rest_api
 from serving.batching import BatchingParameters, BatchScheduler
@@ -66,8 +67,11 @@ class Server:
 
 def serve(model_base: str, model_name: str, host: str, port: int, *,
           rest_port: Optional[int] = None, batching: Optional[BatchingParameters] = None,
-          poll_seconds: float = 1.0):
-    """Run until interrupted (Ctrl-C or SIGTERM: a graceful stop either way)."""
+          poll_seconds: float = 1.0, threads=(0, 0)):
+    """Run until interrupted (Ctrl-C or SIGTERM: a graceful stop either way); `threads`:
+    TensorFlow's (intra-op, inter-op) thread counts, 0 for its default, set before any op runs."""
+    tf.config.threading.set_intra_op_parallelism_threads(threads[0])
+    tf.config.threading.set_inter_op_parallelism_threads(threads[1])
     server = Server(model_base, model_name, host, port, rest_port=rest_port, batching=batching,
                     poll_seconds=poll_seconds)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -20,6 +20,10 @@ DEFAULT_REST_PORT = 8501  # TF Serving's documented REST port (its gRPC one is 8
 # --flag: BatchingParameters field; each overrides the --batching-parameters-file's value.
 BATCHING_FLAGS = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
                   "num_batch_threads")
+# TF Serving's flags for TensorFlow's thread pools (same names, dashes here). Concurrent
+# requests already keep every core busy; threads per op on top only add hand-offs
+# (docs/benchmarks.md, "Server-side batching").
+THREAD_FLAGS = ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism")
 
 
 def _sizes(text: str):
@@ -60,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser):
     batching.add_argument("--allowed-batch-sizes", type=_sizes,
                           help="pad each batch to one of these sizes, e.g. 4,8,16 (the last "
                                "must be the max batch size)")
+    for flag in THREAD_FLAGS:
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=int, default=0,
+                            help=f"TF Serving's --{flag}: threads TensorFlow uses "
+                                 f"{'inside one op' if 'intra' in flag else 'to run ops at once'} "
+                                 "(default 0: TensorFlow picks, one per core)")
     parser.add_argument("--builtin", action="store_true",
                         help="use our server even when tensorflow_model_server is on PATH")
 
@@ -97,6 +106,7 @@ def official_command(binary: str, args, batching=None) -> list:
                 f.write(batching.to_text())
             path = f.name
         command.append(f"--batching_parameters_file={os.path.abspath(path)}")
+    command += [f"--{flag}={getattr(args, flag)}" for flag in THREAD_FLAGS if getattr(args, flag)]
     return command
 
 
@@ -107,6 +117,8 @@ def check_args(args) -> None:
     if args.rest_port is not None:
         in_range(args.rest_port, "--rest-port", low=0, high=65535)
     in_range(args.poll_seconds, "--poll-seconds", above=0)
+    for flag in THREAD_FLAGS:
+        in_range(getattr(args, flag), f"--{flag.replace('_', '-')}", low=0)
 
 
 def check_port_free(host: str, port: int, flag: str = "--port") -> None:
@@ -142,7 +154,8 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from serving.server import serve  # TensorFlow only when our server is the one that runs
     serve(args.model_base, args.model_name, args.host, args.port, rest_port=args.rest_port,
-          batching=batching, poll_seconds=args.poll_seconds)
+          batching=batching, poll_seconds=args.poll_seconds,
+          threads=tuple(getattr(args, flag) for flag in THREAD_FLAGS))
     return 0
 
 

@@ -44,9 +44,10 @@ def test_the_official_binary_logs_at_its_own_level_unless_the_user_set_one(tmp_p
     assert "level=[2]" in outputs["set by the user"]
 
 
-def test_rest_and_batching_flags_reach_the_official_binary_by_its_own_names(tmp_path):
+def test_rest_batching_and_thread_flags_reach_the_official_binary_by_its_own_names(tmp_path):
     """--rest-port alone is 8501; batching flags become TF Serving's parameters file (on top
-    of the one given), read back by the official server as --batching_parameters_file."""
+    of the one given), read back by the official server as --batching_parameters_file;
+    TensorFlow's thread counts keep their names."""
     fake = tmp_path / "bin" / "tensorflow_model_server"
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\necho \"official $@\"\nfor a in \"$@\"; do case $a in "
@@ -58,11 +59,14 @@ def test_rest_and_batching_flags_reach_the_official_binary_by_its_own_names(tmp_
     result = subprocess.run(
         [sys.executable, "-m", "serving.server_cli", "--model-base", str(tmp_path / "base"),
          "--port", "8500", "--rest-port", "--enable-batching", "--batching-parameters-file",
-         str(given), "--batch-timeout-micros", "500", "--allowed-batch-sizes", "8,32"],
+         str(given), "--batch-timeout-micros", "500", "--allowed-batch-sizes", "8,32",
+         "--tensorflow-intra-op-parallelism", "1", "--tensorflow-inter-op-parallelism", "2"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
     assert "--rest_api_port=8501 --enable_batching --batching_parameters_file=" in result.stdout
+    assert ("--tensorflow_intra_op_parallelism=1 --tensorflow_inter_op_parallelism=2"
+            in result.stdout)
     for line in ("max_batch_size { value: 32 }", "batch_timeout_micros { value: 500 }",
                  "num_batch_threads { value: 2 }", "allowed_batch_sizes: 8",
                  "allowed_batch_sizes: 32"):
