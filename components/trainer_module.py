@@ -30,6 +30,15 @@ def _class_names(custom_config: dict, train_files, config):
     return input_pipeline.class_names(train_files, size)
 
 
+def train_config_of(custom: dict) -> training.TrainConfig:
+    """The TrainConfig a custom_config asks for; `mbt pipeline run`/`compile` build it too,
+    so a bad value is refused before TFX starts rather than in the Trainer."""
+    return training.TrainConfig.from_dict({
+        "epochs": int(custom.get("epochs", 1)), "batch_size": int(custom.get("batch_size", 64)),
+        "base_learning_rate": float(custom.get("learning_rate", 0.5)),
+        "steps_per_epoch": int(custom.get("steps_per_epoch", 0)), **custom.get("train", {})})
+
+
 def run_fn(fn_args):
     """Entry point the TFX Trainer calls (GenericExecutor)."""
     custom = dict(fn_args.custom_config or {})
@@ -40,10 +49,7 @@ def run_fn(fn_args):
             label_files.read_class_map(class_map, custom.get("encoding", "utf-8"))
             if isinstance(class_map, str) else class_map)
     config = from_preset(custom.get("preset", "mbt-tiny"), **overrides)
-    train_config = training.TrainConfig(
-        epochs=int(custom.get("epochs", 1)), batch_size=int(custom.get("batch_size", 64)),
-        base_learning_rate=float(custom.get("learning_rate", 0.5)),
-        steps_per_epoch=int(custom.get("steps_per_epoch", 0)), **custom.get("train", {}))
+    train_config = train_config_of(custom)
     strategy = strategies.make_strategy(custom.get("tpu"))
     pretrained = custom.get("init_checkpoint")
     init_fn = vit_npz.vit_init_fn(config, pretrained) if pretrained else None

@@ -88,12 +88,9 @@ def check_settings(settings: PipelineSettings, local: bool) -> None:
     """What the user gave, checked before TFX starts a run or compiles one: flag values,
     and for a `local` run the input files (the label file parsed as the ExampleGen will
     parse it). Each mistake is a UserError naming the flag and the value."""
-    from mbt_keras import training
+    from components.trainer_module import train_config_of
     from_preset(settings.preset, **settings.overrides)
-    training.TrainConfig.from_dict({
-        "epochs": settings.epochs, "batch_size": settings.batch_size,
-        **({"base_learning_rate": settings.learning_rate} if settings.learning_rate is not None
-           else {}), **settings.train_overrides})
+    train_config_of(settings.trainer_config())  # what the Trainer will build from it
     for flag, value, bounds in (
             ("--short-side", settings.short_side, dict(low=1)),
             ("--fps", settings.fps, dict(above=0)),
