@@ -38,14 +38,30 @@ def tune_allocator() -> bool:
     return _tuned
 
 
-def _mallopt(settings) -> bool:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-        if not hasattr(libc, "gnu_get_libc_version"):
-            return False
-    except (OSError, AttributeError, TypeError):
+def trim_heap() -> bool:
+    """Hand the heap's free memory back to the kernel (malloc_trim): glibc keeps it
+    otherwise, so a server's RSS would not show an unloaded model's memory coming back.
+    False where the C library is not glibc (the memory is then reused, only not returned)."""
+    libc = _glibc()
+    if libc is None:
         return False
+    libc.malloc_trim(0)
+    return True
+
+
+def _glibc():
+    """The C library when it is glibc (whose mallopt and malloc_trim these are), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        return libc if hasattr(libc, "gnu_get_libc_version") else None
+    except (OSError, TypeError):
+        return None
+
+
+def _mallopt(settings) -> bool:
+    libc = _glibc()
+    if libc is None:
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return all(mallopt(parameter, value) == 1 for parameter, value in settings.items())

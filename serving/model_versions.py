@@ -7,7 +7,6 @@ version that fails to load is reported (state END with the load's error, as TF S
 GetModelStatus shows it) and is not tried again until its files change; the version before it
 keeps serving.
 """
-import ctypes
 import dataclasses
 import gc
 import logging
@@ -21,6 +20,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import status_pb2
 
+from mbt_keras import host_memory
 from serving.request_error import RequestError
 
 LOG = logging.getLogger("mbt.serve")
@@ -199,13 +199,10 @@ class ModelVersions:
 
 
 def _release_memory():
-    """Collect cycles, then hand freed heap back to the system (glibc keeps it otherwise, so
-    the server's RSS would not show an unloaded version's memory coming back)."""
+    """Collect cycles, then hand freed heap back to the system (host_memory.trim_heap; not
+    glibc: the memory is reused, only not returned)."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the memory is reused, only not returned
-        pass
+    host_memory.trim_heap()
 
 
 def _listing(path: str):
