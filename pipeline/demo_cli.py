@@ -4,6 +4,7 @@ Each step is the same code a user runs by hand; the demo only chains them and sa
 the results are. A second run reuses the data and TFX's cache for unchanged components.
 """
 import argparse
+import csv
 import json
 import math
 import os
@@ -170,6 +171,13 @@ def _wait_until_serving(target: str, model_name: str, server: subprocess.Popen,
     raise TimeoutError(f"no model served at {target} after {timeout_s:.0f} s")
 
 
+def _first_clip(labels: str) -> str:
+    """The path (under the data folder) of the label file's first clip: the demo draws each
+    clip's container, so no fixed name is sure to exist."""
+    with open(labels, encoding="utf-8") as f:
+        return next(csv.DictReader(f))["path"]
+
+
 def check_args(args) -> None:
     """The flags, and that the server's port is free, checked before the demo's minutes of
     work."""
@@ -244,7 +252,7 @@ def run(args) -> int:
     print(f"TensorBoard:    tensorboard --logdir {settings.pipeline_root}")
     print(f"pushed model:   {settings.push_dir}/{versions[-1]}")
     print(f"serve it:       mbt serve --model-base {settings.serving_base} --port {args.port}")
-    print(f"query it:       mbt predict {os.path.join(data, 'videos', 'clip_0000.mp4')} "
+    print(f"query it:       mbt predict {os.path.join(data, _first_clip(settings.labels))} "
           f"--server {target}")
     print(f"run summary:    mbt report {settings.pipeline_root}")
     _print_verdict(verdict)

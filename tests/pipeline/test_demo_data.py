@@ -2,6 +2,7 @@
 `mbt preprocess` turns them into TFRecords with a correct summary."""
 import csv
 import os
+import re
 
 import av
 import numpy as np
@@ -98,3 +99,13 @@ def test_preprocess_cli_with_two_worker_processes_writes_splits_and_summary(demo
     example = tf.train.SequenceExample.FromString(records[0].numpy())
     # One feature per second of audio (100 log-mel frames each).
     assert len(example.feature_lists.feature_list[contract.MELSPEC].feature) == int(DURATION_S)
+
+
+def test_the_clip_the_readme_queries_is_one_the_demo_writes(tmp_path):
+    """The README's `mbt predict demo_out/data/videos/clip_NNNN.EXT` commands name a file
+    `make demo` (seed 0) writes: the demo draws each clip's container."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    named = set(re.findall(r"demo_out/data/(videos/clip_\d{4}\.\w+)", readme))
+    assert named
+    rows = make_demo_data(str(tmp_path), clips=1 + max(int(n[12:16]) for n in named), seed=0)
+    assert named <= {row["path"] for row in rows}
