@@ -59,6 +59,7 @@ class Server:
         self.versions.stop()
         if self._http:
             self._http.shutdown()
+            self._http.server_close()  # its listening socket; else a ResourceWarning at exit
         self._grpc.stop(grace=2)
         if self.batcher:
             self.batcher.stop()
