@@ -9,6 +9,8 @@ or in the training step, where they are elementwise work for the accelerator.
 """
 import tensorflow as tf
 
+from mbt_keras import contract
+
 # AST's caps for a 1024-frame input at 100 frames/s; the paper keeps them for 8 s windows.
 SPEC_TIME_MASK = 192
 SPEC_FREQ_MASK = 48
@@ -17,8 +19,7 @@ SPEC_REFERENCE_FRAMES = 800
 CROP_AREA = (0.3, 1.0)
 CROP_ASPECT = (0.75, 4.0 / 3.0)
 COLOR_JITTER_PROB = 0.8
-# A centre crop of 224 from frames resized to a short side of 256 (the eval protocol).
-CENTRE_CROP_FRACTION = 224.0 / 256.0
+CENTRE_CROP_FRACTION = contract.CENTRE_CROP_FRACTION
 
 
 def random_crop_window(jpeg):

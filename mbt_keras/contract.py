@@ -38,6 +38,9 @@ SPEC_FRAMES_PER_SECOND = 100
 WINDOW_SAMPLES = 400   # 25 ms
 HOP_SAMPLES = 160      # 10 ms
 FPS = 25
+# Evaluation and serving look at the central square of this fraction of a frame's short side:
+# 224 of frames stored at a short side of 256 (the eval protocol; `augment.centre_crop_window`).
+CENTRE_CROP_FRACTION = 224.0 / 256.0
 
 # --- Model inputs (keras.Model) ---------------------------------------------
 INPUT_RGB = "rgb"      # float32 [B, F, H, W, 3], scaled as the model's preprocessing expects

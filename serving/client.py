@@ -2,7 +2,9 @@
 
 Frames are decoded with the project's decoder (`clip_decoder`, the one preprocessing uses),
 only the window asked for, picked by the window rule (`mbt_keras.windows`) and sent as JPEGs
-with the window's 16 kHz waveform; the model does the crop, resize and log-mel itself.
+with the window's 16 kHz waveform; the model does the crop, resize and log-mel itself. Each
+JPEG holds only the blocks the model's centre crop reads (`jpeg.encode_centre_view`): the model
+sees the pixels it would in the whole frame, from a third fewer bytes to send and decode.
 
 Reading a window and printing the top-k need neither TensorFlow nor gRPC, so those are
 imported where a request is built, sent or run in-process: `mbt predict --rest`
@@ -13,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from components.preprocess import clip_decoder
-from components.preprocess.jpeg import encode_jpeg
+from components.preprocess.jpeg import encode_centre_view
 from mbt_keras import contract, windows
 
 # Frames are sent at a higher quality than the records store (jpeg.JPEG_QUALITY): a request
@@ -43,7 +45,7 @@ def window_inputs(frames, waveform: np.ndarray, *, num_frames: int, start: float
     samples = windows.span(start, seconds, contract.SAMPLE_RATE)[1]
     waveform = waveform[:samples]
     padded = max(samples, windows.span(start, window_seconds, contract.SAMPLE_RATE)[1])
-    jpegs = [encode_jpeg(frames[i], JPEG_QUALITY)
+    jpegs = [encode_centre_view(frames[i], JPEG_QUALITY)
              for i in windows.frame_indices(len(frames), num_frames)]
     return {contract.IN_FRAMES_JPEG: np.array([jpegs], dtype=object),
             contract.IN_WAVEFORM: np.pad(waveform, (0, padded - len(waveform)))[np.newaxis]
