@@ -40,9 +40,13 @@ MAX_DAMAGED_FRACTION = 0.02
 # Decoding starts at the keyframe before start - PREROLL_S: audio decoders (AAC, AC3) and the
 # resampler need a frame or two of history before their output is exact.
 PREROLL_S = 0.25
-# Containers interleave audio within a second or so of the video; audio still missing this
-# far behind the video has ended (a soundtrack shorter than the film), so reading stops.
+# Containers interleave audio within a second or so of the video; in a pass over the whole
+# file, audio still missing this far behind the video has ended (a soundtrack shorter than
+# the film), so reading stops. Audio that has not begun at all may be stored behind the video
+# (a muxer that did not interleave): the pass reads up to AUDIO_LEAD_S of video ahead for it.
+# A window reads on to the file's end for its audio, demuxing only (no video decode).
 INTERLEAVE_S = 5.0
+AUDIO_LEAD_S = 60.0
 # Leading bytes of the containers FFmpeg reads for video: an unreadable file that starts
 # like one of these is a damaged video, anything else is not a video at all.
 _CONTAINER_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"OggS"),
@@ -278,24 +282,45 @@ class _Stream:
         self.audio = _AudioTrack(sample_rate) if audio is not None else None
         self.packets = container.demux([video] + ([audio] if audio is not None else []))
         self.exhausted, self.packets_read, self.skipped = False, 0, 0
+        self.audio_read = False  # the audio stream is read to the end of the file
+        self.video_at_audio = start  # video time read when the last audio frame came
         self.reported = (0, 0)  # (packets_read, skipped) when the last clip was taken
 
     def read_until(self, time: float):
-        while not self.exhausted and not (self.picker.covers(time) and (
-                self.audio is None or self.audio.covers(time) or
-                self.picker.covers(time + INTERLEAVE_S))):
+        """Decode until every frame and sample before `time` is known (see INTERLEAVE_S)."""
+        while not self.exhausted and not self.picker.covers(time):
+            self._read(video=True)
+        if self.audio is None:
+            return
+        if self.picker.end is None:  # a pass over the whole file: its later frames are needed
+            lead = INTERLEAVE_S if self.audio.first is not None else AUDIO_LEAD_S
+            while not (self.exhausted or self.audio.covers(time) or
+                       (self.picker.last_time or 0.0) - self.video_at_audio >= lead):
+                self._read(video=True)
+        else:  # a window with all its frames: its audio may still follow in the file
+            while not (self.exhausted or self.audio_read or self.audio.covers(time)):
+                self._read(video=False)
+
+    def _read(self, *, video: bool):
+        """Demux and decode the next packet (`video` False: skip video packets); at the end
+        of the file, flush the decoders and mark what has been read to the end."""
+        while True:
             try:
                 packet = next(self.packets)
             except StopIteration:
-                self.exhausted = True
-                self.picker.finish()
+                if video:
+                    self.exhausted = True
+                    self.picker.finish()
+                self.audio_read = True
                 if self.audio is not None:
                     self.audio.finish()
-                break
+                return
             except av.error.FFmpegError as error:
                 raise ClipError("corrupt", f"corrupt video file {self.label}: reading failed "
                                 f"({error})") from None
-            self._decode(packet)
+            if video or packet.stream.type == "audio":
+                self._decode(packet)
+                return
 
     def _decode(self, packet):
         if packet.size:
@@ -312,6 +337,7 @@ class _Stream:
                 self.picker.add(frame)
             else:
                 self.audio.add(frame)
+                self.video_at_audio = self.picker.last_time or self.start
 
     def last_end(self) -> float:
         """End of the video content once the file is read to the end (or past the window)."""

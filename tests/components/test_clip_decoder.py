@@ -1,9 +1,11 @@
 """decode_clip on real encoded media: resampling, resizing, trimming and every bad input."""
+import av
 import numpy as np
 import pytest
 
 from components.preprocess import clip_decoder
-from components.preprocess.clip_decoder import ClipError, OpenedClip, decode_clip
+from components.preprocess.clip_decoder import ClipError, OpenedClip, decode_chunks, decode_clip
+from tests.components.conftest import write_clip
 
 
 def test_bunny_51_channel_48k_is_downmixed_resampled_and_resized(media):
@@ -98,3 +100,24 @@ def test_single_threaded_decoder_gives_the_same_clip(media):
     assert single.frames.shape == (50, 256, 455, 3)
     np.testing.assert_array_equal(threaded.frames, single.frames)
     np.testing.assert_array_equal(threaded.waveform, single.waveform)
+
+
+def test_audio_stored_behind_the_video_is_found_by_windows_and_chunks(tmp_path):
+    """A muxer that did not interleave (write_clip muxes all video, then all audio: FFmpeg
+    holds up to 10 s) leaves the first 30 s of audio behind the video in the file; a window
+    or a chunk must read on for it, not hand out silence as if the clip had sound."""
+    path = write_clip(str(tmp_path / "behind.mkv"), 40.0)
+    with av.open(path) as container:
+        order = [(p.stream.type, float(p.pts * p.time_base)) for p in container.demux()
+                 if p.size]
+    first_audio = next(i for i, (kind, _) in enumerate(order) if kind == "audio")
+    assert max(t for kind, t in order[:first_audio] if kind == "video") > 25.0
+    whole = decode_clip(path).waveform
+    assert np.abs(whole[: 40 * 16000]).max() > 0.5
+    for start in (0.0, 3.0, 20.0, 35.0):
+        window = decode_clip(path, start=start, end=start + 2.0)
+        begin = int(start * 16000)
+        np.testing.assert_array_equal(window.waveform, whole[begin:begin + 32000],
+                                      err_msg=f"window at {start} s")
+    chunks = np.concatenate([c.waveform for c in decode_chunks(path, chunk_seconds=10.0)])
+    np.testing.assert_array_equal(chunks, whole)
