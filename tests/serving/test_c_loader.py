@@ -133,3 +133,17 @@ def test_nan_waveform_in_c_is_invalid_argument_naming_the_sample(run_signature, 
                                   tmp_path / "run")
     assert (code, outputs) == (tf.errors.INVALID_ARGUMENT, {}), message
     assert "input waveform[0, 7]: value nan is not finite" in message
+
+
+def test_a_version_without_variables_loads_in_c_and_fails_every_run(run_signature, exported,
+                                                                    window, tmp_path):
+    """What the official server would do with a push that lost its variables/ (docs/serving.md):
+    TensorFlow's loader restores nothing when the variables index is missing and still loads,
+    so the version would go AVAILABLE and fail each Predict; `mbt serve` refuses to load it."""
+    broken = tmp_path / "without_variables"
+    shutil.copytree(exported[1], broken)
+    shutil.rmtree(broken / "variables")
+    code, message, outputs = _run(run_signature, str(broken), contract.SIG_SERVING, window,
+                                  tmp_path / "run")
+    assert (code, outputs) == (tf.errors.FAILED_PRECONDITION, {}), message
+    assert "Could not find variable" in message
