@@ -19,7 +19,6 @@ SPEC_REFERENCE_FRAMES = 800
 CROP_AREA = (0.3, 1.0)
 CROP_ASPECT = (0.75, 4.0 / 3.0)
 COLOR_JITTER_PROB = 0.8
-CENTRE_CROP_FRACTION = contract.CENTRE_CROP_FRACTION
 
 
 def random_crop_window(jpeg):
@@ -33,9 +32,11 @@ def random_crop_window(jpeg):
 
 
 def centre_crop_window(jpeg):
-    """[y, x, h, w] of the central square covering CENTRE_CROP_FRACTION of the short side."""
+    """[y, x, h, w] of the central square covering contract.CENTRE_CROP_FRACTION of the
+    short side."""
     shape = tf.image.extract_jpeg_shape(jpeg)
-    side = tf.cast(tf.cast(tf.minimum(shape[0], shape[1]), tf.float32) * CENTRE_CROP_FRACTION,
+    side = tf.cast(tf.cast(tf.minimum(shape[0], shape[1]), tf.float32) *
+                   contract.CENTRE_CROP_FRACTION,
                    tf.int32)
     return tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
 

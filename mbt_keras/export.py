@@ -264,7 +264,8 @@ def _decoded_frames(frames, image_size: int):
     """`input_pipeline.decode_frames` for frames already decoded: uint8 [F, H, W, 3] ->
     the same centre crop (`augment.centre_crop_window`) and resize, float32 in [0, 1]."""
     height, width = tf.shape(frames)[1], tf.shape(frames)[2]
-    side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * augment.CENTRE_CROP_FRACTION,
+    side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) *
+                   contract.CENTRE_CROP_FRACTION,
                    tf.int32)
     top, left = (height - side) // 2, (width - side) // 2
     crop = frames[:, top:top + side, left:left + side]
