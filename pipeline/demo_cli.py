@@ -4,7 +4,6 @@ Each step is the same code a user runs by hand; the demo only chains them and sa
 the results are. A second run reuses the data and TFX's cache for unchanged components.
 """
 import argparse
-import csv
 import json
 import math
 import os
@@ -171,13 +170,6 @@ def _wait_until_serving(target: str, model_name: str, server: subprocess.Popen,
     raise TimeoutError(f"no model served at {target} after {timeout_s:.0f} s")
 
 
-def _first_clip(labels: str) -> str:
-    """The path (under the data folder) of the label file's first clip: the demo draws each
-    clip's container, so no fixed name is sure to exist."""
-    with open(labels, encoding="utf-8") as f:
-        return next(csv.DictReader(f))["path"]
-
-
 def check_args(args) -> None:
     """The flags, and that the server's port is free, checked before the demo's minutes of
     work."""
@@ -221,6 +213,9 @@ def run(args) -> int:
         _print_verdict(verdict)
         return 1
 
+    # The demo draws each clip's container, so clips are named from its label file.
+    from components.preprocess.label_files import parse_label_file
+    clips, _ = parse_label_file(settings.labels, data)
     target = f"127.0.0.1:{args.port}"
     _step(f"serving {settings.push_dir} (version {versions[-1]}) on {target}")
     server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model-base",
@@ -231,11 +226,9 @@ def run(args) -> int:
         from pipeline.demo_data import CLASSES
         from serving import model_contract
         from serving.client import PredictClient, clip_inputs, format_top_k
-        with open(settings.labels, encoding="utf-8") as f:
-            eval_rows = [line.split(",") for line in f.read().splitlines()[1:]]
-        for clip_id, path, label, split in [r for r in eval_rows if r[3] == "eval"][:len(CLASSES)]:
-            video = os.path.join(data, path)
-            _step(f"mbt predict {video} --server {target}   (true label: {label})")
+        for clip in [c for c in clips if c.split == "eval"][:len(CLASSES)]:
+            video = clip.uri
+            _step(f"mbt predict {video} --server {target}   (true label: {','.join(clip.labels)})")
             client = PredictClient(target, settings.model_name)
             window = model_contract.from_server(client.stub, settings.model_name)
             outputs, version = client.predict(clip_inputs(
@@ -252,8 +245,7 @@ def run(args) -> int:
     print(f"TensorBoard:    tensorboard --logdir {settings.pipeline_root}")
     print(f"pushed model:   {settings.push_dir}/{versions[-1]}")
     print(f"serve it:       mbt serve --model-base {settings.serving_base} --port {args.port}")
-    print(f"query it:       mbt predict {os.path.join(data, _first_clip(settings.labels))} "
-          f"--server {target}")
+    print(f"query it:       mbt predict {clips[0].uri} --server {target}")
     print(f"run summary:    mbt report {settings.pipeline_root}")
     _print_verdict(verdict)
     return 0
