@@ -42,9 +42,11 @@ def centre_crop_window(jpeg):
 
 
 # Keys of an augmentation plan: the random draws of one example's flip and colour jitter
-# (RGB_DRAWS, [B] in a batch) and one batch's mixup weights (MIXUP, [number of inputs]).
+# (RGB_DRAWS, [B] in a batch) and one batch's mixup weights, [number of inputs] in sorted key
+# order: MIXUP (one weight, repeated) or MODALITY_MIXUP (one per input, Scenic's mixmod).
 RGB_DRAWS = ("flip", "jitter", "brightness", "saturation", "contrast", "hue")
 MIXUP = "mixup"
+MODALITY_MIXUP = "modality_mixup"
 # Training frames leave tf.data in [0, 255] and are scaled to [0, 1] with the plan (one
 # multiply fused into the step's pass) instead of by a pass on the host.
 RGB_SCALE = "rgb_scale"
@@ -234,28 +236,35 @@ def draw_mixup(alpha: float, num_inputs: int, per_modality: bool = False):
     return _beta(alpha, [num_inputs]) if per_modality else tf.fill([num_inputs], _beta(alpha))
 
 
-def apply_mixup(features, labels, weights):
+def mixup_key(per_modality: bool) -> str:
+    """The plan key that holds a batch's mixup weights."""
+    return MODALITY_MIXUP if per_modality else MIXUP
+
+
+def apply_mixup(features, labels, weights, per_modality: bool = False):
     """Mixup [62] of a batch with itself reversed: x = l x_i + (1 - l) x_j, input k (in
-    sorted key order) with weights[k]; the labels with the mean of the weights."""
-    mixed = {}
+    sorted key order) with weights[k]. The labels are mixed with weights[0] (the weights are
+    one draw), or with `per_modality` (Scenic's mixmod) once per input with that input's
+    weight, as {input key: labels}: each modality's loss then takes its own labels."""
+    mixed, mixed_labels = {}, {}
     for i, key in enumerate(sorted(features)):
         x = features[key]
         mixed[key] = weights[i] * x + (1.0 - weights[i]) * tf.reverse(x, axis=[0])
-    label_weight = tf.reduce_mean(weights)
-    mixed_labels = label_weight * labels + (1.0 - label_weight) * tf.reverse(labels, axis=[0])
-    return mixed, mixed_labels
+        mixed_labels[key] = weights[i] * labels + (1.0 - weights[i]) * tf.reverse(labels, axis=[0])
+    return mixed, mixed_labels if per_modality else mixed_labels[sorted(features)[0]]
 
 
 def mixup(features, labels, alpha: float, per_modality: bool = False):
     """Mixup of a batch with weights drawn now. `per_modality` ("modality mixup") draws an
-    independent weight for each input; the labels are then mixed with their mean."""
-    return apply_mixup(features, labels, draw_mixup(alpha, len(features), per_modality))
+    independent weight for each input and mixes the labels with each (apply_mixup)."""
+    return apply_mixup(features, labels, draw_mixup(alpha, len(features), per_modality),
+                       per_modality)
 
 
 def apply_plan(features, labels, plan, fused: bool = True, image_size: int = None):
     """A batch's planned augmentation: resizing of padded 'rgb' crops to image_size (when the
     plan has CROP_SIZE), scaling to [0, 1] (RGB_SCALE), flip + colour jitter per clip
-    (RGB_DRAWS), then mixup (MIXUP). Runs in tf.data or in the training step; `fused=False`
+    (RGB_DRAWS), then mixup (MIXUP or MODALITY_MIXUP). Runs in tf.data or in the training step; `fused=False`
     for a step XLA compiles whole (TPU)."""
     if CROP_SIZE in plan and not image_size:
         raise ValueError("a plan with padded crops needs the image_size to resize them to")
@@ -266,6 +275,8 @@ def apply_plan(features, labels, plan, fused: bool = True, image_size: int = Non
                                                image_size))
     elif "rgb" in features and RGB_SCALE in plan:
         features = dict(features, rgb=features["rgb"] * _per_clip(plan[RGB_SCALE]))
-    if MIXUP in plan:
-        features, labels = apply_mixup(features, labels, plan[MIXUP])
+    for per_modality in (False, True):
+        if mixup_key(per_modality) in plan:
+            features, labels = apply_mixup(features, labels, plan[mixup_key(per_modality)],
+                                           per_modality)
     return features, labels

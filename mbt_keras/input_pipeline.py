@@ -294,7 +294,8 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
                   modality_mixup: bool = False, shuffle_buffer: int = 64, repeat: bool = True,
                   input_context: tf.distribute.InputContext = None, seed=None,
                   augment_on: str = "host"):
-    """Batches of ({'rgb': [B,F,S,S,3], 'spec': [B,T,M]}, labels [B, C]) for training.
+    """Batches of ({'rgb': [B,F,S,S,3], 'spec': [B,T,M]}, labels [B, C]) for training
+    (labels {'rgb': [B, C], 'spec': [B, C]} once modality mixup has mixed them per input).
 
     `batch_size` is the global batch; with an `input_context` each pipeline
     yields its replicas' share. `mixup_alpha=0` turns mixup off. With
@@ -326,7 +327,8 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
     dataset = dataset.batch(per_replica, drop_remainder=True)
     if mixup_alpha > 0:
         dataset = dataset.map(lambda x, y, plan: (x, y, dict(plan, **{
-            augment.MIXUP: augment.draw_mixup(mixup_alpha, len(x), modality_mixup)})))
+            augment.mixup_key(modality_mixup): augment.draw_mixup(mixup_alpha, len(x),
+                                                                  modality_mixup)})))
     if augment_on == "host" or not set(dataset.element_spec[2]) - {augment.RGB_SCALE}:
         dataset = dataset.map(lambda x, y, plan: augment.apply_plan(x, y, plan),
                               num_parallel_calls=AUTOTUNE)

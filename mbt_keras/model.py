@@ -93,14 +93,16 @@ def classify(config: ModelConfig, tokens: dict):
     """3.4: shared final LayerNorm, pooling, optional pre-logits, one shared linear classifier.
 
     `token`: each modality's CLS goes through the same classifier and the logits are
-    averaged (late fusion averages only here). `gap`: mean over all tokens of all modalities.
-    verb_noun uses one projection over verb + noun classes, split by the loss (as Scenic).
+    averaged (late fusion averages only here); training reads the per-modality logits before
+    the average (`modality_logits_model`), in MODALITIES order. `gap`: mean over all tokens of
+    all modalities. verb_noun uses one projection over verb + noun classes, split by the loss
+    (as Scenic).
     """
     norm = (keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="encoder_norm")
             if config.final_norm else None)
     if config.classifier == "token":
         pool = TokenPool("token", name="cls_pool")
-        pooled = [pool(x) for x in tokens.values()]
+        pooled = [pool(tokens[m]) for m in MODALITIES if m in tokens]
         pooled = [norm(x) for x in pooled] if norm else pooled
     else:
         everything = (keras.layers.Concatenate(axis=1, name="all_tokens")(list(tokens.values()))
@@ -120,6 +122,24 @@ def build_model(config: ModelConfig) -> keras.Model:
     inputs = model_inputs(config)
     tokens = encode(config, embed(config, inputs))[-1]
     return keras.Model(inputs, classify(config, tokens), name=f"mbt_{config.fusion}")
+
+
+def modality_logits_model(model: keras.Model) -> keras.Model:
+    """The model's training forward, as Scenic's MBT computes it with train=True.
+
+    classifier='token' with two modalities: {modality: logits [B, C]}, each modality's CLS
+    through the shared classifier; the model's own output (Scenic's train=False) is their
+    average, so a loss on it would train a different objective than the authors' mean of
+    per-modality losses. Otherwise the model has one output and is returned as it is. Shares
+    every weight with `model`.
+    """
+    try:
+        average = model.get_layer("modality_average")
+    except ValueError:
+        return model
+    modalities = [m for m in MODALITIES if m in model.input]
+    return keras.Model(model.input, dict(zip(modalities, average.input)),
+                       name=f"{model.name}_per_modality")
 
 
 def build_token_model(config: ModelConfig, *, exchange_bottleneck=True) -> keras.Model:

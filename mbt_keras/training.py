@@ -1,10 +1,15 @@
 """The training loop of the paper's recipe (section 4.2), one code path for every strategy.
 
+The step is the authors' (Scenic's projects/mbt/trainer.py `train_step`, checked step by
+step against runs of their code: tests/mbt_keras/test_scenic_steps.py, docs/results.md):
+with classifier='token' each modality's logits get their own loss and the loss is the mean
+of those; each replica clips the gradient of its own mean loss before the replicas average
+them; SGD momentum is Scenic's (mbt_keras/momentum.py).
+
 A custom `strategy.run` step rather than `model.fit`: with Keras 3 on TF 2.16,
 `fit` fails under MultiWorkerMirroredStrategy while this loop works (STACK.md).
-Each replica's loss is divided by the global batch, so summing gradients over
-replicas gives the gradient of the global-batch mean. Checkpoints (model,
-optimizer, epoch) are written every epoch and a rerun resumes from the last.
+Checkpoints (model, optimizer, epoch) are written every epoch and a rerun resumes from the
+last.
 """
 import dataclasses
 import os
@@ -17,7 +22,8 @@ import tensorflow as tf
 
 from mbt_keras import augment, input_pipeline, metrics, schedule, strategy as strategies
 from mbt_keras.config import ModelConfig, checked_fields
-from mbt_keras.model import build_model
+from mbt_keras.model import build_model, modality_logits_model
+from mbt_keras.momentum import Momentum
 from mbt_keras.user_error import UserError
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -27,7 +33,13 @@ LOG_SUBDIR = "logs"
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation hyperparameters. Defaults are the paper's (4.2); the authors' released
-    configs add label_smoothing=0.3, clip_norm=1.0 and mixup_alpha=0.5."""
+    configs add label_smoothing=0.3, clip_norm=1.0 and mixup_alpha=0.5.
+
+    With optimizer="sgd" the step is Scenic's (the module docstring). Departures from the
+    authors' recipe: optimizer="adamw" (the demo's; Scenic's MBT configs use momentum SGD),
+    augment_on / sampling="async" (where and how windows are drawn, not what the step
+    computes), and the learning rate scaled with the batch (schedule.py: Scenic takes
+    base_learning_rate as the peak; ours is the peak at batch 64)."""
     epochs: int = 50
     batch_size: int = 64                 # global batch, split over all replicas
     base_learning_rate: float = 0.5      # at batch 64; scaled linearly (schedule.py)
@@ -38,13 +50,14 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_norm: float = 0.0               # global gradient norm; 0 turns clipping off
     mixup_alpha: float = 0.3             # 0 turns mixup off
-    modality_mixup: bool = False
+    modality_mixup: bool = False        # Scenic's mixmod: one weight and one label mix per modality
     sampling: str = "sync"               # "async": independent windows per modality
     augment: bool = True
     augment_on: str = "step"             # flip, colour jitter, mixup: "step" (accelerator) or "host"
     eval_views: int = 4
     steps_per_epoch: int = 0             # 0: number of training examples // batch_size
     shuffle_buffer: int = 64
+    jit_compile: bool = False            # XLA-compile each replica's step (as TPUStrategy does)
     float16: bool = False                # mixed float16 on GPU (bfloat16 is automatic on TPU)
     seed: Optional[int] = None           # initial weights, dropout and data order: a rerun repeats
 
@@ -78,27 +91,55 @@ class TrainConfig:
 
 
 def make_optimizer(train_config: TrainConfig, learning_rate):
-    """SGD with momentum (paper 4.2) or AdamW; the schedule is the same for both."""
+    """SGD with momentum as the authors apply it (paper 4.2, momentum.py) or AdamW; the
+    schedule is the same for both."""
     if train_config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=train_config.momentum)
+        return Momentum(learning_rate=learning_rate, momentum=train_config.momentum)
     return keras.optimizers.AdamW(learning_rate=learning_rate,  # optimizer="adamw"
                                   weight_decay=train_config.weight_decay)
 
 
 def per_example_loss(labels, logits, config: ModelConfig, label_smoothing: float = 0.0):
-    """[B] losses of the head (3.4): sigmoid BCE summed over classes (multi-label, as
-    Scenic), softmax CE (single-label), verb CE + noun CE (Epic-Kitchens)."""
+    """[B] losses of one set of logits (3.4; Scenic's model classes' `loss_function`):
+    sigmoid BCE summed over classes (multi-label), softmax CE (single-label), the mean of the
+    verb and noun CEs (Epic-Kitchens, MBTMultiHeadClassificationModel). Label smoothing is
+    y (1 - s) + s / K with K the classes of each head."""
     logits = tf.cast(logits, tf.float32)
     heads = tf.split(labels, list(config.num_classes), axis=-1)
     head_logits = tf.split(logits, list(config.num_classes), axis=-1)
-    total = 0.0
+    losses = []
     for y, z in zip(heads, head_logits):
         y = y * (1.0 - label_smoothing) + label_smoothing / y.shape[-1]
         if config.head == "multilabel":
-            total += tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(y, z), axis=-1)
+            losses.append(tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(y, z), axis=-1))
         else:
-            total += tf.nn.softmax_cross_entropy_with_logits(y, z)
-    return total
+            losses.append(tf.nn.softmax_cross_entropy_with_logits(y, z))
+    return tf.add_n(losses) / len(losses)
+
+
+def training_loss(labels, logits, config: ModelConfig, label_smoothing: float = 0.0):
+    """[B]: the mean over the training outputs of their per-example losses, as Scenic's
+    `loss_function` takes the per-modality logits of classifier='token'
+    (`modality_logits_model`: a dict) or one tensor. `labels` are one [B, C] tensor for every
+    output, or {modality: [B, C]} after modality mixup (each modality's own mix)."""
+    outputs = logits if isinstance(logits, dict) else {None: logits}
+    if isinstance(labels, dict) and None in outputs:
+        raise ValueError("per-modality labels (modality mixup) need per-modality logits")
+    losses = [per_example_loss(labels[m] if isinstance(labels, dict) else labels, z, config,
+                               label_smoothing) for m, z in outputs.items()]
+    return tf.add_n(losses) / len(losses)
+
+
+def check_recipe(config: ModelConfig, train_config: TrainConfig) -> None:
+    """Settings that are each valid but not together, refused before anything is built."""
+    if train_config.modality_mixup and train_config.mixup_alpha > 0 and not (
+            config.classifier == "token" and len(config.modalities) == 2):
+        raise UserError(
+            "TrainConfig.modality_mixup=true mixes each modality's labels with its own weight, "
+            "so each modality needs its own logits: it needs classifier='token' and two "
+            f"modalities (this model: classifier={config.classifier!r}, modalities="
+            f"{list(config.modalities)}); Scenic refuses mixmod there too. Set "
+            "modality_mixup=false")
 
 
 def scores_and_labels(config: ModelConfig, logits, labels):
@@ -134,6 +175,7 @@ class Trainer:
         self.config = config
         self.train_config = train_config
         self.steps_per_epoch = steps_per_epoch
+        check_recipe(config, train_config)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = strategies.is_chief(self.strategy)
         policy = strategies.set_precision(self.strategy, train_config.float16)
@@ -143,6 +185,7 @@ class Trainer:
             self.model = build_model(config)
             if init_fn is not None:
                 init_fn(self.model)
+            self._forward = modality_logits_model(self.model)
             lr = schedule.paper_schedule(train_config.base_learning_rate, train_config.batch_size,
                                          steps_per_epoch, train_config.epochs,
                                          train_config.warmup_epochs)
@@ -163,6 +206,16 @@ class Trainer:
         log_dir = log_dir or os.path.join(model_dir, LOG_SUBDIR)
         self.writer = (tf.summary.create_file_writer(log_dir)
                        if self.chief else tf.summary.create_noop_writer())
+        # jit_compile: XLA compiles the whole replica step where this process holds the one
+        # replica; with several, the update goes through the optimizer's merge_call into every
+        # replica's copy of the variables, which a compiled function cannot reach, so XLA
+        # compiles the loss and gradient (TPUStrategy compiles the whole step itself).
+        whole = self.strategy.num_replicas_in_sync == 1
+        jit = train_config.jit_compile
+        self._replica_fn = (tf.function(self._replica_step, jit_compile=True)
+                            if jit and whole else self._replica_step)
+        self._gradients_fn = (tf.function(self._loss_and_gradients, jit_compile=True)
+                              if jit and not whole else self._loss_and_gradients)
         self._step_fn = None
         self._predict_fn = None
 
@@ -173,7 +226,9 @@ class Trainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
-    def _replica_step(self, inputs, labels, plan=None):
+    def _loss_and_gradients(self, inputs, labels, plan=None):
+        """This replica's mean loss and its gradient, clipped here as Scenic clips on each
+        device before `pmean`: per-modality losses averaged (training_loss)."""
         cfg = self.train_config
         if plan is not None:
             # The batch's flip, colour jitter and mixup, drawn by tf.data, applied here.
@@ -181,24 +236,25 @@ class Trainer:
                 inputs, labels, plan, image_size=self.config.image_size,
                 fused=not isinstance(self.strategy, tf.distribute.TPUStrategy))
         with tf.GradientTape() as tape:
-            logits = self.model(inputs, training=True)
-            loss = tf.nn.compute_average_loss(
-                per_example_loss(labels, logits, self.config, cfg.label_smoothing),
-                global_batch_size=cfg.batch_size)
+            logits = self._forward(inputs, training=True)
+            loss = tf.reduce_mean(training_loss(labels, logits, self.config, cfg.label_smoothing))
             if self.model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+                loss += tf.add_n(self.model.losses)
             scaled = self.optimizer.scale_loss(loss)
-        variables = self.model.trainable_variables
-        grads = tape.gradient(scaled, variables)
+        grads = tape.gradient(scaled, self.model.trainable_variables)
         if cfg.clip_norm > 0:
-            # Keras clips before its all-reduce, i.e. per replica; the global norm needs
-            # the summed gradient, so reduce here and hand the optimizer 1/N of it.
-            context = tf.distribute.get_replica_context()
-            grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
             scale = getattr(self.optimizer, "dynamic_scale", 1.0)
             grads, _ = tf.clip_by_global_norm(grads, cfg.clip_norm * scale)
-            grads = [g / context.num_replicas_in_sync for g in grads]
-        self.optimizer.apply_gradients(zip(grads, variables))
+        return loss, grads
+
+    def _replica_step(self, inputs, labels, plan=None):
+        """Scenic's train_step on this replica's batch; the optimizer applies the replicas'
+        mean gradient."""
+        loss, grads = self._gradients_fn(inputs, labels, plan)
+        # The optimizer sums the replicas' gradients; 1/N of each makes that their mean.
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        self.optimizer.apply_gradients(zip([g / replicas for g in grads],
+                                           self.model.trainable_variables))
         return loss
 
     def train_step(self, iterator):
@@ -206,8 +262,8 @@ class Trainer:
             @tf.function
             def step(iterator):
                 batch = next(iterator)   # (inputs, labels) or (inputs, labels, plan)
-                losses = self.strategy.run(self._replica_step, args=tuple(batch))
-                return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+                losses = self.strategy.run(self._replica_fn, args=tuple(batch))
+                return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
             self._step_fn = step
         return self._step_fn(iterator)
 

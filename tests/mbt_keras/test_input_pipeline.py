@@ -127,7 +127,9 @@ def test_spec_augment_masks_one_band_in_time_and_frequency_within_caps():
     assert max(widths) <= 23 and max(widths) > 0
 
 
-def test_mixup_uses_one_weight_or_one_per_modality():
+def test_mixup_uses_one_weight_or_one_per_modality_with_its_own_labels():
+    """Scenic's mixmod: each input has its own weight and each modality's labels are mixed
+    with that weight (its loss then takes them); one shared weight mixes the labels once."""
     tf.random.set_seed(0)
     x = {"rgb": tf.constant([[1.0], [0.0]]), "spec": tf.constant([[1.0], [0.0]])}
     y = tf.constant([[1.0, 0.0], [0.0, 1.0]])
@@ -138,10 +140,17 @@ def test_mixup_uses_one_weight_or_one_per_modality():
     lams = []
     for _ in range(5):
         mixed, labels = augment.mixup(x, y, alpha=0.3, per_modality=True)
-        rgb, spec = float(mixed["rgb"][0, 0]), float(mixed["spec"][0, 0])
-        assert float(labels[0, 0]) == pytest.approx((rgb + spec) / 2, abs=1e-5)
-        lams.append(abs(rgb - spec))
+        assert sorted(labels) == ["rgb", "spec"]
+        for key in labels:
+            weight = float(mixed[key][0, 0])
+            np.testing.assert_allclose(labels[key], [[weight, 1 - weight], [1 - weight, weight]],
+                                       rtol=1e-5)
+        lams.append(abs(float(mixed["rgb"][0, 0]) - float(mixed["spec"][0, 0])))
     assert max(lams) > 1e-3
+    plan = {augment.MODALITY_MIXUP: tf.constant([0.25, 0.75])}
+    _, labels = augment.apply_plan(x, y, plan)
+    np.testing.assert_allclose(labels["rgb"][0], [0.25, 0.75])
+    np.testing.assert_allclose(labels["spec"][0], [0.75, 0.25])
 
 
 def test_input_pipelines_read_disjoint_shards(records):

@@ -14,6 +14,9 @@ import tensorflow as tf
 
 from mbt_keras import augment, input_pipeline, schedule, strategy as strategies, training
 from mbt_keras.config import from_preset
+from mbt_keras.model import build_model, modality_logits_model
+from mbt_keras.momentum import Momentum
+from mbt_keras.user_error import UserError
 from tests.mbt_keras.tfrecord_fixtures import write_clips
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,7 +45,60 @@ def test_softmax_loss_with_label_smoothing_and_two_heads():
     verb_noun = MICRO.replace(head="verb_noun", num_classes=(2, 3))
     loss = training.per_example_loss(tf.constant([[0.0, 1.0, 0.0, 0.0, 1.0]]),
                                      tf.zeros([1, 5]), verb_noun)
-    np.testing.assert_allclose(loss, [np.log(2) + np.log(3)], rtol=1e-6)
+    # Scenic's MBTMultiHeadClassificationModel: the mean of the heads' losses, not their sum.
+    np.testing.assert_allclose(loss, [(np.log(2) + np.log(3)) / 2], rtol=1e-6)
+
+
+def test_token_classifier_trains_on_the_mean_of_per_modality_losses():
+    """Scenic's train=True forward: one logit vector per modality and the mean of their
+    losses, each with its modality's labels after modality mixup; not the loss of the
+    averaged logits that evaluation and serving use."""
+    config = MICRO.replace(num_classes=2)
+    labels = tf.constant([[1.0, 0.0]])
+    logits = {"rgb": tf.constant([[3.0, 0.0]]), "spec": tf.constant([[-3.0, 0.0]])}
+
+    def bce(z, y):
+        return sum(np.log1p(np.exp(-v)) if t else np.log1p(np.exp(v)) for v, t in zip(z, y))
+    loss = training.training_loss(labels, logits, config)
+    np.testing.assert_allclose(loss, [(bce([3, 0], [1, 0]) + bce([-3, 0], [1, 0])) / 2], rtol=1e-6)
+    averaged = training.per_example_loss(labels, (logits["rgb"] + logits["spec"]) / 2, config)
+    assert float(loss[0]) > float(averaged[0]) + 0.5
+    own = {"rgb": labels, "spec": tf.constant([[0.0, 1.0]])}
+    np.testing.assert_allclose(training.training_loss(own, logits, config),
+                               [(bce([3, 0], [1, 0]) + bce([-3, 0], [0, 1])) / 2], rtol=1e-6)
+    model = build_model(config)
+    per_modality = modality_logits_model(model)
+    x = {"rgb": tf.random.uniform([2, 2, 32, 32, 3]), "spec": tf.random.uniform([2, 96, 128])}
+    outputs = per_modality(x)
+    assert sorted(outputs) == ["rgb", "spec"]
+    np.testing.assert_allclose(model(x), (outputs["rgb"] + outputs["spec"]) / 2, atol=1e-6)
+    assert modality_logits_model(build_model(config.replace(classifier="gap"))).name == "mbt_bottleneck"
+
+
+def test_modality_mixup_without_per_modality_logits_is_refused(tmp_path):
+    with pytest.raises(UserError, match="modality_mixup=true .* classifier='token' and two"):
+        training.Trainer(MICRO.replace(classifier="gap"),
+                         training.TrainConfig(modality_mixup=True), str(tmp_path), 1)
+
+
+def test_momentum_is_scenics_where_the_learning_rate_changes():
+    """v <- 0.9 v + g; p <- p - lr v (flax.optim.Momentum, optax.sgd), by hand over a
+    learning rate that changes every step; Keras' SGD (m <- 0.9 m - lr g) ends elsewhere."""
+    rates, grads = [0.0, 0.5, 1.0, 0.25], [1.0, -2.0, 0.5, 3.0]
+    p, v = 1.0, 0.0
+    for lr, g in zip(rates, grads):
+        v = 0.9 * v + g
+        p -= lr * v
+
+    def run(optimizer):
+        variable = keras.Variable([1.0])
+        optimizer.build([variable])
+        for lr, g in zip(rates, grads):
+            optimizer.learning_rate = lr
+            optimizer.apply_gradients([(tf.constant([g]), variable)])
+        return float(variable.numpy()[0])
+    assert run(training.make_optimizer(training.TrainConfig(), 0.0)) == pytest.approx(p, rel=1e-6)
+    assert abs(run(keras.optimizers.SGD(0.0, momentum=0.9)) - p) > 0.1
 
 
 def test_schedule_warms_up_linearly_then_decays_by_cosine():
@@ -166,7 +222,9 @@ def test_rerun_resumes_from_the_last_checkpoint_after_sigkill(tmp_path, records)
 
 
 def test_optimizer_choice_is_validated_and_built():
-    assert isinstance(training.make_optimizer(training.TrainConfig(), 0.1), keras.optimizers.SGD)
+    sgd = training.make_optimizer(training.TrainConfig(momentum=0.8), 0.1)
+    assert isinstance(sgd, Momentum) and sgd.momentum == 0.8
+    assert Momentum.from_config(sgd.get_config()).momentum == 0.8
     adamw = training.make_optimizer(training.TrainConfig(optimizer="adamw", weight_decay=0.01), 1e-3)
     assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == 0.01
     with pytest.raises(ValueError, match="TrainConfig.optimizer='adam'"):
