@@ -1,10 +1,12 @@
-"""Train-step (forward + backward + SGD update) time of MBT presets, with and without XLA,
+"""Train-step time of MBT presets (the Trainer's step, as `mbt train` runs it: per-modality
+losses, clipping, Scenic's momentum update) with and without XLA (`TrainConfig.jit_compile`),
 and ViT-B/16 inference at batch 1. Ratios are against a baseline timed in the same run.
 
     .venv/bin/python bench/model_step.py [--batch 4] [--steps 10]
 """
 import argparse
 import os
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,6 +15,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from mbt_keras import training  # noqa: E402
 from mbt_keras.config import from_preset  # noqa: E402
 from mbt_keras.model import build_model  # noqa: E402
 
@@ -35,20 +38,14 @@ def seconds_per_call(fn, steps):
 
 
 def train_step_time(config, batch, steps, jit):
-    model = build_model(config)
-    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     x = inputs(config, batch)
     labels = tf.cast(tf.random.uniform((batch, sum(config.num_classes))) > 0.5, tf.float32)
-
-    @tf.function(jit_compile=jit)
-    def step():
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-        return loss
-
-    return seconds_per_call(step, steps)
+    train_config = training.TrainConfig(batch_size=batch, clip_norm=1.0, label_smoothing=0.3,
+                                        jit_compile=jit)
+    with tempfile.TemporaryDirectory() as model_dir:
+        trainer = training.Trainer(config, train_config, model_dir, steps)
+        batches = iter(tf.data.Dataset.from_tensors((x, labels)).repeat())
+        return seconds_per_call(lambda: trainer.train_step(batches), steps)
 
 
 def forward_time(config, steps, jit):

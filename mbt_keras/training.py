@@ -50,7 +50,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_norm: float = 0.0               # global gradient norm; 0 turns clipping off
     mixup_alpha: float = 0.3             # 0 turns mixup off
-    modality_mixup: bool = False        # Scenic's mixmod: one weight and one label mix per modality
+    modality_mixup: bool = False         # Scenic's mixmod: one weight and one label mix per modality
     sampling: str = "sync"               # "async": independent windows per modality
     augment: bool = True
     augment_on: str = "step"             # flip, colour jitter, mixup: "step" (accelerator) or "host"
@@ -209,9 +209,10 @@ class Trainer:
         # jit_compile: XLA compiles the whole replica step where this process holds the one
         # replica; with several, the update goes through the optimizer's merge_call into every
         # replica's copy of the variables, which a compiled function cannot reach, so XLA
-        # compiles the loss and gradient (TPUStrategy compiles the whole step itself).
+        # compiles the loss and gradient. TPUStrategy compiles the whole step itself.
         whole = self.strategy.num_replicas_in_sync == 1
-        jit = train_config.jit_compile
+        jit = train_config.jit_compile and not isinstance(self.strategy,
+                                                          tf.distribute.TPUStrategy)
         self._replica_fn = (tf.function(self._replica_step, jit_compile=True)
                             if jit and whole else self._replica_step)
         self._gradients_fn = (tf.function(self._loss_and_gradients, jit_compile=True)
