@@ -28,6 +28,10 @@ from mbt_keras.user_error import UserError
 
 CHECKPOINT_SUBDIR = "checkpoints"
 LOG_SUBDIR = "logs"
+# Each optimizer's state is saved under the name of its update rule. Keras' SGD, which the
+# Trainer used before Scenic's momentum, saved m = 0.9 m - lr g under "optimizer"; restored
+# into Momentum it would load silently as v = 0.9 v + g (another sign and scale).
+OPTIMIZER_CHECKPOINT_KEYS = {"sgd": "momentum", "adamw": "optimizer"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,8 +199,9 @@ class Trainer:
             self.optimizer = optimizer
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              epoch=self.epoch)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, epoch=self.epoch,
+            **{OPTIMIZER_CHECKPOINT_KEYS[train_config.optimizer]: self.optimizer})
         # Every worker saves (saving may run collectives); only the chief keeps its files.
         self.checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
         self._scratch = None if self.chief else os.path.join(
@@ -224,6 +229,15 @@ class Trainer:
         """Restore the newest checkpoint of the chief's directory; returns the epoch reached."""
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest:
+            key = OPTIMIZER_CHECKPOINT_KEYS[self.train_config.optimizer]
+            saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+            if key not in saved:
+                raise UserError(
+                    f"{latest} holds no optimizer state of optimizer="
+                    f"{self.train_config.optimizer!r} (it has {sorted(saved)}): it was written "
+                    "with another optimizer, or with Keras' SGD before the Trainer took "
+                    "Scenic's momentum, whose velocity means something else; resume with the "
+                    "settings that wrote it, or train into a new model directory")
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 

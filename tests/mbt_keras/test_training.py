@@ -221,6 +221,27 @@ def test_rerun_resumes_from_the_last_checkpoint_after_sigkill(tmp_path, records)
     assert summary["history"][-1]["epoch"] == epochs
 
 
+def test_a_checkpoint_of_another_optimizer_is_not_resumed(tmp_path, records):
+    """A run resumes only with the optimizer state it wrote: one saved by AdamW, or by Keras'
+    SGD before the Trainer took Scenic's momentum (same variables, other meaning), is refused
+    by name instead of loading as this optimizer's state."""
+    config = MICRO.replace(num_classes=6)
+
+    def trainer(**settings):
+        train_config = training.TrainConfig(epochs=1, batch_size=4, steps_per_epoch=1, **settings)
+        return training.Trainer(config, train_config, str(tmp_path), 1)
+    adamw = trainer(optimizer="adamw")
+    adamw.manager.save(checkpoint_number=1)
+    with pytest.raises(UserError, match="no optimizer state of optimizer='sgd'"):
+        trainer().restore()
+    assert trainer(optimizer="adamw").restore() == 0
+    old_sgd = tf.train.Checkpoint(model=adamw.model, epoch=adamw.epoch,
+                                  optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    old_sgd.save(str(tmp_path / "checkpoints" / "ckpt"))
+    with pytest.raises(UserError, match="Keras' SGD before the Trainer took Scenic's momentum"):
+        trainer().restore()
+
+
 def test_optimizer_choice_is_validated_and_built():
     sgd = training.make_optimizer(training.TrainConfig(momentum=0.8), 0.1)
     assert isinstance(sgd, Momentum) and sgd.momentum == 0.8
