@@ -16,8 +16,10 @@ _DEFAULTS = PipelineSettings()
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by run and compile, one per PipelineSettings field a user changes."""
     d = _DEFAULTS
-    parser.add_argument("--data", dest="videos", default=d.videos,
-                        help="folder or gs:// prefix holding the clips")
+    parser.add_argument("--videos", default=d.videos,
+                        help="folder or gs:// prefix holding the clips (mbt preprocess's name)")
+    # The old name, kept working but hidden: one flag name for one thing across sub-commands.
+    parser.add_argument("--data", dest="videos", default=d.videos, help=argparse.SUPPRESS)
     parser.add_argument("--labels", default=d.labels, help="label file (CSV/JSONL)")
     parser.add_argument("--label-format", default=d.label_format,
                         choices=["generic", "audioset", "vggsound"])
@@ -102,7 +104,7 @@ def check_settings(settings: PipelineSettings, local: bool) -> None:
             in_range(value, flag, **bounds)
     if not local:
         return
-    existing_folder(settings.videos, "--data")
+    existing_folder(settings.videos, "--videos")
     existing_file(settings.labels, "--labels")
     if settings.class_map:
         existing_file(settings.class_map, "--class-map")

@@ -12,6 +12,7 @@ writes into a temporary folder beside --out that replaces it whole at the end
 `add_job_arguments`, `job_options` and `run_job` are the options and summary every
 accounted Beam job of the `mbt` command shares (`mbt infer` too).
 """
+import argparse
 import os
 import sys
 import time
@@ -30,7 +31,11 @@ def add_arguments(parser):
                         help="folder that relative video paths / YouTube ids resolve against")
     parser.add_argument("--encoding", default="utf-8",
                         help="text encoding of the label file and class map (default utf-8)")
-    parser.add_argument("--format", default="generic", choices=FORMATS)
+    parser.add_argument("--label-format", default="generic", choices=FORMATS,
+                        help="label file format (the flag `mbt pipeline run` names the same)")
+    # The old name, kept working but hidden: one flag name for one choice across sub-commands.
+    parser.add_argument("--format", dest="label_format", default="generic", choices=FORMATS,
+                        help=argparse.SUPPRESS)
     parser.add_argument("--class-map", help="class map CSV (AudioSet: class_labels_indices.csv)")
     parser.add_argument("--video-template", default="{ytid}.mp4",
                         help="AudioSet/VGGSound file name, with {ytid} {start} {end}")
@@ -140,7 +145,7 @@ def preprocess(args) -> dict:
     args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
                                                                 args.out))
     records, class_map = parse_label_file(
-        args.labels, args.videos, args.format, class_map_path=args.class_map,
+        args.labels, args.videos, args.label_format, class_map_path=args.class_map,
         video_template=args.video_template, presegmented=args.presegmented,
         encoding=args.encoding)
     records = assign_splits(records, buckets)

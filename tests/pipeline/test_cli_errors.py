@@ -21,7 +21,7 @@ exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC 
 | report | missing RUN_DIR; a file as RUN_DIR; a folder that holds no run | the path |
 | init-from-vit | missing .npz; a text file as .npz; a ViT of another depth; --num-classes 0; --out not .keras | the path; the value |
 | import-scenic | missing checkpoint; a text file as checkpoint; the preset's fusion layer deeper than the checkpoint (the issue's case); --fusion-layer -1; --fusion-layer past the last layer; missing --class-labels | the path; the value |
-| pipeline run | missing --labels; a video as --labels; a file as --data; --epochs -1; unknown preset; --min-metric 2 | the path; the value |
+| pipeline run | missing --labels; a video as --labels; a file as --videos; --epochs -1; unknown preset; --min-metric 2 | the path; the value |
 | pipeline compile | --max-damaged-fraction 2; --out in a missing folder; unknown preset; --trainer-accelerator-count -1 | the value; the path |
 | pipeline submit | missing spec; a text file as spec; JSON that is no compiled spec; --bucket not gs:// | the path; the value |
 | demo | --out a file; --clips below one eval clip per class; --port 70000; a port in use; unknown preset; --epochs 0 | the path; the value |
@@ -110,12 +110,12 @@ CASES = [
     ("import-scenic {scenic} --out {out}.keras --fusion-layer 5", "fusion_layer=5"),
     ("import-scenic {scenic} --out {out}.keras --fusion-layer 1 --class-labels {missing}",
      "{missing}"),
-    ("pipeline run --data {folder} --labels {missing} --class-map {classes}", "{missing}"),
-    ("pipeline run --data {folder} --labels {clip} --class-map {classes}", "{clip}"),
-    ("pipeline run --data {text} --labels {labels} --class-map {classes}", "{text}"),
-    ("pipeline run --data {folder} --labels {labels} --class-map {classes} --epochs -1",
+    ("pipeline run --videos {folder} --labels {missing} --class-map {classes}", "{missing}"),
+    ("pipeline run --videos {folder} --labels {clip} --class-map {classes}", "{clip}"),
+    ("pipeline run --videos {text} --labels {labels} --class-map {classes}", "{text}"),
+    ("pipeline run --videos {folder} --labels {labels} --class-map {classes} --epochs -1",
      "epochs=-1"),
-    ("pipeline run --data {folder} --labels {labels} --class-map {classes} --preset nope",
+    ("pipeline run --videos {folder} --labels {labels} --class-map {classes} --preset nope",
      "'nope'"),
     ("pipeline run --data {folder} --labels {labels} --class-map {classes} --min-metric 2",
      "--min-metric 2"),
