@@ -25,7 +25,7 @@ from apache_beam.utils import shared
 from components.preprocess.clip_decoder import ClipError
 from components.preprocess.label_files import ClipRecord
 from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES,
-                                             AccountedFn, WriteOutcome, open_video)
+                                             AccountedFn, WriteOutcome, opened_video)
 from mbt_keras import contract
 
 PREDICTIONS = "predictions"
@@ -129,14 +129,15 @@ class _PredictFn(AccountedFn):
         if record.error:
             raise ClipError(record.error_kind or "bad_row", record.error)
         rows = []
-        for row in self._model.classify(self._windows(open_video(record.uri)),
-                                        self._batch_size):
-            if not rows and not row.has_audio:
-                if self._missing_audio == "reject":
-                    raise ClipError("no_audio", f"no audio stream in {record.uri} "
-                                    "(missing_audio='reject'; 'silence' predicts it on silence)")
-                self._count("predicted_on_silence")
-            rows.append(prediction_row(record, row, self._model.class_names))
+        with opened_video(record.uri) as source:
+            for row in self._model.classify(self._windows(source), self._batch_size):
+                if not rows and not row.has_audio:
+                    if self._missing_audio == "reject":
+                        raise ClipError("no_audio", f"no audio stream in {record.uri} "
+                                        "(missing_audio='reject'; 'silence' predicts it on "
+                                        "silence)")
+                    self._count("predicted_on_silence")
+                rows.append(prediction_row(record, row, self._model.class_names))
         if not rows:
             raise ClipError("too_short", f"{record.uri} has no window to classify")
         self._count("windows", len(rows))

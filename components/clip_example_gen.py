@@ -18,6 +18,7 @@ from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
 from components.preprocess import executor, transform
+from components.preprocess.segments import DEFAULT_SEGMENT_SECONDS
 
 DEFAULT_SPLITS = {"train": 3, "eval": 1}
 
@@ -41,14 +42,17 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
                  min_duration: float = 1.0, include_waveform: bool = False,
                  video_template: str = "{ytid}.mp4", presegmented: bool = False,
                  compression: str = "none", encoding: str = "utf-8",
-                 max_damaged_fraction: Optional[float] = None):
+                 max_damaged_fraction: Optional[float] = None,
+                 segment_seconds: float = DEFAULT_SEGMENT_SECONDS):
         """`labels`: the label file (its folder is the input_base; the driver fingerprints the
         file, so an unchanged label file is a cache hit). `splits` maps output split names to
         hash buckets, used for clips whose label-file row has no split; rows with a split keep
         it (test/val go to 'eval'). `compression`: "none" (records DMVR/Scenic read as they
         are) or "gzip" (`.gz` files). `encoding`: the label file's and class map's text
         encoding. `max_damaged_fraction`: share of a clip's packets that may fail to decode
-        before it is rejected as corrupt (None: clip_decoder.MAX_DAMAGED_FRACTION). The other
+        before it is rejected as corrupt (None: clip_decoder.MAX_DAMAGED_FRACTION).
+        `segment_seconds`: rows longer than this become consecutive records of it (0: whole
+        rows; components/preprocess/segments.py). The other
         options are `mbt preprocess`'s of the same names."""
         splits = splits or DEFAULT_SPLITS
         config = dict(format=label_format, videos=videos, class_map=class_map, fps=fps,
@@ -56,7 +60,8 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
                       min_duration=min_duration, include_waveform=include_waveform,
                       video_template=video_template, presegmented=presegmented,
                       compression=compression, encoding=encoding,
-                      max_damaged_fraction=max_damaged_fraction)
+                      max_damaged_fraction=max_damaged_fraction,
+                      segment_seconds=segment_seconds)
         spec = ClipExampleGenSpec(
             input_base=os.path.dirname(labels),
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(

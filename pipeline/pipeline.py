@@ -51,6 +51,7 @@ def create_pipeline(settings: PipelineSettings,
         encoding=settings.encoding,
         missing_audio=settings.missing_audio,
         max_damaged_fraction=settings.max_damaged_fraction,
+        segment_seconds=settings.segment_seconds,
         short_side=settings.short_side,
         fps=settings.fps or stored_fps(model_config.num_frames, model_config.spec_frames
                                        / contract.SPEC_FRAMES_PER_SECOND),

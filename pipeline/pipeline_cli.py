@@ -31,6 +31,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-damaged-fraction", type=float, default=d.max_damaged_fraction,
                         help="share of a clip's packets that may fail to decode (skipped and "
                         "counted) before it is rejected as corrupt (default: mbt preprocess's)")
+    parser.add_argument("--segment-seconds", type=float, default=d.segment_seconds,
+                        help="rows longer than this become consecutive records of it (0: whole "
+                        "rows; default: mbt preprocess's)")
     parser.add_argument("--short-side", type=int, default=d.short_side,
                         help="shorter side of the stored frames (>= the model's image size)")
     parser.add_argument("--fps", type=float, default=d.fps,
@@ -74,7 +77,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args) -> PipelineSettings:
     fields = {k: getattr(args, k) for k in (
         "videos", "labels", "label_format", "class_map", "encoding", "missing_audio",
-        "max_damaged_fraction", "short_side", "fps", "preset", "epochs", "batch_size", "learning_rate",
+        "max_damaged_fraction", "segment_seconds", "short_side", "fps", "preset", "epochs", "batch_size", "learning_rate",
         "tpu", "pretrained", "min_metric", "max_metric_drop", "pr_curve_classes",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
         "enable_cache", "image")}
@@ -97,6 +100,7 @@ def check_settings(settings: PipelineSettings, local: bool) -> None:
             ("--short-side", settings.short_side, dict(low=1)),
             ("--fps", settings.fps, dict(above=0)),
             ("--max-damaged-fraction", settings.max_damaged_fraction, dict(low=0, high=1)),
+            ("--segment-seconds", settings.segment_seconds, dict(low=0)),
             ("--min-metric", settings.min_metric, dict(low=0, high=1)),
             ("--max-metric-drop", settings.max_metric_drop, dict(low=0, high=1)),
             ("--pr-curve-classes", settings.pr_curve_classes, dict(low=0))):

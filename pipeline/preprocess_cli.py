@@ -19,6 +19,7 @@ import time
 
 from components.preprocess.clip_decoder import MAX_DAMAGED_FRACTION, MISSING_AUDIO_POLICIES
 from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
+from components.preprocess.segments import DEFAULT_SEGMENT_SECONDS
 from components.preprocess.splits import assign_splits
 from mbt_keras import contract
 from mbt_keras.user_error import UserError, existing_file, existing_folder, in_range
@@ -49,6 +50,11 @@ def add_arguments(parser):
     parser.add_argument("--short-side", type=int, default=256)
     parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
     parser.add_argument("--min-duration", type=float, default=1.0)
+    parser.add_argument("--segment-seconds", type=float, default=DEFAULT_SEGMENT_SECONDS,
+                        help="rows longer than this are cut into consecutive records of it, "
+                        "each with the row's labels and an id <clip_id>@<start ms>-<end ms> "
+                        "(default %(default)s: bounded memory and record size, docs/"
+                        "data_format.md); 0 keeps rows whole, up to 512 MiB of frames a record")
     parser.add_argument("--include-waveform", action="store_true")
     parser.add_argument("--max-damaged-fraction", type=float, default=MAX_DAMAGED_FRACTION,
                         help="share of a clip's packets that may fail to decode (skipped and "
@@ -127,6 +133,7 @@ def check_preprocess_args(args) -> None:
     in_range(args.fps, "--fps", above=0)
     in_range(args.short_side, "--short-side", low=1)
     in_range(args.min_duration, "--min-duration", low=0)
+    in_range(args.segment_seconds, "--segment-seconds", low=0)
     in_range(args.max_damaged_fraction, "--max-damaged-fraction", low=0, high=1)
     in_range(args.decoder_threads, "--decoder-threads", low=0)
 
@@ -160,7 +167,7 @@ def preprocess(args) -> dict:
                     [r for r in records if r.split == split], class_map, split,
                     os.path.join(out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
                     include_waveform=args.include_waveform, compression=args.compression,
-                    progress=not args.quiet, **options)
+                    segment_seconds=args.segment_seconds, progress=not args.quiet, **options)
         write_class_map(class_map, os.path.join(out, "class_map.csv"))
         return read_outcome(dead_dir)
 
@@ -175,6 +182,9 @@ def run_job(job, args, done: str = "written") -> int:
     seconds = time.time() - began
     print(f"\nread {counts['read']} = {done} {counts['written']} + rejected "
           f"{counts['rejected']}  ({seconds:.1f} s, {counts['read'] / seconds:.2f} items/s)")
+    if counts.get("rows", counts["read"]) != counts["read"]:
+        print(f"  ({counts['rows']} label-file rows: rows longer than --segment-seconds were cut "
+              "into segments, one item each)")
     for kind, n in sorted(counts["rejected_by_kind"].items()):
         print(f"  rejected {kind}: {n}")
     if counts["rejected"]:

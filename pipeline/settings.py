@@ -9,6 +9,7 @@ import dataclasses
 import os
 from typing import Dict, Iterable, Optional, Tuple
 
+from components.preprocess.segments import DEFAULT_SEGMENT_SECONDS
 from mbt_keras.user_error import UserError
 
 # Local runs name the FnApiRunner, the engine the DirectRunner runs pipelines on: Beam 2.74's
@@ -132,6 +133,7 @@ class PipelineSettings:
     encoding: str = "utf-8"                  # text encoding of the label file and class map
     missing_audio: str = "reject"            # reject | silence
     max_damaged_fraction: Optional[float] = None  # None: clip_decoder.MAX_DAMAGED_FRACTION
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS  # longer rows: records of this; 0: whole
     short_side: int = 256                    # stored frames' shorter side (paper crops 224)
     fps: Optional[float] = None              # stored frame rate; None: the lowest that holds
                                              # the preset's sampling (windows.stored_fps)

@@ -5,8 +5,9 @@ The project's one decoder: the Beam job, `mbt predict`, the timeline and batch i
 read video through it, so a clip is decoded the same way for training and for inference.
 - Windowed: `decode_clip(start=, end=)` seeks to the keyframe before `start` and stops after
   `end`, so its work and memory depend on the window, not on the file's length.
-- Streaming: `decode_chunks` reads a whole file once, front to back, as consecutive clips,
-  holding one chunk at a time.
+- Streaming: `decode_chunks` reads a whole file (or a window) once, front to back, as
+  consecutive clips, holding one chunk at a time: the Beam job builds a record of any length
+  from one second of frames at a time, the timeline classifies a film as it decodes.
 - Tolerant: a packet that does not decode (FFmpeg reports damaged data; real AVI files often
   start with an audio packet that does not) is skipped and counted in `skipped_packets`;
   the clip is rejected as `corrupt` only when more than max(1, max_damaged_fraction x the
@@ -127,12 +128,26 @@ class OpenedClip:
         return SourceInfo(duration=min(known) if known else None,
                           has_audio=bool(container.streams.audio))
 
-    def decode(self, *, fps: float = 25, short_side: Optional[int] = 256,
-               sample_rate: int = 16000, start: Optional[float] = None,
-               end: Optional[float] = None, missing_audio: str = "reject",
-               min_duration: float = 0.0, decoder_threads: int = 0,
-               max_damaged_fraction: float = MAX_DAMAGED_FRACTION) -> DecodedClip:
-        """Decodes [start, end) of the source; the whole file when both are None.
+    def decode(self, **options) -> DecodedClip:
+        """Decodes [start, end) of the source; the whole file when both are None: the one
+        chunk of `decode_chunks` without `chunk_seconds` (its options)."""
+        (clip,) = self.decode_chunks(**options)
+        return clip
+
+    def decode_chunks(self, *, chunk_seconds: Optional[float] = None, fps: float = 25,
+                      short_side: Optional[int] = 256, sample_rate: int = 16000,
+                      start: Optional[float] = None, end: Optional[float] = None,
+                      missing_audio: str = "reject", min_duration: float = 0.0,
+                      decoder_threads: int = 0,
+                      max_damaged_fraction: float = MAX_DAMAGED_FRACTION
+                      ) -> Iterator[DecodedClip]:
+        """[start, end) of the source (the whole file when both are None) in one pass, as
+        consecutive clips of round(chunk_seconds * fps) frames (the last one shorter; one
+        clip without `chunk_seconds`) and their audio. Memory holds one chunk, whatever the
+        window's length; concatenated (`join_chunks`), the chunks are the one-clip decode,
+        frame for frame and sample for sample. Checks that need the window's end (too short,
+        truncated) raise after the chunks before it were yielded; damage is checked at
+        every chunk.
 
         Frames are picked by timestamp (the decoded frame nearest to start + k / fps), so any
         source frame rate maps to `fps`; the shorter side is resized to `short_side` (None
@@ -162,53 +177,56 @@ class OpenedClip:
                          sample_rate=sample_rate, start=first, end=end,
                          missing_audio=missing_audio, decoder_threads=decoder_threads,
                          max_damaged_fraction=max_damaged_fraction)
-        stream.read_until(end if end is not None else math.inf)
-        last_end = stream.last_end()
-        stop = end if end is not None else last_end
-        if stop > last_end + END_TOLERANCE_S:
-            kind = "corrupt" if declared and last_end < declared - END_TOLERANCE_S else "too_short"
-            what = "truncated video file" if kind == "corrupt" else "clip shorter than asked"
-            raise ClipError(kind, f"{what}: {label} has video up to {last_end:.2f} s, the window "
-                            f"asks {first:.2f}-{stop:.2f} s")
-        stop = min(stop, last_end)
-        if stop - first < min_duration:
-            raise ClipError("too_short", f"clip shorter than asked: {label} gives "
-                            f"{stop - first:.2f} s of video, at least {min_duration:.2f} s "
-                            "required")
-        return stream.take(stop)
-
-
-def decode_chunks(source: Source, *, chunk_seconds: float = 1.0, fps: float = 25,
-                  short_side: Optional[int] = 256, sample_rate: int = 16000,
-                  missing_audio: str = "reject", name: Optional[str] = None,
-                  decoder_threads: int = 0,
-                  max_damaged_fraction: float = MAX_DAMAGED_FRACTION) -> Iterator[DecodedClip]:
-    """The whole of `source` in one pass, as consecutive clips of round(chunk_seconds * fps)
-    frames (the last one shorter) and their audio; memory holds one chunk, whatever the
-    file's length. Chunk k starts at frame k * round(chunk_seconds * fps) and sample
-    round(start * sample_rate) of the source, so concatenated chunks are `decode_clip` of the
-    whole file. Options as `decode_clip`; damage is checked after every chunk.
-    """
-    label = _label(source, name)
-    step = max(1, int(round(chunk_seconds * fps)))
-    with _opened(source, label) as container:
-        stream = _Stream(container, label, fps=fps, short_side=short_side,
-                         sample_rate=sample_rate, start=0.0, end=None,
-                         missing_audio=missing_audio, decoder_threads=decoder_threads,
-                         max_damaged_fraction=max_damaged_fraction)
-        index = 0
+        step = max(1, int(round(chunk_seconds * fps))) if chunk_seconds else None
+        index, limit = 0, end if end is not None else math.inf
         while True:
-            stop = (index + step) / fps
-            stream.read_until(stop)
-            if stream.exhausted:
-                last_end = stream.last_end()
-                if index / fps < last_end - 1e-6:
-                    yield stream.take(min(stop, last_end))
-                if stop >= last_end - 1e-6:
-                    return
-            else:
+            stop = first + (index + step) / fps if step else math.inf
+            final = stop >= limit - 1e-6
+            stream.read_until(min(stop, limit), final=final)
+            if not final and stream.exhausted:
+                final = stop >= stream.last_end() - 1e-6
+            if not final:
                 yield stream.take(stop)
-            index += step
+                index += step
+                continue
+            last_end = stream.last_end()
+            stop = end if end is not None else last_end
+            if stop > last_end + END_TOLERANCE_S:
+                kind = ("corrupt" if declared and last_end < declared - END_TOLERANCE_S
+                        else "too_short")
+                what = "truncated video file" if kind == "corrupt" else "clip shorter than asked"
+                raise ClipError(kind, f"{what}: {label} has video up to {last_end:.2f} s, the "
+                                f"window asks {first:.2f}-{stop:.2f} s")
+            stop = min(stop, last_end)
+            if stop - first < min_duration:
+                raise ClipError("too_short", f"clip shorter than asked: {label} gives "
+                                f"{stop - first:.2f} s of video, at least {min_duration:.2f} s "
+                                "required")
+            if not index or first + index / fps < stop - 1e-6:
+                yield stream.take(stop)
+            return
+
+
+def decode_chunks(source: Source, *, chunk_seconds: float = 1.0, name: Optional[str] = None,
+                  **options) -> Iterator[DecodedClip]:
+    """The whole of `source` (or [start, end) of it) in one pass, as consecutive clips of
+    round(chunk_seconds * fps) frames: `OpenedClip.decode_chunks` (its options). Chunk k
+    starts at frame k * round(chunk_seconds * fps) and sample round(start * sample_rate) of
+    the source, so concatenated chunks are `decode_clip` of the whole file."""
+    with OpenedClip(source, name) as clip:
+        yield from clip.decode_chunks(chunk_seconds=chunk_seconds, **options)
+
+
+def join_chunks(chunks) -> DecodedClip:
+    """Consecutive chunks of one decode as the one clip they make."""
+    chunks = list(chunks)
+    head, tail = chunks[0], chunks[-1]
+    return dataclasses.replace(
+        head, frames=np.concatenate([c.frames for c in chunks]),
+        waveform=np.concatenate([c.waveform for c in chunks]),
+        duration=tail.end - head.start, end=tail.end,
+        skipped_packets=sum(c.skipped_packets for c in chunks),
+        packets_read=sum(c.packets_read for c in chunks))
 
 
 def _label(source, name):
@@ -286,13 +304,14 @@ class _Stream:
         self.video_at_audio = start  # video time read when the last audio frame came
         self.reported = (0, 0)  # (packets_read, skipped) when the last clip was taken
 
-    def read_until(self, time: float):
-        """Decode until every frame and sample before `time` is known (see INTERLEAVE_S)."""
+    def read_until(self, time: float, final: bool = True):
+        """Decode until every frame and sample before `time` is known (see INTERLEAVE_S);
+        `final`: `time` is the window's end, after which no more frames are needed."""
         while not self.exhausted and not self.picker.covers(time):
             self._read(video=True)
         if self.audio is None:
             return
-        if self.picker.end is None:  # a pass over the whole file: its later frames are needed
+        if self.picker.end is None or not final:  # later frames are needed: a pass
             lead = INTERLEAVE_S if self.audio.first is not None else AUDIO_LEAD_S
             while not (self.exhausted or self.audio.covers(time) or
                        (self.picker.last_time or 0.0) - self.video_at_audio >= lead):

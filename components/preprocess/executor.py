@@ -30,7 +30,7 @@ from components.preprocess.transform import (DEAD_LETTERS_DIR, DECODE_OPTIONS,
 PREPROCESS_CONFIG_KEY = "preprocess_config"
 # preprocess_config keys: label file reading, then decode_clip / ClipsToExamples options.
 LABEL_KEYS = ("format", "videos", "class_map", "video_template", "presegmented", "encoding")
-TRANSFORM_KEYS = DECODE_OPTIONS + ("include_waveform", "compression")
+TRANSFORM_KEYS = DECODE_OPTIONS + ("include_waveform", "compression", "segment_seconds")
 
 
 def _configs(exec_properties):
@@ -81,7 +81,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.set_string_custom_property("compression", config.get("compression", "none"))
         outcome = read_outcome(dead_letters)
         examples.set_string_custom_property("dead_letters_uri", dead_letters)
-        for key in ("read", "written", "rejected"):
+        for key in ("rows", "read", "written", "rejected"):
             examples.set_int_custom_property(key, outcome[key])
         examples.set_string_custom_property("rejected_by_kind",
                                             json.dumps(outcome["rejected_by_kind"]))

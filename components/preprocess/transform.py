@@ -1,30 +1,41 @@
 """`ClipsToExamples`: the one Beam PTransform from ClipRecords to SequenceExamples, and
 `SplitToTFRecords`, which runs it for one output split and writes everything that split makes.
 
-Used by the TFX ExampleGen executor and by `mbt preprocess`. Every input ends in exactly one
-of two outputs, so read = written + rejected: `examples` (tf.train.SequenceExample) and
-`dead_letters` (dicts with the item and a reason naming its label-file row). Beam counters in
-the `mbt_preprocess` namespace count read / written / rejected and rejected_<kind>. The
+Used by the TFX ExampleGen executor and by `mbt preprocess`. A label-file row longer than
+`segment_seconds` (default 60) becomes consecutive segments, each an item of its own with
+the row's labels, so that no record holds more than a minute of video by default and one film
+is decoded by many workers (components/preprocess/segments.py). Every item ends in exactly one of two outputs, so
+read = written + rejected: `examples` (tf.train.SequenceExample) and `dead_letters` (dicts
+with the item and a reason naming its label-file row). Beam counters in the `mbt_preprocess`
+namespace count read / written / rejected and rejected_<kind>, and rows_segmented. The
 accounting (`AccountedFn`, `WriteOutcome`, `read_outcome`) is shared with batch inference
 (components/batch_inference.py).
+
+Memory per item is bounded whatever the video's length: the decoder hands over one second of
+frames at a time, each second goes into the record as JPEGs before the next is decoded, and a
+record's JPEG frames are capped at MAX_RECORD_BYTES (past it the item is a `too_long` dead
+letter naming the flag that cuts it). docs/data_format.md has the figures.
 """
-import io
+import contextlib
 import json
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
 
-from components.preprocess.clip_decoder import ClipError, decode_clip
+from components.preprocess.clip_decoder import ClipError, OpenedClip
 from components.preprocess.gzip_tfrecords import WriteGzipTFRecords
 from components.preprocess.label_files import ClipRecord
-from components.preprocess.sequence_example import clip_to_sequence_example
+from components.preprocess.segments import (DEFAULT_SEGMENT_SECONDS, segment_clip_id,
+                                            segment_windows)
+from components.preprocess.sequence_example import RecordTooLarge, chunks_to_sequence_example
 from mbt_keras import contract
 
 EXAMPLES = "examples"
 DEAD_LETTERS = "dead_letters"
+ITEMS = "items"  # what the decoding step reads: the rows, cut into segments
 METRICS_NAMESPACE = "mbt_preprocess"
 # Under the output folder (mbt preprocess) or the Examples artifact (ExampleGen).
 DEAD_LETTERS_DIR = "DeadLetters"
@@ -37,6 +48,11 @@ COMPRESSIONS = contract.RECORD_COMPRESSIONS
 # The decode_clip options ClipsToExamples takes (the sample rate is always the log-mel's).
 DECODE_OPTIONS = ("fps", "short_side", "missing_audio", "min_duration", "decoder_threads",
                   "max_damaged_fraction")
+# Cap on one record's JPEG frames: a record is built, serialized and written in memory (about
+# twice its size at the peak) and protobuf refuses messages over 2 GiB.
+MAX_RECORD_BYTES = 512 * 2**20
+# The decoder hands the record builder this much video at a time (the raw frames in memory).
+RECORD_CHUNK_SECONDS = 1.0
 
 
 def dead_letter(record: ClipRecord, kind: str, reason: str) -> dict:
@@ -104,74 +120,141 @@ class AccountedFn(beam.DoFn):
 
 class _ClipToExampleFn(AccountedFn):
 
-    def __init__(self, class_map, decode_options, include_waveform, progress):
+    def __init__(self, class_map, decode_options, include_waveform, progress, max_record_bytes):
         super().__init__(METRICS_NAMESPACE, "written", progress)
         self._class_map = class_map
         self._decode_options = decode_options
         self._include_waveform = include_waveform
+        self._max_record_bytes = max_record_bytes
 
     def _convert(self, record: ClipRecord):
         if record.error:
             raise ClipError(record.error_kind or "bad_row", record.error)
-        clip = decode_clip(open_video(record.uri), start=record.start, end=record.end,
-                           sample_rate=contract.SAMPLE_RATE, name=record.uri,
-                           **self._decode_options)
-        self._count("skipped_packets", clip.skipped_packets)
-        return [clip_to_sequence_example(clip, clip_id=record.clip_id, uri=record.uri,
-                                         labels=record.labels, class_map=self._class_map,
-                                         include_waveform=self._include_waveform)]
+        with opened_video(record.uri) as source, OpenedClip(source, record.uri) as clip:
+            chunks = clip.decode_chunks(chunk_seconds=RECORD_CHUNK_SECONDS, start=record.start,
+                                        end=record.end, sample_rate=contract.SAMPLE_RATE,
+                                        **self._decode_options)
+            try:
+                example = chunks_to_sequence_example(
+                    chunks, clip_id=record.clip_id, uri=record.uri, labels=record.labels,
+                    class_map=self._class_map, include_waveform=self._include_waveform,
+                    max_frame_bytes=self._max_record_bytes)
+            except RecordTooLarge as error:
+                end = record.end if record.end is not None else clip.info().duration
+                length = f"{end - (record.start or 0.0):.1f} s" if end else "of unknown length"
+                raise ClipError("too_long", f"row {length} too long for one record: {error}; "
+                                "--segment-seconds S (e.g. the default "
+                                f"{DEFAULT_SEGMENT_SECONDS:.0f}) cuts it into records of S "
+                                "seconds") from None
+        self._count("skipped_packets", example.context.feature[
+            contract.SKIPPED_PACKETS].int64_list.value[0])
+        return [example]
 
 
-def open_video(uri: str):
-    """Local paths go to FFmpeg directly; other filesystems (gs://) are read through
-    tf.io.gfile into memory, since FFmpeg cannot open them."""
+@contextlib.contextmanager
+def opened_video(uri: str):
+    """The video to decode: local paths go to FFmpeg by name; other filesystems (gs://) are
+    read through tf.io.gfile as a seekable file object, so FFmpeg reads only the bytes it
+    needs (a segment of a film is not the whole film in memory)."""
     if "://" not in uri or uri.startswith("file://"):
-        return uri.replace("file://", "", 1)
+        yield uri.replace("file://", "", 1)
+        return
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if not tf.io.gfile.exists(uri):
         raise ClipError("missing_file", f"missing file: {uri} does not exist")
     with tf.io.gfile.GFile(uri, "rb") as f:
-        data = io.BytesIO(f.read())
-    data.name = os.path.basename(uri)
-    return data
+        yield f
+
+
+class _SegmentFn(beam.DoFn):
+    """A row longer than `seconds` -> its segments (`segment_windows`), each with the row's
+    labels and a `segment_clip_id`; other rows pass as they are. The length of a row without
+    an end is the container's (a header read). A row whose file cannot be probed passes on
+    whole: decoding it gives the dead letter with the reason. The last segment of a row
+    without an end keeps no end, so it runs to the video's last frame."""
+
+    def __init__(self, seconds: float):
+        self._seconds = seconds
+        self._rows = Metrics.counter(METRICS_NAMESPACE, "rows_segmented")
+
+    def process(self, record: ClipRecord):
+        end = record.end
+        if not self._seconds or record.error or (
+                end is not None and end - (record.start or 0.0) <= self._seconds):
+            yield record
+            return
+        if end is None:
+            end = self._probed_duration(record)
+            if end is None:
+                yield record
+                return
+        windows = segment_windows(record.start or 0.0, end, self._seconds)
+        if len(windows) == 1:
+            yield record
+            return
+        self._rows.inc()
+        for first, last in windows:
+            yield record._replace(
+                clip_id=segment_clip_id(record.clip_id, first, last), start=first,
+                end=None if record.end is None and last == end else last)
+
+    @staticmethod
+    def _probed_duration(record) -> Optional[float]:
+        try:
+            with opened_video(record.uri) as source, OpenedClip(source, record.uri) as clip:
+                return clip.info().duration
+        except Exception:  # pylint: disable=broad-except  # decoding reports it, accounted
+            return None
 
 
 class ClipsToExamples(beam.PTransform):
-    """PCollection[ClipRecord] -> DoOutputsTuple with `examples` and `dead_letters`.
+    """PCollection[ClipRecord] -> {ITEMS: the records decoded (rows cut into segments),
+    EXAMPLES: SequenceExamples, DEAD_LETTERS: dead letters}.
 
-    `decode_options` are passed to `decode_clip` (fps, short_side, missing_audio,
-    min_duration, decoder_threads, max_damaged_fraction); the `skipped_packets` counter sums
-    the damaged packets skipped in written clips. The sample rate is always
-    contract.SAMPLE_RATE, the log-mel's rate. `decoder_threads` defaults to 1: runners process
-    several clips at once (worker threads and processes), and one single-threaded decoder per
-    clip costs less CPU in total than FFmpeg's frame threads (bench/preprocess.py).
+    `decode_options` are passed to the decoder (fps, short_side, missing_audio, min_duration,
+    decoder_threads, max_damaged_fraction); the `skipped_packets` counter sums the damaged
+    packets skipped in written clips. The sample rate is always contract.SAMPLE_RATE, the
+    log-mel's rate. `decoder_threads` defaults to 1: runners process several clips at once
+    (worker threads and processes), and one single-threaded decoder per clip costs less CPU
+    in total than FFmpeg's frame threads (bench/preprocess.py). `segment_seconds` (0: rows
+    whole) and `max_record_bytes`: the module docstring.
     """
 
     def __init__(self, class_map: Dict[str, int], *, include_waveform: bool = False,
-                 progress: bool = False, **decode_options):
+                 progress: bool = False, segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+                 max_record_bytes: int = MAX_RECORD_BYTES, **decode_options):
         super().__init__()
         unknown = set(decode_options) - set(DECODE_OPTIONS)
         if unknown:
             raise ValueError(f"unknown decode option(s) {sorted(unknown)}")
+        if segment_seconds < 0:
+            raise ValueError(f"segment_seconds={segment_seconds}: expected >= 0 (0: whole rows)")
+        self._segment = _SegmentFn(segment_seconds)
         self._fn = _ClipToExampleFn(dict(class_map), {"decoder_threads": 1, **decode_options},
-                                    include_waveform, progress)
+                                    include_waveform, progress, max_record_bytes)
 
     def expand(self, records):
-        return records | "DecodeAndEncode" >> beam.ParDo(self._fn).with_outputs(
+        # Segments of one film spread over the workers (the rows were spread already).
+        items = (records | "Segment" >> beam.ParDo(self._segment)
+                 | "SpreadSegments" >> beam.Reshuffle())
+        outputs = items | "DecodeAndEncode" >> beam.ParDo(self._fn).with_outputs(
             DEAD_LETTERS, main=EXAMPLES)
+        return {ITEMS: items, EXAMPLES: outputs[EXAMPLES], DEAD_LETTERS: outputs[DEAD_LETTERS]}
 
 
 class WriteOutcome(beam.PTransform):
     """Writes one split's dead letters (JSON lines) and a counts file next to them.
 
-    Input: {EXAMPLES: examples, DEAD_LETTERS: dead letters}, e.g. from ClipsToExamples via
-    `as_dict`. The counts file `<directory>/counts-<split>.json` holds read / written / rejected and
-    rejected per kind, so the numbers survive on any runner and can be checked later.
+    Input: {EXAMPLES: examples, DEAD_LETTERS: dead letters} and, where rows become several
+    items (segments), ITEMS: what was decoded; e.g. ClipsToExamples' outputs. The counts file
+    `<directory>/counts-<split>.json` holds rows (of the label file), read (items: `rows` when
+    no ITEMS are given) / written / rejected and rejected per kind, so the numbers survive on
+    any runner and can be checked later.
     """
 
-    def __init__(self, directory: str, split: str, read: int):
+    def __init__(self, directory: str, split: str, rows: int):
         super().__init__()
-        self._directory, self._split, self._read = directory, split, read
+        self._directory, self._split, self._rows = directory, split, rows
 
     def expand(self, outputs):
         examples, dead = outputs[EXAMPLES], outputs[DEAD_LETTERS]
@@ -182,13 +265,16 @@ class WriteOutcome(beam.PTransform):
         written = examples | "CountWritten" >> beam.combiners.Count.Globally()
         kinds = (dead | "Kinds" >> beam.Map(lambda letter: letter["kind"])
                  | "CountKinds" >> beam.combiners.Count.PerElement())
-        read = self._read
+        rows = self._rows
+        read = (outputs[ITEMS] | "CountRead" >> beam.combiners.Count.Globally()
+                if ITEMS in outputs else examples.pipeline | "Rows" >> beam.Create([rows]))
         return (examples.pipeline | "Once" >> beam.Create([None])
                 | "Counts" >> beam.Map(
-                    lambda _, w, k: json.dumps({"read": read, "written": w,
-                                                "rejected": sum(k.values()),
-                                                "rejected_by_kind": dict(sorted(k.items()))}),
-                    w=beam.pvalue.AsSingleton(written), k=beam.pvalue.AsDict(kinds))
+                    lambda _, r, w, k: json.dumps({"rows": rows, "read": r, "written": w,
+                                                   "rejected": sum(k.values()),
+                                                   "rejected_by_kind": dict(sorted(k.items()))}),
+                    r=beam.pvalue.AsSingleton(read), w=beam.pvalue.AsSingleton(written),
+                    k=beam.pvalue.AsDict(kinds))
                 | "WriteCounts" >> beam.io.WriteToText(
                     os.path.join(self._directory, f"counts-{self._split}"),
                     file_name_suffix=".json", shard_name_template=""))
@@ -223,23 +309,20 @@ class SplitToTFRecords(beam.PTransform):
                    | "ClipsToExamples" >> self._to_examples)
         _ = (outputs[EXAMPLES] | "Serialize" >> beam.Map(lambda e: e.SerializeToString())
              | "Write" >> self._write)
-        return as_dict(outputs) | "Outcome" >> WriteOutcome(self._dead_letter_dir, self._split,
-                                                           len(self._records))
-
-
-def as_dict(outputs) -> dict:
-    """ClipsToExamples' outputs as the dict WriteOutcome takes."""
-    return {EXAMPLES: outputs[EXAMPLES], DEAD_LETTERS: outputs[DEAD_LETTERS]}
+        return outputs | "Outcome" >> WriteOutcome(self._dead_letter_dir, self._split,
+                                                  len(self._records))
 
 
 def read_outcome(directory: str) -> dict:
-    """Sums the counts files under `directory` into read/written/rejected/rejected_by_kind."""
+    """Sums the counts files under `directory` into rows/read/written/rejected/
+    rejected_by_kind."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    total = {"read": 0, "written": 0, "rejected": 0, "rejected_by_kind": {}}
+    total = {"rows": 0, "read": 0, "written": 0, "rejected": 0, "rejected_by_kind": {}}
     for path in sorted(tf.io.gfile.glob(os.path.join(directory, "counts-*.json"))):
         with tf.io.gfile.GFile(path) as f:
             counts = json.loads(f.read())
-        for key in ("read", "written", "rejected"):
+        counts.setdefault("rows", counts["read"])
+        for key in ("rows", "read", "written", "rejected"):
             total[key] += counts[key]
         for kind, n in counts["rejected_by_kind"].items():
             total["rejected_by_kind"][kind] = total["rejected_by_kind"].get(kind, 0) + n

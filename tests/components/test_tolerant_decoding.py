@@ -79,7 +79,7 @@ def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packet
     import apache_beam as beam
 
     from components.preprocess.label_files import parse_label_file, write_class_map
-    from components.preprocess.transform import ClipsToExamples
+    from components.preprocess.transform import EXAMPLES, ClipsToExamples
     clean = write_clip(str(tmp_path / "clean.mp4"), SECONDS, rate=48000, gop=20)
     light = damage_packets(clean, str(tmp_path / "light.mp4"), {("video", 25), ("audio", 9)})
     heavy = damage_packets(clean, str(tmp_path / "heavy.mp4"),
@@ -91,7 +91,7 @@ def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packet
                                           class_map_path=str(tmp_path / "class_map.csv"))
     pipeline = beam.Pipeline()
     outputs = pipeline | beam.Create(records) | ClipsToExamples(class_map, short_side=32)
-    _ = outputs.examples | beam.Map(
+    _ = outputs[EXAMPLES] | beam.Map(
         lambda e: e.context.feature[contract.SKIPPED_PACKETS].int64_list.value[0]
     ) | beam.Map(lambda n: _check_equal(n, 2))
     counters = run_counting(pipeline)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from components.preprocess.label_files import parse_label_file, write_class_map
-from components.preprocess.transform import ClipsToExamples, WriteOutcome, as_dict, read_outcome
+from components.preprocess.transform import EXAMPLES, ClipsToExamples, WriteOutcome, read_outcome
 from mbt_keras import contract
 from mbt_keras.log_mel import log_mel_spectrogram
 from tests.components.conftest import run_counting
@@ -42,10 +42,10 @@ def job(media, tmp_path_factory):
     outputs = (pipeline | beam.Create(records)
                | ClipsToExamples(class_map, short_side=64, min_duration=1.0,
                                  include_waveform=True))
-    _ = (outputs.examples | beam.Map(lambda e: e.SerializeToString())
+    _ = (outputs[EXAMPLES] | beam.Map(lambda e: e.SerializeToString())
          | beam.io.WriteToTFRecord(str(root / "examples"), file_name_suffix=".gz",
                                    compression_type=beam.io.filesystem.CompressionTypes.GZIP))
-    _ = as_dict(outputs) | WriteOutcome(str(root / "dead"), "all", len(records))
+    _ = outputs | WriteOutcome(str(root / "dead"), "all", len(records))
     counters = run_counting(pipeline)
     examples = [tf.train.SequenceExample.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
         glob.glob(str(root / "examples*")), compression_type="GZIP")]

@@ -78,7 +78,7 @@ def test_infer_accounts_for_every_video_of_a_folder(folder_run):
     assert letters["notes.avi"]["kind"] == "not_a_video"
     assert "notes.avi" in letters["notes.avi"]["reason"]
     counts = json.load(open(os.path.join(out, "DeadLetters", "counts-infer.json")))
-    assert counts == {"read": 5, "written": 3, "rejected": 2,
+    assert counts == {"rows": 5, "read": 5, "written": 3, "rejected": 2,
                       "rejected_by_kind": {"corrupt": 1, "not_a_video": 1}}
     assert sorted(os.listdir(os.path.dirname(out))) == ["out"]  # no temporary folder left
 
