@@ -64,8 +64,8 @@ def stages(paths, short_side) -> dict:
         for frame in clip.frames:
             sequence_example.encode_jpeg(frame)
         encoded = time.process_time()
-        record = sequence_example.clip_to_sequence_example(
-            clip, clip_id="c", uri=path, labels=[], class_map={}).SerializeToString()
+        record = sequence_example.chunks_to_record(
+            [clip], clip_id="c", uri=path, labels=[], class_map={}).serialized
         built = time.process_time()
         stream = gzip_tfrecords._GzipStream(_Discard(), gzip_tfrecords.GZIP_LEVEL)  # pylint: disable=protected-access
         gzip_tfrecords._TFRecordUtil.write_record(stream, record)  # pylint: disable=protected-access

@@ -30,7 +30,7 @@ from components.preprocess.gzip_tfrecords import WriteGzipTFRecords
 from components.preprocess.label_files import ClipRecord
 from components.preprocess.segments import (DEFAULT_SEGMENT_SECONDS, segment_clip_id,
                                             segment_windows)
-from components.preprocess.sequence_example import RecordTooLarge, chunks_to_sequence_example
+from components.preprocess.sequence_example import RecordTooLarge, chunks_to_record
 from mbt_keras import contract
 
 EXAMPLES = "examples"
@@ -135,7 +135,7 @@ class _ClipToExampleFn(AccountedFn):
                                         end=record.end, sample_rate=contract.SAMPLE_RATE,
                                         **self._decode_options)
             try:
-                example = chunks_to_sequence_example(
+                built = chunks_to_record(
                     chunks, clip_id=record.clip_id, uri=record.uri, labels=record.labels,
                     class_map=self._class_map, include_waveform=self._include_waveform,
                     max_frame_bytes=self._max_record_bytes)
@@ -146,9 +146,8 @@ class _ClipToExampleFn(AccountedFn):
                                 "--segment-seconds S (e.g. the default "
                                 f"{DEFAULT_SEGMENT_SECONDS:.0f}) cuts it into records of S "
                                 "seconds") from None
-        self._count("skipped_packets", example.context.feature[
-            contract.SKIPPED_PACKETS].int64_list.value[0])
-        return [example]
+        self._count("skipped_packets", built.skipped_packets)
+        return [built.serialized]
 
 
 @contextlib.contextmanager
@@ -209,7 +208,7 @@ class _SegmentFn(beam.DoFn):
 
 class ClipsToExamples(beam.PTransform):
     """PCollection[ClipRecord] -> {ITEMS: the records decoded (rows cut into segments),
-    EXAMPLES: SequenceExamples, DEAD_LETTERS: dead letters}.
+    EXAMPLES: serialized tf.train.SequenceExamples, DEAD_LETTERS: dead letters}.
 
     `decode_options` are passed to the decoder (fps, short_side, missing_audio, min_duration,
     decoder_threads, max_damaged_fraction); the `skipped_packets` counter sums the damaged
@@ -307,8 +306,7 @@ class SplitToTFRecords(beam.PTransform):
     def expand(self, pipeline):
         outputs = (pipeline | "Records" >> beam.Create(self._records, reshuffle=True)
                    | "ClipsToExamples" >> self._to_examples)
-        _ = (outputs[EXAMPLES] | "Serialize" >> beam.Map(lambda e: e.SerializeToString())
-             | "Write" >> self._write)
+        _ = outputs[EXAMPLES] | "Write" >> self._write
         return outputs | "Outcome" >> WriteOutcome(self._dead_letter_dir, self._split,
                                                   len(self._records))
 

@@ -77,6 +77,7 @@ def test_a_file_cut_in_half_or_overwritten_with_garbage_is_corrupt(source, tmp_p
 
 def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packets(tmp_path):
     import apache_beam as beam
+    import tensorflow as tf
 
     from components.preprocess.label_files import parse_label_file, write_class_map
     from components.preprocess.transform import EXAMPLES, ClipsToExamples
@@ -92,7 +93,8 @@ def test_the_beam_job_keeps_a_lightly_damaged_clip_and_counts_its_skipped_packet
     pipeline = beam.Pipeline()
     outputs = pipeline | beam.Create(records) | ClipsToExamples(class_map, short_side=32)
     _ = outputs[EXAMPLES] | beam.Map(
-        lambda e: e.context.feature[contract.SKIPPED_PACKETS].int64_list.value[0]
+        lambda e: tf.train.SequenceExample.FromString(e).context.feature[
+            contract.SKIPPED_PACKETS].int64_list.value[0]
     ) | beam.Map(lambda n: _check_equal(n, 2))
     counters = run_counting(pipeline)
     assert counters["read"] == 2 and counters["written"] == 1

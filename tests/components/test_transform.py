@@ -42,8 +42,7 @@ def job(media, tmp_path_factory):
     outputs = (pipeline | beam.Create(records)
                | ClipsToExamples(class_map, short_side=64, min_duration=1.0,
                                  include_waveform=True))
-    _ = (outputs[EXAMPLES] | beam.Map(lambda e: e.SerializeToString())
-         | beam.io.WriteToTFRecord(str(root / "examples"), file_name_suffix=".gz",
+    _ = (outputs[EXAMPLES] | beam.io.WriteToTFRecord(str(root / "examples"), file_name_suffix=".gz",
                                    compression_type=beam.io.filesystem.CompressionTypes.GZIP))
     _ = outputs | WriteOutcome(str(root / "dead"), "all", len(records))
     counters = run_counting(pipeline)
