@@ -144,7 +144,7 @@ class OpenedClip:
         """[start, end) of the source (the whole file when both are None) in one pass, as
         consecutive clips of round(chunk_seconds * fps) frames (the last one shorter; one
         clip without `chunk_seconds`) and their audio. Memory holds one chunk, whatever the
-        window's length; concatenated (`join_chunks`), the chunks are the one-clip decode,
+        window's length; concatenated, the chunks are the one-clip decode,
         frame for frame and sample for sample. Checks that need the window's end (too short,
         truncated) raise after the chunks before it were yielded; damage is checked at
         every chunk.
@@ -215,18 +215,6 @@ def decode_chunks(source: Source, *, chunk_seconds: float = 1.0, name: Optional[
     the source, so concatenated chunks are `decode_clip` of the whole file."""
     with OpenedClip(source, name) as clip:
         yield from clip.decode_chunks(chunk_seconds=chunk_seconds, **options)
-
-
-def join_chunks(chunks) -> DecodedClip:
-    """Consecutive chunks of one decode as the one clip they make."""
-    chunks = list(chunks)
-    head, tail = chunks[0], chunks[-1]
-    return dataclasses.replace(
-        head, frames=np.concatenate([c.frames for c in chunks]),
-        waveform=np.concatenate([c.waveform for c in chunks]),
-        duration=tail.end - head.start, end=tail.end,
-        skipped_packets=sum(c.skipped_packets for c in chunks),
-        packets_read=sum(c.packets_read for c in chunks))
 
 
 def _label(source, name):

@@ -54,16 +54,15 @@ def chunks_to_record(chunks: Iterable[DecodedClip], *, clip_id: str, uri: str,
     head = tail = None
     # One growing buffer, not a list of pieces: freed pieces of ~30 KB stay in the heap,
     # a large buffer goes back to the system when the record is joined.
-    frames, waveforms, frame_bytes, skipped = bytearray(), [], 0, 0
+    frames, waveforms, skipped = bytearray(), [], 0
     for chunk in chunks:
         head, tail = head or chunk, chunk
         for frame in chunk.frames:
             jpeg = encode_jpeg(frame, jpeg_quality)
-            frame_bytes += len(jpeg)
             frames += _bytes_feature_header(len(jpeg))
             frames += jpeg
-        if max_frame_bytes is not None and frame_bytes > max_frame_bytes:
-            raise RecordTooLarge(f"{frame_bytes / 2**20:.0f} MiB of JPEG frames in its first "
+        if max_frame_bytes is not None and len(frames) > max_frame_bytes:
+            raise RecordTooLarge(f"{len(frames) / 2**20:.0f} MiB of JPEG frames in its first "
                                  f"{tail.end - head.start:.1f} s, over the cap of one record "
                                  f"({max_frame_bytes / 2**20:.0f} MiB)")
         waveforms.append(chunk.waveform)

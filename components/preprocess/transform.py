@@ -4,9 +4,9 @@
 Used by the TFX ExampleGen executor and by `mbt preprocess`. A label-file row longer than
 `segment_seconds` (default 60) becomes consecutive segments, each an item of its own with
 the row's labels, so that no record holds more than a minute of video by default and one film
-is decoded by many workers (components/preprocess/segments.py). Every item ends in exactly one of two outputs, so
-read = written + rejected: `examples` (tf.train.SequenceExample) and `dead_letters` (dicts
-with the item and a reason naming its label-file row). Beam counters in the `mbt_preprocess`
+is decoded by many workers (components/preprocess/segments.py). Every item ends in exactly one
+of two outputs, so read = written + rejected: `examples` (serialized tf.train.SequenceExample)
+and `dead_letters` (dicts with the item and a reason naming its label-file row). Beam counters in the `mbt_preprocess`
 namespace count read / written / rejected and rejected_<kind>, and rows_segmented. The
 accounting (`AccountedFn`, `WriteOutcome`, `read_outcome`) is shared with batch inference
 (components/batch_inference.py).
@@ -177,18 +177,12 @@ class _SegmentFn(beam.DoFn):
         self._rows = Metrics.counter(METRICS_NAMESPACE, "rows_segmented")
 
     def process(self, record: ClipRecord):
-        end = record.end
-        if not self._seconds or record.error or (
-                end is not None and end - (record.start or 0.0) <= self._seconds):
+        if not self._seconds or record.error:
             yield record
             return
-        if end is None:
-            end = self._probed_duration(record)
-            if end is None:
-                yield record
-                return
-        windows = segment_windows(record.start or 0.0, end, self._seconds)
-        if len(windows) == 1:
+        end = record.end if record.end is not None else self._probed_duration(record)
+        windows = segment_windows(record.start or 0.0, end, self._seconds) if end else []
+        if len(windows) < 2:
             yield record
             return
         self._rows.inc()

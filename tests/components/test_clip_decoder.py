@@ -121,3 +121,14 @@ def test_audio_stored_behind_the_video_is_found_by_windows_and_chunks(tmp_path):
                                       err_msg=f"window at {start} s")
     chunks = np.concatenate([c.waveform for c in decode_chunks(path, chunk_seconds=10.0)])
     np.testing.assert_array_equal(chunks, whole)
+
+
+def test_chunks_of_a_window_are_the_window_frame_for_frame_and_sample_for_sample(media):
+    window = dict(start=0.3, end=4.1, short_side=64)
+    whole = decode_clip(media["bunny"], **window)
+    chunks = list(decode_chunks(media["bunny"], chunk_seconds=1.0, **window))
+    assert [len(c.frames) for c in chunks] == [25, 25, 25, 20]
+    assert (chunks[0].start, chunks[-1].end) == (whole.start, whole.end)
+    np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]), whole.frames)
+    np.testing.assert_array_equal(np.concatenate([c.waveform for c in chunks]), whole.waveform)
+    assert sum(c.packets_read for c in chunks) == whole.packets_read
