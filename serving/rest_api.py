@@ -29,7 +29,7 @@ LOG = logging.getLogger("mbt.serve")
 # Brackets nested deeper than this are refused before parsing (json.loads recurses per
 # level): a signature's inputs are tensors of rank < 10, in a request two levels deep.
 MAX_JSON_DEPTH = 64
-_SCAN_CHUNK = 1 << 20  # bytes the depth scan looks at per step: its temporaries stay small
+_SCAN_CHUNK = 1 << 18  # bytes the depth scan looks at per step: its temporaries stay small
 _URL = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                   r"(?P<verb>/metadata|:predict|:classify|:regress)?")
 
@@ -141,7 +141,7 @@ def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     recursion (json.loads would raise RecursionError, or use a C stack frame per level).
     Escaped backslashes and quotes are dropped first, so every quote left opens or closes a
     string; a chunk at a time, carrying the depth and whether a string is open."""
-    text = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
     depth, in_string = 0, 0
     for start in range(0, len(text), _SCAN_CHUNK):
         chunk = np.frombuffer(text, np.uint8, min(_SCAN_CHUNK, len(text) - start), start)
@@ -149,7 +149,7 @@ def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
         outside = (quotes + in_string) % 2 == 0
         steps = (np.isin(chunk, (ord("["), ord("{"))).astype(np.int32)
                  - np.isin(chunk, (ord("]"), ord("}")))) * outside
-        levels = np.cumsum(steps, dtype=np.int64) + depth
+        levels = np.cumsum(steps, dtype=np.int32) + depth
         if levels.max() > limit:
             return True
         depth, in_string = int(levels[-1]), int(quotes[-1] + in_string) % 2

@@ -50,7 +50,7 @@ class _Parser(HTTPRequestParser):
 
     def received(self, data):
         if self.body_rcv is None and not self.completed and len(self.header_plus) < 64:
-            head = (self.header_plus + data)[:64].lstrip()
+            head = (self.header_plus + data[:64])[:64].lstrip()
             if head and not _REQUEST_START.match(head):
                 self.parse_header(b"GET / HTTP/1.1\r\n")  # what the error task's answer needs
                 self.error = BadRequest("not an HTTP request (does it speak TLS to a plain "

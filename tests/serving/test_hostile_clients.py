@@ -16,6 +16,7 @@ import pytest
 
 from mbt_keras import contract
 from serving.client import predict_request
+from serving.rest_api import json_too_deep
 from tests.serving.conftest import MODEL_NAME, serving
 from tests.serving.doors import GrpcDoor, RestDoor, to_json
 
@@ -255,3 +256,15 @@ def test_over_limit_bodies_leave_the_memory_where_it_was_and_grpc_refuses_in_the
     assert door.predict(clip_request)[0]["scores"].shape == (1, 4)  # under the limit: answered
     assert _rss_mb(pid) - before < 50
     door.close()
+
+
+def test_the_depth_scan_counts_brackets_outside_strings_only():
+    assert json_too_deep(b"[" * 65) and not json_too_deep(b"[" * 64 + b"]" * 64)
+    assert not json_too_deep(b'{"a": "[[[[[[[["}', limit=1)
+    escaped_quote = b'{"a": "\\"[[[[", "b": [[1]]}'  # the string goes on past \"
+    assert json_too_deep(escaped_quote, limit=2) and not json_too_deep(escaped_quote, limit=3)
+    escaped_backslash = b'["\\\\", ' + b"[" * 5  # \\ ends in a backslash; the quote closes
+    assert json_too_deep(escaped_backslash, limit=5) and not json_too_deep(escaped_backslash,
+                                                                          limit=6)
+    across_chunks = b'["' + b"[" * 600_000 + b'", [[1]]]'  # a string over three scan chunks
+    assert json_too_deep(across_chunks, limit=2) and not json_too_deep(across_chunks, limit=3)
