@@ -37,7 +37,8 @@ def _sizes(text: str):
 
 def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--model-base", required=True,
-                        help="directory holding <model-name>/<version>/ SavedModels")
+                        help="directory holding <model-name>/<version>/ SavedModels (local, "
+                             "or gs:// or any tf.io.gfile file system)")
     parser.add_argument("--port", type=int, required=True, help="gRPC port (0: pick a free one)")
     parser.add_argument("--rest-port", type=int, nargs="?", const=DEFAULT_REST_PORT,
                         help=f"also serve TF Serving's REST API on this port ({DEFAULT_REST_PORT} "
