@@ -174,7 +174,7 @@ class RestApi:
 
     def __init__(self, path: RequestPath):
         self.path = path
-        # One request's JSON at a time becomes Python objects (up to ~25x its bytes) and then
+        # One request's JSON at a time becomes Python objects (up to ~22x its bytes) and then
         # numpy arrays; parsing holds the GIL anyway, so this costs no throughput, and the
         # requests waiting for the model hold their arrays only.
         self._parse_lock = threading.Lock()
