@@ -34,4 +34,5 @@ def too_large(size: int, limit: int) -> RequestError:
     """A request of `size` bytes over the `limit` (`mbt serve --max-request-bytes`), worded as
     gRPC itself refuses a message over grpc.max_receive_message_length, so both doors read the
     same."""
-    return RequestError("RESOURCE_EXHAUSTED", f"Received message larger than max ({size} vs. {limit})")
+    return RequestError("RESOURCE_EXHAUSTED",
+                        f"Received message larger than max ({size} vs. {limit})")

@@ -140,7 +140,8 @@ def check_args(args) -> None:
     in_range(args.poll_seconds, "--poll-seconds", above=0)
     for flag in THREAD_FLAGS:
         in_range(getattr(args, flag), f"--{flag.replace('_', '-')}", low=0)
-    in_range(args.max_request_bytes, "--max-request-bytes", low=1, high=(1 << 31) - 1)  # gRPC's int
+    # gRPC takes the limit as a 32-bit int
+    in_range(args.max_request_bytes, "--max-request-bytes", low=1, high=(1 << 31) - 1)
     for flag in ("rest_api_num_threads", "rest_idle_timeout", "rest_max_connections"):
         if getattr(args, flag) is not None:
             in_range(getattr(args, flag), f"--{flag.replace('_', '-')}", low=1)
