@@ -22,6 +22,7 @@ setup(
         *(f"{req}; python_version >= '3.12'" for req in CURRENT),
         "simplejpeg",
         "isal",
+        "waitress",
         "dill",
         "msgpack",
         "matplotlib",

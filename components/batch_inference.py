@@ -25,10 +25,11 @@ from apache_beam.utils import shared
 from components.preprocess.clip_decoder import ClipError
 from components.preprocess.label_files import ClipRecord
 from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES,
-                                             AccountedFn, WriteOutcome, opened_video)
+                                             AccountedFn, WriteOutcome, opened_video, where)
 from mbt_keras import contract
 
 PREDICTIONS = "predictions"
+VIDEOS = "videos"  # the id of each video predicted whole: what the counts call written
 METRICS_NAMESPACE = "mbt_infer"
 # Prediction files are `<out>/<PREDICTIONS_FILE_NAME>-SSSSS-of-NNNNN.jsonl`.
 PREDICTIONS_FILE_NAME = "predictions"
@@ -125,10 +126,34 @@ class _PredictFn(AccountedFn):
         self._model = self._shared.acquire(
             functools.partial(_Model, self._classifier, self._saved_model), tag=self._saved_model)
 
-    def _convert(self, record: ClipRecord) -> list:
+    def process(self, record: ClipRecord):
+        """AccountedFn's accounting, with each row going out as soon as it is classified, so
+        a video's rows are never all held (a 2-hour film at --hop 1: 7200 rows of every
+        class's score). A video that fails partway is a dead letter that says how many of
+        its rows went out before the failure."""
+        self._count("read")
+        first, rows = None, 0
+        try:
+            for row in self._convert(record):
+                first, rows = first or row, rows + 1
+                yield row
+        except Exception as error:  # pylint: disable=broad-except  # never crash the job
+            reason = f"{where(record)}: {error}" if isinstance(error, ClipError) else (
+                f"{where(record)} ({record.uri}): unexpected {type(error).__name__}: {error}")
+            written = f" ({rows} window(s) written before)" if rows else ""
+            yield from self._reject(record, getattr(error, "kind", "internal"), reason + written)
+            return
+        self._count(self._done)
+        self._count("windows", rows)
+        if self._progress:
+            print(f"[{self._done}] {self._describe(record, (first, rows))}", flush=True)
+        yield beam.pvalue.TaggedOutput(VIDEOS, record.clip_id)
+
+    def _convert(self, record: ClipRecord):
+        """The video's rows (prediction_row), as they are classified."""
         if record.error:
             raise ClipError(record.error_kind or "bad_row", record.error)
-        rows = []
+        rows = 0
         with opened_video(record.uri) as source:
             for row in self._model.classify(self._windows(source), self._batch_size):
                 if not rows and not row.has_audio:
@@ -137,23 +162,23 @@ class _PredictFn(AccountedFn):
                                         "(missing_audio='reject'; 'silence' predicts it on "
                                         "silence)")
                     self._count("predicted_on_silence")
-                rows.append(prediction_row(record, row, self._model.class_names))
+                rows += 1
+                yield prediction_row(record, row, self._model.class_names)
         if not rows:
             raise ClipError("too_short", f"{record.uri} has no window to classify")
-        self._count("windows", len(rows))
-        return [rows]
 
     def _describe(self, record, outputs) -> str:
-        first = outputs[0][0]
+        first, rows = outputs
         best = first["top_k"][0]
         silence = "" if first["has_audio"] else "  (no audio: predicted on silence)"
         return (f"{record.row or record.uri}: {best['label']} {best['score']:.3f} "
-                f"({len(outputs[0])} window(s)){silence}")
+                f"({rows} window(s)){silence}")
 
 
 class VideosToPredictions(beam.PTransform):
-    """PCollection[ClipRecord] -> DoOutputsTuple with `predictions` (one list of window rows
-    per video, prediction_row) and `dead_letters` (transform.dead_letter).
+    """PCollection[ClipRecord] -> DoOutputsTuple with `predictions` (one element per
+    classified window, prediction_row, in each video's order), `videos` (the id of each video
+    predicted whole) and `dead_letters` (transform.dead_letter).
 
     `windows(source)` yields the windows to classify of a video (a path, or a file object
     for gs://), classified by `classifier(saved_model)` (ClassifierFn) `batch_size` per call;
@@ -169,7 +194,7 @@ class VideosToPredictions(beam.PTransform):
 
     def expand(self, records):
         return records | "Predict" >> beam.ParDo(self._fn).with_outputs(
-            DEAD_LETTERS, main=PREDICTIONS)
+            DEAD_LETTERS, VIDEOS, main=PREDICTIONS)
 
 
 class WritePredictions(beam.PTransform):
@@ -186,10 +211,9 @@ class WritePredictions(beam.PTransform):
     def expand(self, pipeline):
         outputs = (pipeline | "Videos" >> beam.Create(self._records, reshuffle=True)
                    | "VideosToPredictions" >> self._to_predictions)
-        _ = (outputs[PREDICTIONS] | "Rows" >> beam.FlatMap(lambda rows: rows)
-             | "ToJson" >> beam.Map(json.dumps)
+        _ = (outputs[PREDICTIONS] | "ToJson" >> beam.Map(json.dumps)
              | "WritePredictions" >> beam.io.WriteToText(
                  os.path.join(self._out, PREDICTIONS_FILE_NAME), file_name_suffix=".jsonl"))
-        return ({EXAMPLES: outputs[PREDICTIONS], DEAD_LETTERS: outputs[DEAD_LETTERS]}
+        return ({EXAMPLES: outputs[VIDEOS], DEAD_LETTERS: outputs[DEAD_LETTERS]}
                 | "Outcome" >> WriteOutcome(os.path.join(self._out, DEAD_LETTERS_DIR),
                                             OUTCOME_NAME, len(self._records)))

@@ -5,7 +5,8 @@ polls the directory, loads a newly pushed version once its files stopped changin
 in; the version it replaces is unloaded (state END) once no request holds it any more. A
 version that fails to load is reported (state END with the load's error, as TF Serving's
 GetModelStatus shows it) and is not tried again until its files change; the version before it
-keeps serving.
+keeps serving. Every file access goes through tf.io.gfile, so the base may be on any of
+TensorFlow's file systems (gs://, where the Vertex pipeline pushes).
 """
 import dataclasses
 import gc
@@ -32,10 +33,11 @@ ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enu
 
 def numeric_versions(model_dir: str):
     """Version numbers of the `<model_dir>/<int>/saved_model.pb` directories, ascending."""
-    if not os.path.isdir(model_dir):
+    if not tf.io.gfile.isdir(model_dir):
         return []
-    return sorted(int(name) for name in os.listdir(model_dir)
-                  if name.isdigit() and os.path.isfile(os.path.join(model_dir, name, "saved_model.pb")))
+    names = (name.rstrip("/") for name in tf.io.gfile.listdir(model_dir))  # gs:// adds a "/"
+    return sorted(int(name) for name in names if name.isdigit() and
+                  tf.io.gfile.exists(os.path.join(model_dir, name, "saved_model.pb")))
 
 
 class LoadedVersion:
@@ -46,7 +48,7 @@ class LoadedVersion:
         self.version = version
         proto = saved_model_pb2.SavedModel()  # first: a damaged graph is DATA_LOSS
         graph = os.path.join(path, "saved_model.pb")
-        with open(graph, "rb") as f:
+        with tf.io.gfile.GFile(graph, "rb") as f:
             try:
                 proto.ParseFromString(f.read())
             except DecodeError as exc:
@@ -159,7 +161,7 @@ class ModelVersions:
             try:
                 self.poll_once()
                 self.release_retired()
-            except OSError as exc:  # files moved while listing: look again next poll
+            except (OSError, tf.errors.OpError) as exc:  # files moved while listing: next poll
                 LOG.warning("polling %s: %s", self.model_dir, exc)
 
     def _check_name(self, model_name: str):
@@ -207,7 +209,7 @@ def _release_memory():
 
 def _listing(path: str):
     """(relative path, size, mtime) of every file under `path`."""
-    return tuple(sorted((os.path.relpath(os.path.join(root, name), path),
-                         os.path.getsize(os.path.join(root, name)),
-                         os.path.getmtime(os.path.join(root, name)))
-                        for root, _, names in os.walk(path) for name in names))
+    files = (os.path.join(root, name) for root, _, names in tf.io.gfile.walk(path)
+             for name in names)
+    return tuple(sorted((os.path.relpath(file, path), stat.length, stat.mtime_nsec)
+                        for file, stat in ((file, tf.io.gfile.stat(file)) for file in files)))

@@ -50,6 +50,15 @@ class RequestPath:
         """(loaded version, signature name, {output name: numpy array}) of one request;
         `read_inputs(input specs)` gives the door's {name: value} (a REST request may leave
         the name of a signature's one input out), `decode` each value as an array."""
+        return self.prepare(model_name, version, label, signature_name, read_inputs, decode,
+                            output_filter)()
+
+    def prepare(self, model_name: str, version: Optional[int], label: str, signature_name: str,
+                read_inputs: Callable[[dict], dict], decode: Decode, output_filter=()):
+        """`predict` in two steps: this checks and decodes the request, the function it
+        returns runs it (and waits for its batch). The function holds only the decoded arrays,
+        so a door can let go of its own form of the request (REST: the parsed JSON) before
+        the wait."""
         loaded = self.versions.resolve(model_name, version, label)
         signature_name = signature_name or contract.SIG_SERVING
         function = loaded.signature(signature_name)
@@ -76,11 +85,15 @@ class RequestPath:
         def run(batch: dict) -> dict:
             return run_signature(loaded, signature_name, batch, wanted)
         size = batch_size(arrays, specs)
-        if self.batcher is None or size is None:
-            return loaded, signature_name, run(arrays)
-        key = (loaded, signature_name, wanted,
-               tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in arrays.items())))
-        return loaded, signature_name, self.batcher.submit(key, arrays, size, run)
+        batcher = self.batcher if size is not None else None
+
+        def answer():
+            if batcher is None:
+                return loaded, signature_name, run(arrays)
+            key = (loaded, signature_name, wanted,
+                   tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in arrays.items())))
+            return loaded, signature_name, batcher.submit(key, arrays, size, run)
+        return answer
 
     def metadata(self, model_name: str, version: Optional[int], label: str = ""):
         """(loaded version, SignatureDefMap) as GetModelMetadata answers it."""

@@ -7,15 +7,16 @@
 It only translates: JSON (bytes as {"b64": ...}; NaN and Infinity allowed, as in TF Serving)
 to numpy arrays of the signature's dtypes and back ("predictions" for row-format requests,
 "outputs" for columnar ones), a RequestError to {"error": message} with TF Serving's HTTP
-status (400 bad request, 404 unknown model or version, 503 batch queue full).
+status (400 bad request, 404 unknown model or version, 503 batch queue full). The HTTP
+server and its limits are `serving/rest_server.py`.
 """
 import base64
 import binascii
 import json
 import logging
 import re
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
+import threading
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +26,10 @@ from serving.request_error import RequestError, log_refusal
 from serving.request_path import SIGNATURE_DEF_FIELD, RequestPath, wrong_dtype
 
 LOG = logging.getLogger("mbt.serve")
+# Brackets nested deeper than this are refused before parsing (json.loads recurses per
+# level): a signature's inputs are tensors of rank < 10, in a request two levels deep.
+MAX_JSON_DEPTH = 64
+_SCAN_CHUNK = 1 << 18  # bytes the depth scan looks at per step: its temporaries stay small
 _URL = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                   r"(?P<verb>/metadata|:predict|:classify|:regress)?")
 
@@ -131,19 +136,58 @@ def _predict_json(outputs: dict, form: str) -> dict:
                             for i in range(sizes.pop())]}
 
 
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether brackets outside strings nest deeper than `limit` in `body`, found without
+    recursion (json.loads would raise RecursionError, or use a C stack frame per level).
+    Escaped backslashes and quotes are dropped first, so every quote left opens or closes a
+    string; a chunk at a time, carrying the depth and whether a string is open."""
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
+    depth, in_string = 0, 0
+    for start in range(0, len(text), _SCAN_CHUNK):
+        chunk = np.frombuffer(text, np.uint8, min(_SCAN_CHUNK, len(text) - start), start)
+        quotes = np.cumsum(chunk == ord('"'), dtype=np.int32)
+        outside = (quotes + in_string) % 2 == 0
+        steps = (np.isin(chunk, (ord("["), ord("{"))).astype(np.int32)
+                 - np.isin(chunk, (ord("]"), ord("}")))) * outside
+        levels = np.cumsum(steps, dtype=np.int32) + depth
+        if levels.max() > limit:
+            return True
+        depth, in_string = int(levels[-1]), int(quotes[-1] + in_string) % 2
+    return False
+
+
+def parse_json(body: bytes):
+    """The request body as JSON, or INVALID_ARGUMENT naming what is wrong with it."""
+    if not body:
+        raise RequestError("INVALID_ARGUMENT", "JSON parse error: the request body is empty")
+    if json_too_deep(body):
+        raise RequestError("INVALID_ARGUMENT", f"JSON parse error: nested deeper than "
+                                               f"{MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError("INVALID_ARGUMENT", f"JSON parse error: {exc}") from None
+
+
 class RestApi:
     """Answers the API's URLs from the request path; `handle` is all a server calls."""
 
     def __init__(self, path: RequestPath):
         self.path = path
+        # One request's JSON at a time becomes Python objects (up to ~22x its bytes) and then
+        # numpy arrays; parsing holds the GIL anyway, so this costs no throughput, and the
+        # requests waiting for the model hold their arrays only.
+        self._parse_lock = threading.Lock()
 
-    def handle(self, method: str, url: str, body: bytes):
-        """(HTTP status, JSON-able answer) of one HTTP request."""
+    def handle(self, method: str, url: str, read_body: Callable[[], bytes]):
+        """(HTTP status, JSON-able answer) of one HTTP request; `read_body()` gives its body,
+        read only when the URL takes one."""
         match = _URL.fullmatch(url.split("?")[0])
         try:
             if not match:
                 raise RequestError("NOT_FOUND", f"Malformed request: {method} {url}")
-            if (method == "POST") != (match["verb"] or "").startswith(":"):  # POST only for verbs
+            if (method == "POST") != (match["verb"] or "").startswith(":") or \
+                    method not in ("GET", "POST"):  # POST only for verbs
                 raise RequestError("INVALID_ARGUMENT", f"Malformed request: {method} {url}")
             name, label = match["name"], match["label"] or ""
             version = int(match["version"]) if match["version"] else None
@@ -161,23 +205,25 @@ class RestApi:
             if match["verb"] != ":predict":
                 raise RequestError("INVALID_ARGUMENT", f"{match['verb'][1:]} is not served: "
                                                        "the model has predict signatures only")
-            return 200, self._predict(name, version, label, body)
+            return 200, self._predict(name, version, label, read_body)
         except RequestError as exc:
             log_refusal(_method_name(match), exc)
             return exc.http_status, {"error": str(exc)}
 
-    def _predict(self, name: str, version: Optional[int], label: str, body: bytes) -> dict:
-        try:
-            request = json.loads(body or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError("INVALID_ARGUMENT", f"JSON parse error: {exc}") from None
-        if not isinstance(request, dict):
-            raise RequestError("INVALID_ARGUMENT", "the request body must be a JSON object")
-        signature_name = request.get("signature_name") or ""
-        if not isinstance(signature_name, str):
-            raise RequestError("INVALID_ARGUMENT", "'signature_name' must be a string")
-        read, form = _read_inputs(request)
-        _, _, outputs = self.path.predict(name, version, label, signature_name, read, _decode)
+    def _predict(self, name: str, version: Optional[int], label: str,
+                 read_body: Callable[[], bytes]) -> dict:
+        with self._parse_lock:
+            request = parse_json(read_body())
+            if not isinstance(request, dict):
+                raise RequestError("INVALID_ARGUMENT", "the request body must be a JSON object")
+            signature_name = request.get("signature_name") or ""
+            if not isinstance(signature_name, str):
+                raise RequestError("INVALID_ARGUMENT", "'signature_name' must be a string")
+            read, form = _read_inputs(request)
+            del request
+            answer = self.path.prepare(name, version, label, signature_name, read, _decode)
+            del read  # the last reference to the parsed JSON
+        _, _, outputs = answer()
         return _predict_json(outputs, form)
 
 
@@ -186,41 +232,3 @@ def _method_name(match) -> str:
     verb = match["verb"] if match else None
     return {":predict": "Predict", "/metadata": "GetModelMetadata", None: "GetModelStatus"}.get(
         verb, "REST")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection
-    api: RestApi = None
-
-    def do_GET(self):
-        self._answer()
-
-    def do_POST(self):
-        self._answer()
-
-    def _answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        try:
-            status, answer = self.api.handle(self.command, self.path, body)
-            data = json.dumps(answer).encode()
-        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
-            LOG.exception("internal error in %s %s", self.command, self.path)
-            status, data = 500, json.dumps({"error": f"internal error ({type(exc).__name__}); "
-                                                     "details in the server log"}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-        LOG.debug("REST %s", format % args)
-
-
-def http_server(path: RequestPath, host: str, port: int) -> ThreadingHTTPServer:
-    """A ThreadingHTTPServer (one thread per connection) of the API, bound, not yet serving."""
-    handler = type("Handler", (_Handler,), {"api": RestApi(path)})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server

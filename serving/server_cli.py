@@ -2,7 +2,8 @@
 
 Both read `<model-base>/<model-name>/<version>/`, the layout the Pusher writes, and take the
 same options: ours by these names, the official binary by its own (--rest_api_port,
---enable_batching, --batching_parameters_file).
+--enable_batching, --batching_parameters_file, --rest_api_num_threads). The model base may be
+any tf.io.gfile file system (gs://, where the Vertex pipeline pushes).
 """
 import argparse
 import logging
@@ -14,6 +15,7 @@ import tempfile
 
 from mbt_keras import contract
 from mbt_keras.user_error import UserError, existing_folder, in_range
+from serving.limits import Limits
 
 OFFICIAL_BINARY = "tensorflow_model_server"
 DEFAULT_REST_PORT = 8501  # TF Serving's documented REST port (its gRPC one is 8500)
@@ -35,7 +37,8 @@ def _sizes(text: str):
 
 def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--model-base", required=True,
-                        help="directory holding <model-name>/<version>/ SavedModels")
+                        help="directory holding <model-name>/<version>/ SavedModels (local, "
+                             "or gs:// or any tf.io.gfile file system)")
     parser.add_argument("--port", type=int, required=True, help="gRPC port (0: pick a free one)")
     parser.add_argument("--rest-port", type=int, nargs="?", const=DEFAULT_REST_PORT,
                         help=f"also serve TF Serving's REST API on this port ({DEFAULT_REST_PORT} "
@@ -69,6 +72,21 @@ def add_arguments(parser: argparse.ArgumentParser):
                             help=f"TF Serving's --{flag}: threads TensorFlow uses "
                                  f"{'inside one op' if 'intra' in flag else 'to run ops at once'} "
                                  "(default 0: TensorFlow picks, one per core)")
+    limits = parser.add_argument_group(
+        "limits: what one client may cost (our server; docs/serving.md, 'Limits')")
+    limits.add_argument("--max-request-bytes", type=int, default=Limits.max_request_bytes,
+                        help="larger REST bodies get 413, larger gRPC messages "
+                             f"RESOURCE_EXHAUSTED (default {Limits.max_request_bytes >> 20} MiB)")
+    limits.add_argument("--rest-api-num-threads", type=int,
+                        help="REST requests handled at once; TF Serving's flag (default 4 per "
+                             f"CPU: {Limits.rest_threads})")
+    limits.add_argument("--rest-idle-timeout", type=int, default=Limits.idle_timeout,
+                        help="seconds a REST connection may stay silent before it is closed "
+                             f"(408 in the middle of a request; default {Limits.idle_timeout}, "
+                             "TF Serving's REST timeout)")
+    limits.add_argument("--rest-max-connections", type=int, default=Limits.max_connections,
+                        help="open REST connections; past it new ones wait until one closes "
+                             f"(default {Limits.max_connections})")
     parser.add_argument("--builtin", action="store_true",
                         help="use our server even when tensorflow_model_server is on PATH")
 
@@ -91,11 +109,14 @@ def batching_parameters(args):
 
 def official_command(binary: str, args, batching=None) -> list:
     """The official server's command line; batching flags go to it as a parameters file."""
+    base = os.path.join(args.model_base, args.model_name)
     command = [binary, f"--port={args.port}", f"--model_name={args.model_name}",
-               f"--model_base_path={os.path.abspath(os.path.join(args.model_base, args.model_name))}",
+               f"--model_base_path={base if '://' in base else os.path.abspath(base)}",
                f"--file_system_poll_wait_seconds={max(1, round(args.poll_seconds))}"]
     if args.rest_port is not None:
         command.append(f"--rest_api_port={args.rest_port}")
+    if args.rest_api_num_threads is not None:
+        command.append(f"--rest_api_num_threads={args.rest_api_num_threads}")
     if batching is not None:
         command.append("--enable_batching")
         path = args.batching_parameters_file
@@ -119,6 +140,18 @@ def check_args(args) -> None:
     in_range(args.poll_seconds, "--poll-seconds", above=0)
     for flag in THREAD_FLAGS:
         in_range(getattr(args, flag), f"--{flag.replace('_', '-')}", low=0)
+    # gRPC takes the limit as a 32-bit int
+    in_range(args.max_request_bytes, "--max-request-bytes", low=1, high=(1 << 31) - 1)
+    for flag in ("rest_api_num_threads", "rest_idle_timeout", "rest_max_connections"):
+        if getattr(args, flag) is not None:
+            in_range(getattr(args, flag), f"--{flag.replace('_', '-')}", low=1)
+
+
+def limits(args) -> Limits:
+    """The limits the flags ask for."""
+    return Limits(max_request_bytes=args.max_request_bytes,
+                  rest_threads=args.rest_api_num_threads or Limits.rest_threads,
+                  idle_timeout=args.rest_idle_timeout, max_connections=args.rest_max_connections)
 
 
 def check_port_free(host: str, port: int, flag: str = "--port") -> None:
@@ -155,7 +188,7 @@ def run(args) -> int:
     from serving.server import serve  # TensorFlow only when our server is the one that runs
     serve(args.model_base, args.model_name, args.host, args.port, rest_port=args.rest_port,
           batching=batching, poll_seconds=args.poll_seconds,
-          threads=tuple(getattr(args, flag) for flag in THREAD_FLAGS))
+          threads=tuple(getattr(args, flag) for flag in THREAD_FLAGS), limits=limits(args))
     return 0
 
 

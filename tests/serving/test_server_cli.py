@@ -80,3 +80,15 @@ def test_batching_flags_without_enable_batching_end_in_one_line(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "mbt serve: error: --max-batch-size need --enable-batching"
+
+
+def test_a_limit_flag_out_of_range_ends_in_one_line(tmp_path):
+    for flag, value, expected in (("--max-request-bytes", "0", "expected 1 to 2147483647"),
+                                  ("--rest-idle-timeout", "0", "expected at least 1"),
+                                  ("--rest-max-connections", "-3", "expected at least 1")):
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "serve", "--model-base", str(tmp_path),
+             "--port", "0", "--builtin", flag, value],
+            cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert result.stderr.strip() == f"mbt serve: error: {flag} {value}: {expected}"
