@@ -8,15 +8,17 @@ sampling draws one window per modality. Only the selected JPEGs are decoded,
 and only their crop. Evaluation: `views` uniformly spaced windows per clip with
 a centre crop; the trainer averages the logits over the views.
 
-Clips shorter than the window are looped (indices wrap around), so every clip
-yields a full window. Everything runs as TensorFlow ops in parallel maps.
+Clips shorter than the window are looped (indices wrap around; the window rule of
+`windows.window_indices`, which the serving side applies too), so every clip yields a full
+window. Everything runs as TensorFlow ops in parallel maps.
 """
 import re
 
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 from google.protobuf import message
 
-from mbt_keras import augment, contract, host_memory
+from mbt_keras import augment, contract, host_memory, windows
 from mbt_keras.config import ModelConfig
 from mbt_keras.user_error import UserError
 
@@ -158,17 +160,18 @@ def _random_start(duration, t):
 
 
 def frame_indices(start, fps, num_stored, t, num_frames):
-    """num_frames indices from `start` seconds at the stride t * fps / num_frames, looped."""
-    stride = t * fps / num_frames
-    position = start * fps + tf.range(num_frames, dtype=tf.float32) * stride
-    return tf.math.floormod(tf.cast(tf.floor(position + 1e-4), tf.int32), num_stored)
+    """num_frames indices from `start` seconds at the stride t * fps / num_frames, looped
+    over a clip shorter than the window (the window rule, `windows.window_indices`)."""
+    return windows.window_indices(num_stored, num_frames, t * fps / num_frames,
+                                  first=start * fps, xp=tnp)
 
 
 def spec_window(spec, start, spec_frames):
-    """spec_frames rows of spec [T, M] from `start` seconds, looped when the clip is short."""
-    first = tf.cast(tf.round(start * contract.SPEC_FRAMES_PER_SECOND), tf.int32)
-    rows = tf.math.floormod(first + tf.range(spec_frames), tf.shape(spec)[0])
-    return tf.gather(spec, rows)
+    """spec_frames rows of spec [T, M] from `start` seconds, looped when the clip is short
+    (`windows.window_indices`)."""
+    first = tf.round(start * contract.SPEC_FRAMES_PER_SECOND)
+    return tf.gather(spec, windows.window_indices(tf.shape(spec)[0], spec_frames, first=first,
+                                                  xp=tnp))
 
 
 def decode_crops(jpegs, crop_window):
