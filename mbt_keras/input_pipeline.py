@@ -354,9 +354,11 @@ def count_examples(patterns) -> int:
     return int(_all_records(patterns).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-def class_names(patterns, num_classes: int = None):
+def class_names(patterns, num_classes=None):
     """Class names by index, read from the examples' label names ('class_<i>' if absent):
-    `clip/label/text`, or version-1 records' `clip/label/string`."""
+    `clip/label/text`, or version-1 records' `clip/label/string`. `num_classes` is the
+    model's class count, or its counts per head (config.num_classes): with two heads
+    (verb_noun) a record's second label indexes the nouns, named after all the verbs."""
     def names(serialized):
         parsed, _ = tf.io.parse_single_sequence_example(serialized, context_features={
             contract.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
@@ -367,10 +369,13 @@ def class_names(patterns, num_classes: int = None):
         return (tf.sparse.to_dense(parsed[contract.LABEL_INDEX]),
                 tf.cond(tf.size(text) > 0, lambda: text, lambda: legacy))
 
+    heads = (num_classes,) if isinstance(num_classes, int) else tuple(num_classes or ())
+    offsets = [sum(heads[:h]) for h in range(len(heads))] if len(heads) > 1 else []
     dataset = _all_records(patterns)
     found = {}
     for index, strings in dataset.map(names, num_parallel_calls=AUTOTUNE).as_numpy_iterator():
-        for i, name in zip(index.tolist(), strings.tolist()):
-            found.setdefault(i, name.decode())
-    size = num_classes if num_classes is not None else (max(found) + 1 if found else 0)
+        for position, (i, name) in enumerate(zip(index.tolist(), strings.tolist())):
+            found.setdefault(i + (offsets[position] if position < len(offsets) else 0),
+                             name.decode())
+    size = sum(heads) if heads else (max(found) + 1 if found else 0)
     return [found.get(i, f"class_{i}") for i in range(size)]
