@@ -51,7 +51,7 @@ def run_fn(fn_args):
     overrides = dict(custom.get("overrides", {}))
     if "num_classes" not in overrides and custom.get("class_map"):
         class_map = custom["class_map"]
-        overrides["num_classes"] = (label_files.head_sizes(_read_class_map(custom))
+        overrides["num_classes"] = (label_files.num_classes(_read_class_map(custom))
                                     if isinstance(class_map, str) else len(class_map))
     config = from_preset(custom.get("preset", "mbt-tiny"), **overrides)
     train_config = train_config_of(custom)

@@ -218,7 +218,7 @@ def with_class_count(settings: PipelineSettings) -> PipelineSettings:
     map)."""
     if not settings.class_map or "num_classes" in settings.overrides:
         return settings
-    from components.preprocess.label_files import head_sizes, read_class_maps
-    sizes = head_sizes(read_class_maps(settings.class_map, settings.noun_class_map,
-                                       settings.encoding))
-    return settings.replace(overrides={**settings.overrides, "num_classes": sizes})
+    from components.preprocess.label_files import num_classes, read_class_maps
+    count = num_classes(read_class_maps(settings.class_map, settings.noun_class_map,
+                                        settings.encoding))
+    return settings.replace(overrides={**settings.overrides, "num_classes": count})

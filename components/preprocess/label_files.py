@@ -95,12 +95,18 @@ def verb_noun_class_map(verbs: ClassMap, nouns: ClassMap) -> ClassMap:
 
 
 def head_sizes(class_map: ClassMap) -> Tuple[int, ...]:
-    """Classes per head, the model config's `num_classes`: (verbs, nouns) for a verb+noun map
-    (verb_noun_class_map), else (all,)."""
+    """Classes per head: (verbs, nouns) for a verb+noun map (verb_noun_class_map), else
+    (all,)."""
     verb, noun = VERB_NOUN_PREFIXES
     verbs = sum(name.startswith(verb) for name in class_map)
     nouns = sum(name.startswith(noun) for name in class_map)
     return (verbs, nouns) if verbs and verbs + nouns == len(class_map) else (len(class_map),)
+
+
+def num_classes(class_map: ClassMap):
+    """The model config's `num_classes` for `class_map`: the class count, or (verbs, nouns)."""
+    sizes = head_sizes(class_map)
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 def head_indices(class_map: ClassMap) -> ClassMap:
