@@ -6,7 +6,7 @@ import argparse
 import json
 
 from mbt_keras.config import from_preset, parse_assignments
-from mbt_keras.user_error import (UserError, existing_file, existing_folder, in_range,
+from mbt_keras.user_error import (UserError, existing_file, in_range,
                                   writable_parent)
 from pipeline.preprocess_cli import (add_data_arguments, check_data_args, format_splits,
                                      parse_splits)
@@ -100,11 +100,10 @@ def check_settings(settings: PipelineSettings, local: bool) -> None:
     if not local:
         return
     check_data_args(settings)
-    from_preset(settings.preset, **counted(settings).overrides)
+    model_config = from_preset(settings.preset, **counted(settings).overrides)
     if settings.pretrained:
         from mbt_keras.checkpoints import vit_npz
-        vit_npz.check_npz(existing_file(settings.pretrained, "--pretrained"),
-                          from_preset(settings.preset, **settings.overrides))
+        vit_npz.check_npz(existing_file(settings.pretrained, "--pretrained"), model_config)
     from components.preprocess.label_files import parse_label_file
     parse_label_file(settings.labels, settings.videos, settings.label_format,
                      class_map_path=settings.class_map, encoding=settings.encoding,

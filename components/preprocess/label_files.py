@@ -376,7 +376,7 @@ def _vggsound_rows(path, videos, template, presegmented, encoding):
 
 
 
-def epic_seconds(timestamp: str) -> float:
+def _epic_seconds(timestamp: str) -> float:
     """Seconds of Epic-Kitchens' `HH:MM:SS.ff` (start_timestamp, stop_timestamp)."""
     hours, minutes, seconds = timestamp.strip().split(":")
     if not (hours.isdigit() and minutes.isdigit()):
@@ -415,7 +415,8 @@ def _epic_kitchens_record(where, row, names, videos, template, presegmented) -> 
     ({(prefix, index in its head): key}), verb first, as the verb_noun head reads them. An
     optional `split` column (not Epic's own) is kept."""
     try:
-        start, end = epic_seconds(row["start_timestamp"]), epic_seconds(row["stop_timestamp"])
+        start = _epic_seconds(row["start_timestamp"])
+        end = _epic_seconds(row["stop_timestamp"])
         if not end > start:
             raise ValueError(f"stop_timestamp {row['stop_timestamp']} is not after "
                              f"start_timestamp {row['start_timestamp']}")

@@ -2,8 +2,10 @@
 CSVs, written here in their exact format, through `mbt preprocess --label-format epic-kitchens`
 (a real Beam job over real H.264/AAC videos) to records whose [verb, noun] labels the verb_noun
 head reads, and to the Evaluator's verb, noun and action top-1 on an exported model."""
+import argparse
 import csv
 import glob
+import json
 import os
 
 import numpy as np
@@ -183,3 +185,28 @@ def test_the_evaluator_reports_verb_noun_and_action_top1_of_the_records(preproce
     assert summary.metrics[eval_metrics.NOUN_TOP_1] == pytest.approx(noun_right.mean())
     assert summary.metrics[eval_metrics.ACTION_TOP_1] == pytest.approx(
         (verb_right & noun_right).mean())
+
+
+def test_a_pipeline_run_on_epic_kitchens_sizes_the_heads_and_the_evaluator_from_the_class_files(
+        epic, tmp_path):
+    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline_cli import (add_settings_arguments, check_settings, counted,
+                                       settings_from_args)
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    settings = settings_from_args(parser.parse_args([
+        "--labels", epic["labels"], "--videos", epic["videos"], "--label-format",
+        "epic-kitchens", "--class-map", epic["verbs"], "--noun-class-map", epic["nouns"],
+        "--preset", "mbt-micro", "--set", "head=verb_noun", "--pipeline-root", str(tmp_path)]))
+    check_settings(settings, local=True)
+    settings = counted(settings)
+    assert settings.overrides["num_classes"] == (3, 4)
+    by_id = {c.id: c for c in create_pipeline(settings).components}
+    assert json.loads(by_id["Trainer"].exec_properties["custom_config"])["noun_class_map"] == (
+        epic["nouns"])
+    metrics = json.loads(by_id["Evaluator"].exec_properties["eval_config"])["metrics_specs"][0]
+    configs = {json.loads(m["config"])["name"]: json.loads(m["config"]) for m in
+               metrics["metrics"] if "config" in m}
+    assert configs[eval_metrics.ACTION_TOP_1]["num_verbs"] == 3
+    assert (configs[eval_metrics.NOUN_TOP_1]["offset"],
+            configs[eval_metrics.NOUN_TOP_1]["num_classes"]) == (3, 4)
