@@ -19,8 +19,7 @@ from tfx.types.component_spec import ExecutionParameter
 
 from components.preprocess import executor, transform
 from components.preprocess.segments import DEFAULT_SEGMENT_SECONDS
-
-DEFAULT_SPLITS = {"train": 3, "eval": 1}
+from components.preprocess.splits import DEFAULT_SPLITS
 
 
 class ClipExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
@@ -40,10 +39,11 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
                  class_map: Optional[str] = None, splits: Optional[Dict[str, int]] = None,
                  fps: float = 25, short_side: int = 256, missing_audio: str = "reject",
                  min_duration: float = 1.0, include_waveform: bool = False,
-                 video_template: str = "{ytid}.mp4", presegmented: bool = False,
+                 video_template: Optional[str] = None, presegmented: bool = False,
                  compression: str = "none", encoding: str = "utf-8",
                  max_damaged_fraction: Optional[float] = None,
-                 segment_seconds: float = DEFAULT_SEGMENT_SECONDS):
+                 segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+                 noun_class_map: Optional[str] = None, decoder_threads: int = 1):
         """`labels`: the label file (its folder is the input_base; the driver fingerprints the
         file, so an unchanged label file is a cache hit). `splits` maps output split names to
         hash buckets, used for clips whose label-file row has no split; rows with a split keep
@@ -52,7 +52,8 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
         encoding. `max_damaged_fraction`: share of a clip's packets that may fail to decode
         before it is rejected as corrupt (None: clip_decoder.MAX_DAMAGED_FRACTION).
         `segment_seconds`: rows longer than this become consecutive records of it (0: whole
-        rows; components/preprocess/segments.py). The other
+        rows; components/preprocess/segments.py). `noun_class_map`: Epic-Kitchens' nouns
+        (`class_map` its verbs). `video_template` None: the label format's. The other
         options are `mbt preprocess`'s of the same names."""
         splits = splits or DEFAULT_SPLITS
         config = dict(format=label_format, videos=videos, class_map=class_map, fps=fps,
@@ -61,7 +62,8 @@ class ClipExampleGen(base_beam_component.BaseBeamComponent):
                       video_template=video_template, presegmented=presegmented,
                       compression=compression, encoding=encoding,
                       max_damaged_fraction=max_damaged_fraction,
-                      segment_seconds=segment_seconds)
+                      segment_seconds=segment_seconds, noun_class_map=noun_class_map,
+                      decoder_threads=decoder_threads)
         spec = ClipExampleGenSpec(
             input_base=os.path.dirname(labels),
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(

@@ -106,12 +106,13 @@ def curate_schema(inferred: schema_pb2.Schema,
     return schema
 
 
-def class_names_of(class_map: Optional[str], encoding: str = "utf-8") -> Optional[list]:
+def class_names_of(class_map: Optional[str], encoding: str = "utf-8",
+                   noun_class_map: Optional[str] = None) -> Optional[list]:
     """Class names by index from a class map file (local or gs://) in `encoding`."""
     if not class_map:
         return None
-    from components.preprocess.label_files import class_names, read_class_map
-    return class_names(read_class_map(class_map, encoding))
+    from components.preprocess.label_files import class_names, read_class_maps
+    return class_names(read_class_maps(class_map, noun_class_map, encoding))
 
 
 def read_schema(path: str) -> schema_pb2.Schema:

@@ -15,9 +15,11 @@ Schema = tfx.types.standard_artifacts.Schema
 @tfx.dsl.components.component
 def SchemaCurator(inferred_schema: InputArtifact[Schema],  # pylint: disable=invalid-name
                   schema: OutputArtifact[Schema],
-                  class_map: Parameter[str] = "", encoding: Parameter[str] = "utf-8"):
+                  class_map: Parameter[str] = "", encoding: Parameter[str] = "utf-8",
+                  noun_class_map: Parameter[str] = ""):
     """`class_map`: the class map file (text in `encoding`) whose indices and names bound the
-    label features."""
+    label features; with `noun_class_map`, the verbs' and the nouns' files (Epic-Kitchens)."""
     from tfx.utils import io_utils  # pylint: disable=import-outside-toplevel
     inferred = read_schema(io_utils.get_only_uri_in_dir(inferred_schema.uri))
-    write_schema(curate_schema(inferred, class_names_of(class_map, encoding)), schema.uri)
+    names = class_names_of(class_map, encoding, noun_class_map or None)
+    write_schema(curate_schema(inferred, names), schema.uri)

@@ -4,7 +4,8 @@ with the paper's recipe (section 4.2), then exports the serving + TFMA SavedMode
 custom_config keys (all optional): preset, overrides (ModelConfig fields), epochs,
 batch_size, learning_rate (base LR at batch 64), steps_per_epoch, train (other
 TrainConfig fields), tpu, init_checkpoint (ViT weights), class_map (a class map file,
-a list of names or {index: name}), encoding (the class map file's, default utf-8),
+a list of names or {index: name}), noun_class_map (with a class map file of verbs: the
+nouns' file, Epic-Kitchens), encoding (the class map files', default utf-8),
 checkpoint_dir (a stable directory so a retried run resumes).
 """
 import os
@@ -21,13 +22,18 @@ def _class_names(custom_config: dict, train_files, config):
     class_map = custom_config.get("class_map")
     size = sum(config.num_classes)
     if isinstance(class_map, str):  # a class map file (local or gs://), as the pipeline passes
-        return label_files.class_names(label_files.read_class_map(
-            class_map, custom_config.get("encoding", "utf-8")), size)
+        return label_files.class_names(_read_class_map(custom_config), size)
     if isinstance(class_map, dict):
         return [class_map.get(str(i), class_map.get(i, f"class_{i}")) for i in range(size)]
     if class_map:
         return list(class_map)
-    return input_pipeline.class_names(train_files, size)
+    return input_pipeline.class_names(train_files, config.num_classes)
+
+
+def _read_class_map(custom_config: dict):
+    return label_files.read_class_maps(custom_config["class_map"],
+                                       custom_config.get("noun_class_map"),
+                                       custom_config.get("encoding", "utf-8"))
 
 
 def train_config_of(custom: dict) -> training.TrainConfig:
@@ -45,9 +51,8 @@ def run_fn(fn_args):
     overrides = dict(custom.get("overrides", {}))
     if "num_classes" not in overrides and custom.get("class_map"):
         class_map = custom["class_map"]
-        overrides["num_classes"] = len(
-            label_files.read_class_map(class_map, custom.get("encoding", "utf-8"))
-            if isinstance(class_map, str) else class_map)
+        overrides["num_classes"] = (label_files.num_classes(_read_class_map(custom))
+                                    if isinstance(class_map, str) else len(class_map))
     config = from_preset(custom.get("preset", "mbt-tiny"), **overrides)
     train_config = train_config_of(custom)
     strategy = strategies.make_strategy(custom.get("tpu"))

@@ -66,9 +66,10 @@ _LIMIT_FIELDS = {f.name for f in dataclasses.fields(InputLimits)}
 
 
 def preset_name(config: ModelConfig) -> str:
-    """The preset `config` was built from (up to its class counts), else "custom"."""
+    """The preset `config` was built from (up to its head and class counts, which the data
+    decides), else "custom"."""
     for name in PRESETS:
-        if from_preset(name, num_classes=config.num_classes) == config:
+        if from_preset(name, head=config.head, num_classes=config.num_classes) == config:
             return name
     return "custom"
 

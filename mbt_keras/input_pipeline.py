@@ -8,15 +8,17 @@ sampling draws one window per modality. Only the selected JPEGs are decoded,
 and only their crop. Evaluation: `views` uniformly spaced windows per clip with
 a centre crop; the trainer averages the logits over the views.
 
-Clips shorter than the window are looped (indices wrap around), so every clip
-yields a full window. Everything runs as TensorFlow ops in parallel maps.
+Clips shorter than the window are looped (indices wrap around; the window rule of
+`windows.window_indices`, which the serving side applies too), so every clip yields a full
+window. Everything runs as TensorFlow ops in parallel maps.
 """
 import re
 
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 from google.protobuf import message
 
-from mbt_keras import augment, contract, host_memory
+from mbt_keras import augment, contract, host_memory, windows
 from mbt_keras.config import ModelConfig
 from mbt_keras.user_error import UserError
 
@@ -158,17 +160,18 @@ def _random_start(duration, t):
 
 
 def frame_indices(start, fps, num_stored, t, num_frames):
-    """num_frames indices from `start` seconds at the stride t * fps / num_frames, looped."""
-    stride = t * fps / num_frames
-    position = start * fps + tf.range(num_frames, dtype=tf.float32) * stride
-    return tf.math.floormod(tf.cast(tf.floor(position + 1e-4), tf.int32), num_stored)
+    """num_frames indices from `start` seconds at the stride t * fps / num_frames, looped
+    over a clip shorter than the window (the window rule, `windows.window_indices`)."""
+    return windows.window_indices(num_stored, num_frames, t * fps / num_frames,
+                                  first=start * fps, xp=tnp)
 
 
 def spec_window(spec, start, spec_frames):
-    """spec_frames rows of spec [T, M] from `start` seconds, looped when the clip is short."""
-    first = tf.cast(tf.round(start * contract.SPEC_FRAMES_PER_SECOND), tf.int32)
-    rows = tf.math.floormod(first + tf.range(spec_frames), tf.shape(spec)[0])
-    return tf.gather(spec, rows)
+    """spec_frames rows of spec [T, M] from `start` seconds, looped when the clip is short
+    (`windows.window_indices`)."""
+    first = tf.round(start * contract.SPEC_FRAMES_PER_SECOND)
+    return tf.gather(spec, windows.window_indices(tf.shape(spec)[0], spec_frames, first=first,
+                                                  xp=tnp))
 
 
 def decode_crops(jpegs, crop_window):
@@ -351,9 +354,11 @@ def count_examples(patterns) -> int:
     return int(_all_records(patterns).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-def class_names(patterns, num_classes: int = None):
+def class_names(patterns, num_classes=None):
     """Class names by index, read from the examples' label names ('class_<i>' if absent):
-    `clip/label/text`, or version-1 records' `clip/label/string`."""
+    `clip/label/text`, or version-1 records' `clip/label/string`. `num_classes` is the
+    model's class count, or its counts per head (config.num_classes): with two heads
+    (verb_noun) a record's second label indexes the nouns, named after all the verbs."""
     def names(serialized):
         parsed, _ = tf.io.parse_single_sequence_example(serialized, context_features={
             contract.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
@@ -364,10 +369,13 @@ def class_names(patterns, num_classes: int = None):
         return (tf.sparse.to_dense(parsed[contract.LABEL_INDEX]),
                 tf.cond(tf.size(text) > 0, lambda: text, lambda: legacy))
 
+    heads = (num_classes,) if isinstance(num_classes, int) else tuple(num_classes or ())
+    offsets = [sum(heads[:h]) for h in range(len(heads))] if len(heads) > 1 else []
     dataset = _all_records(patterns)
     found = {}
     for index, strings in dataset.map(names, num_parallel_calls=AUTOTUNE).as_numpy_iterator():
-        for i, name in zip(index.tolist(), strings.tolist()):
-            found.setdefault(i, name.decode())
-    size = num_classes if num_classes is not None else (max(found) + 1 if found else 0)
+        for position, (i, name) in enumerate(zip(index.tolist(), strings.tolist())):
+            found.setdefault(i + (offsets[position] if position < len(offsets) else 0),
+                             name.decode())
+    size = sum(heads) if heads else (max(found) + 1 if found else 0)
     return [found.get(i, f"class_{i}") for i in range(size)]

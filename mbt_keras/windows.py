@@ -1,10 +1,11 @@
 """The one window rule: which frames and audio samples a window of a clip takes.
 
-Written once, free of TensorFlow, for every reader of windows: the exported model
-(`export.py`, through `tf.experimental.numpy`), the client (`serving/client.py`), the
-timeline and batch inference (NumPy). Frames are counted at a fixed rate from the start of
+Written once, free of TensorFlow, for every reader of windows: the trainer's input pipeline
+and the exported model (through `tf.experimental.numpy`), the client (`serving/client.py`),
+the timeline and batch inference (NumPy). Frames are counted at a fixed rate from the start of
 the source, so a window is an index range, never a float comparison, and two readers of the
-same window take the same frames.
+same window take the same frames. A clip shorter than the window is looped
+(`window_indices`).
 """
 import math
 from typing import List
@@ -15,17 +16,30 @@ import numpy as np
 _INDEX_EPSILON = 1e-4
 
 
-def frame_indices(available, wanted: int, xp=np):
-    """`wanted` indices into `available` frames at the stride available / wanted from the
-    first, as the trainer's `input_pipeline.frame_indices` takes frames at t * fps / num_frames.
+def window_indices(available, count: int, stride=1.0, first=0.0, xp=np):
+    """`count` indices into `available` stored items (frames, log-mel rows or samples) from
+    position `first` at `stride`, wrapped around the end: a clip shorter than its window is
+    looped, never padded. That is what the paper's loader does (DMVR's `sample_sequence`,
+    which Scenic's MBT dataset uses, repeats a sequence shorter than the window), and it is the
+    one rule of both sides: the trainer's windows (`input_pipeline.frame_indices`,
+    `spec_window`) and what the client, the timeline and batch inference send
+    (`serving.client.window_inputs`), so a short clip reaches the model as the same inputs.
 
     `xp` is the array namespace: NumPy, or `tf.experimental.numpy` inside a TF graph, where
-    `available` may be a tensor. The arithmetic is float32 in both, so both pick the same.
+    `available`, `stride` and `first` may be tensors. The arithmetic is float32 in both, so
+    both pick the same.
     """
     f32 = xp.float32
-    stride = xp.asarray(available, dtype=f32) / xp.asarray(wanted, dtype=f32)
-    positions = xp.arange(wanted, dtype=f32) * stride + xp.asarray(_INDEX_EPSILON, dtype=f32)
-    return xp.asarray(xp.floor(positions), dtype=xp.int32)
+    positions = (xp.asarray(first, dtype=f32) + xp.arange(count, dtype=f32)
+                 * xp.asarray(stride, dtype=f32) + xp.asarray(_INDEX_EPSILON, dtype=f32))
+    return xp.asarray(xp.floor(positions), dtype=xp.int32) % xp.asarray(available, dtype=xp.int32)
+
+
+def frame_indices(available, wanted: int, xp=np):
+    """`wanted` indices spread over `available` frames, at the stride available / wanted from
+    the first: the frames of a window that holds `available` (`window_indices`)."""
+    stride = xp.asarray(available, dtype=xp.float32) / xp.asarray(wanted, dtype=xp.float32)
+    return window_indices(available, wanted, stride, xp=xp)
 
 
 def stored_fps(num_frames: int, window_seconds: float, fps: float = 25, phases: int = 5) -> float:

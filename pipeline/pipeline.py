@@ -43,16 +43,25 @@ def create_pipeline(settings: PipelineSettings,
                     metadata_connection_config: Optional[object] = None) -> tfx.dsl.Pipeline:
     model_config = from_preset(settings.preset, **settings.overrides)
 
+    # Every data flag of `mbt preprocess` (pipeline_cli.DATA_DESTS), with its meaning there.
     example_gen = ClipExampleGen(
         labels=settings.labels,
         videos=settings.videos,
         label_format=settings.label_format,
         class_map=settings.class_map,
+        noun_class_map=settings.noun_class_map,
         encoding=settings.encoding,
+        video_template=settings.video_template,
+        presegmented=settings.presegmented,
+        splits=settings.splits,
         missing_audio=settings.missing_audio,
+        min_duration=settings.min_duration,
         max_damaged_fraction=settings.max_damaged_fraction,
         segment_seconds=settings.segment_seconds,
         short_side=settings.short_side,
+        include_waveform=settings.include_waveform,
+        compression=settings.compression,
+        decoder_threads=settings.decoder_threads,
         fps=settings.fps or stored_fps(model_config.num_frames, model_config.spec_frames
                                        / contract.SPEC_FRAMES_PER_SECOND),
     )
@@ -63,6 +72,7 @@ def create_pipeline(settings: PipelineSettings,
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
     schema_curator = SchemaCurator(inferred_schema=schema_gen.outputs["schema"],
                                    class_map=settings.class_map or "",
+                                   noun_class_map=settings.noun_class_map or "",
                                    encoding=settings.encoding)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_curator.outputs["schema"])

@@ -6,40 +6,31 @@ import argparse
 import json
 
 from mbt_keras.config import from_preset, parse_assignments
-from mbt_keras.user_error import (UserError, existing_file, existing_folder, in_range,
+from mbt_keras.user_error import (UserError, existing_file, in_range,
                                   writable_parent)
+from pipeline.preprocess_cli import (add_data_arguments, check_data_args, format_splits,
+                                     parse_splits)
 from pipeline.settings import PipelineSettings, TrainerMachine, with_class_count
 
 _DEFAULTS = PipelineSettings()
+# The data flags (mbt preprocess's, add_data_arguments), each a PipelineSettings field.
+DATA_DESTS = ("labels", "videos", "encoding", "label_format", "class_map", "noun_class_map",
+              "video_template", "presegmented", "splits", "fps", "short_side", "missing_audio",
+              "min_duration", "segment_seconds", "include_waveform", "max_damaged_fraction",
+              "compression", "decoder_threads")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by run and compile, one per PipelineSettings field a user changes."""
     d = _DEFAULTS
-    parser.add_argument("--videos", default=d.videos,
-                        help="folder or gs:// prefix holding the clips (mbt preprocess's name)")
+    defaults = {dest: getattr(d, dest) for dest in DATA_DESTS}
+    defaults["splits"] = format_splits(d.splits)
+    add_data_arguments(parser, defaults, helps={"fps": (
+        "frame rate the records store (default: the lowest that holds the preset's frame "
+        "sampling: 5 for mbt-b16's 8 frames over 8 s, the paper's 25 where the stride needs it; "
+        "docs/host_sizing.md)")})
     # The old name, kept working but hidden: one flag name for one thing across sub-commands.
     parser.add_argument("--data", dest="videos", default=d.videos, help=argparse.SUPPRESS)
-    parser.add_argument("--labels", default=d.labels, help="label file (CSV/JSONL)")
-    parser.add_argument("--label-format", default=d.label_format,
-                        choices=["generic", "audioset", "vggsound"])
-    parser.add_argument("--class-map", default=d.class_map,
-                        help="class map (index,name CSV; AudioSet class_labels_indices.csv)")
-    parser.add_argument("--encoding", default=d.encoding,
-                        help="text encoding of the label file and class map (default utf-8)")
-    parser.add_argument("--missing-audio", default=d.missing_audio, choices=["reject", "silence"])
-    parser.add_argument("--max-damaged-fraction", type=float, default=d.max_damaged_fraction,
-                        help="share of a clip's packets that may fail to decode (skipped and "
-                        "counted) before it is rejected as corrupt (default: mbt preprocess's)")
-    parser.add_argument("--segment-seconds", type=float, default=d.segment_seconds,
-                        help="rows longer than this become consecutive records of it (0: whole "
-                        "rows; default: mbt preprocess's)")
-    parser.add_argument("--short-side", type=int, default=d.short_side,
-                        help="shorter side of the stored frames (>= the model's image size)")
-    parser.add_argument("--fps", type=float, default=d.fps,
-                        help="frame rate the records store (default: the lowest that holds the "
-                        "preset's frame sampling: 5 for mbt-b16's 8 frames over 8 s, the paper's "
-                        "25 where the stride needs it; docs/host_sizing.md)")
     parser.add_argument("--preset", default=d.preset)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable)")
@@ -75,12 +66,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args) -> PipelineSettings:
-    fields = {k: getattr(args, k) for k in (
-        "videos", "labels", "label_format", "class_map", "encoding", "missing_audio",
-        "max_damaged_fraction", "segment_seconds", "short_side", "fps", "preset", "epochs", "batch_size", "learning_rate",
+    fields = {k: getattr(args, k) for k in DATA_DESTS + (
+        "preset", "epochs", "batch_size", "learning_rate",
         "tpu", "pretrained", "min_metric", "max_metric_drop", "pr_curve_classes",
         "pipeline_name", "pipeline_root", "metadata_path", "serving_base", "model_name",
         "enable_cache", "image")}
+    fields["splits"] = parse_splits(args.splits)
     fields["overrides"] = parse_assignments(args.overrides)
     fields["train_overrides"] = parse_assignments(args.train_overrides)
     if args.beam_args:
@@ -94,13 +85,13 @@ def check_settings(settings: PipelineSettings, local: bool) -> None:
     and for a `local` run the input files (the label file parsed as the ExampleGen will
     parse it). Each mistake is a UserError naming the flag and the value."""
     from components.trainer_module import train_config_of
-    from_preset(settings.preset, **settings.overrides)
+    # The head the Trainer builds takes its class counts from the class map, which a compile
+    # may not read here (gs://): `run` counts them after the other checks.
+    from_preset(settings.preset, **({} if "num_classes" not in settings.overrides
+                                    and settings.class_map else settings.overrides))
     train_config_of(settings.trainer_config())  # what the Trainer will build from it
+    check_data_args(settings, local=False)
     for flag, value, bounds in (
-            ("--short-side", settings.short_side, dict(low=1)),
-            ("--fps", settings.fps, dict(above=0)),
-            ("--max-damaged-fraction", settings.max_damaged_fraction, dict(low=0, high=1)),
-            ("--segment-seconds", settings.segment_seconds, dict(low=0)),
             ("--min-metric", settings.min_metric, dict(low=0, high=1)),
             ("--max-metric-drop", settings.max_metric_drop, dict(low=0, high=1)),
             ("--pr-curve-classes", settings.pr_curve_classes, dict(low=0))):
@@ -108,17 +99,17 @@ def check_settings(settings: PipelineSettings, local: bool) -> None:
             in_range(value, flag, **bounds)
     if not local:
         return
-    existing_folder(settings.videos, "--videos")
-    existing_file(settings.labels, "--labels")
-    if settings.class_map:
-        existing_file(settings.class_map, "--class-map")
+    check_data_args(settings)
+    model_config = from_preset(settings.preset, **counted(settings).overrides)
     if settings.pretrained:
         from mbt_keras.checkpoints import vit_npz
-        vit_npz.check_npz(existing_file(settings.pretrained, "--pretrained"),
-                          from_preset(settings.preset, **settings.overrides))
+        vit_npz.check_npz(existing_file(settings.pretrained, "--pretrained"), model_config)
     from components.preprocess.label_files import parse_label_file
     parse_label_file(settings.labels, settings.videos, settings.label_format,
-                     class_map_path=settings.class_map, encoding=settings.encoding)
+                     class_map_path=settings.class_map, encoding=settings.encoding,
+                     video_template=settings.video_template,
+                     presegmented=settings.presegmented,
+                     noun_class_map_path=settings.noun_class_map)
 
 
 def check_spec(path: str) -> None:

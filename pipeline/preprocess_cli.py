@@ -16,56 +16,82 @@ import argparse
 import os
 import sys
 import time
+from typing import Optional
 
 from components.preprocess.clip_decoder import MAX_DAMAGED_FRACTION, MISSING_AUDIO_POLICIES
 from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
 from components.preprocess.segments import DEFAULT_SEGMENT_SECONDS
-from components.preprocess.splits import assign_splits
+from components.preprocess.splits import DEFAULT_SPLITS, assign_splits
 from mbt_keras import contract
 from mbt_keras.user_error import UserError, existing_file, existing_folder, in_range
 from pipeline.settings import LOCAL_RUNNER, absolute, with_worker_image
 
 
 def add_arguments(parser):
-    parser.add_argument("--labels", required=True, help="label file (local or gs://)")
-    parser.add_argument("--videos", required=True,
-                        help="folder that relative video paths / YouTube ids resolve against")
-    parser.add_argument("--encoding", default="utf-8",
-                        help="text encoding of the label file and class map (default utf-8)")
-    parser.add_argument("--label-format", default="generic", choices=FORMATS,
-                        help="label file format (the flag `mbt pipeline run` names the same)")
+    add_data_arguments(parser)
     # The old name, kept working but hidden: one flag name for one choice across sub-commands.
     parser.add_argument("--format", dest="label_format", default="generic", choices=FORMATS,
                         help=argparse.SUPPRESS)
-    parser.add_argument("--class-map", help="class map CSV (AudioSet: class_labels_indices.csv)")
-    parser.add_argument("--video-template", default="{ytid}.mp4",
-                        help="AudioSet/VGGSound file name, with {ytid} {start} {end}")
-    parser.add_argument("--presegmented", action="store_true",
-                        help="AudioSet/VGGSound files hold only the labelled segment")
-    parser.add_argument("--splits", default="train:3,eval:1",
-                        help="output splits and hash buckets for rows without a split")
-    parser.add_argument("--fps", type=float, default=25,
-                        help="frame rate to store (default the paper's 25; 5 holds mbt-b16's 8 "
-                        "frames over 8 s in a fifth of the bytes, docs/host_sizing.md)")
-    parser.add_argument("--short-side", type=int, default=256)
-    parser.add_argument("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
-    parser.add_argument("--min-duration", type=float, default=1.0)
-    parser.add_argument("--segment-seconds", type=float, default=DEFAULT_SEGMENT_SECONDS,
-                        help="rows longer than this are cut into consecutive records of it, "
-                        "each with the row's labels and an id <clip_id>@<start ms>-<end ms> "
-                        "(default %(default)s: bounded memory and record size, docs/"
-                        "data_format.md); 0 keeps rows whole, up to 512 MiB of frames a record")
-    parser.add_argument("--include-waveform", action="store_true")
-    parser.add_argument("--max-damaged-fraction", type=float, default=MAX_DAMAGED_FRACTION,
-                        help="share of a clip's packets that may fail to decode (skipped and "
-                        "counted) before it is rejected as corrupt; at least one always may")
-    parser.add_argument("--compression", default="none", choices=contract.RECORD_COMPRESSIONS,
-                        help="record files: none (DMVR/Scenic read them as they are; GZIP "
-                        "saves ~1%% on JPEG frames) or gzip (.gz)")
-    parser.add_argument("--decoder-threads", type=int, default=1,
-                        help="FFmpeg threads per clip; 0: one per core (default 1: the "
-                        "workers already decode clips in parallel)")
     add_job_arguments(parser)
+
+
+def add_data_arguments(parser, defaults: Optional[dict] = None,
+                       helps: Optional[dict] = None):
+    """The data flags, what is read and how it becomes records, of `mbt preprocess` and of
+    `mbt pipeline run`/`compile` alike: one name and one meaning on both
+    (tests/pipeline/test_flag_names.py). `defaults` ({dest: value}) replaces a flag's
+    default (the pipeline's PipelineSettings), `helps` ({dest: text}) its help where that
+    default means something else; --labels and --videos without a default are required."""
+    defaults, helps = defaults or {}, helps or {}
+
+    def add(flag, **options):
+        dest = flag[2:].replace("-", "_")
+        if dest in defaults:
+            options.update(default=defaults[dest], required=False)
+        if dest in helps:
+            options["help"] = helps[dest]
+        parser.add_argument(flag, **options)
+
+    add("--labels", required=True, help="label file (local or gs://)")
+    add("--videos", required=True,
+        help="folder (or gs:// prefix) that relative video paths / YouTube ids resolve against")
+    add("--encoding", default="utf-8",
+        help="text encoding of the label file and class map (default utf-8)")
+    add("--label-format", default="generic", choices=FORMATS, help="label file format")
+    add("--class-map", help="class map CSV (AudioSet: class_labels_indices.csv; Epic-Kitchens: "
+        "EPIC_100_verb_classes.csv)")
+    add("--noun-class-map", help="Epic-Kitchens: EPIC_100_noun_classes.csv (--class-map holds "
+        "the verbs); a verb+noun model's classes are the verbs, then the nouns")
+    add("--video-template", default=None,
+        help="video file of a row, relative to --videos: AudioSet/VGGSound {ytid} {start} {end} "
+        "(default {ytid}.mp4), Epic-Kitchens {participant_id} {video_id} {narration_id} {start} "
+        "{end} (default {participant_id}/videos/{video_id}.MP4)")
+    add("--presegmented", action="store_true",
+        help="AudioSet/VGGSound/Epic-Kitchens files hold only the labelled segment")
+    add("--splits", default=format_splits(DEFAULT_SPLITS),
+        help="output splits and hash buckets for rows without a split (default %(default)s)")
+    add("--fps", type=float, default=25,
+        help="frame rate to store (default the paper's 25; 5 holds mbt-b16's 8 frames over 8 s "
+        "in a fifth of the bytes, docs/host_sizing.md)")
+    add("--short-side", type=int, default=256,
+        help="shorter side of the stored frames (>= the model's image size)")
+    add("--missing-audio", default="reject", choices=MISSING_AUDIO_POLICIES)
+    add("--min-duration", type=float, default=1.0,
+        help="seconds of video a clip needs, else it is a too_short dead letter")
+    add("--segment-seconds", type=float, default=DEFAULT_SEGMENT_SECONDS,
+        help="rows longer than this are cut into consecutive records of it, each with the row's "
+        "labels and an id <clip_id>@<start ms>-<end ms> (bounded memory and record size, "
+        "docs/data_format.md); 0 keeps rows whole, up to 512 MiB of frames a record")
+    add("--include-waveform", action="store_true")
+    add("--max-damaged-fraction", type=float, default=MAX_DAMAGED_FRACTION,
+        help="share of a clip's packets that may fail to decode (skipped and counted) before it "
+        "is rejected as corrupt; at least one always may")
+    add("--compression", default="none", choices=contract.RECORD_COMPRESSIONS,
+        help="record files: none (DMVR/Scenic read them as they are; GZIP saves ~1%% on JPEG "
+        "frames) or gzip (.gz)")
+    add("--decoder-threads", type=int, default=1,
+        help="FFmpeg threads per clip; 0: one per core (default 1: the workers already decode "
+        "clips in parallel)")
 
 
 def add_job_arguments(parser):
@@ -112,6 +138,11 @@ def job_options(args):
         raise UserError(str(error)) from error
 
 
+def format_splits(buckets: dict) -> str:
+    """{'train': 3, 'eval': 1} -> 'train:3,eval:1', what --splits reads."""
+    return ",".join(f"{name}:{n}" for name, n in buckets.items())
+
+
 def parse_splits(text: str) -> dict:
     """`--splits train:3,eval:1` -> {'train': 3, 'eval': 1}."""
     try:
@@ -124,25 +155,30 @@ def parse_splits(text: str) -> dict:
     return buckets
 
 
-def check_preprocess_args(args) -> None:
-    """The flags and input paths of `mbt preprocess`, checked before Beam starts."""
+def check_data_args(args, local: bool = True) -> None:
+    """The data flags (add_data_arguments), checked before a job starts; with `local`, the
+    input files too. `args` may be a PipelineSettings (its fields are the flags' dests)."""
+    for flag, bounds in (("--fps", dict(above=0)), ("--short-side", dict(low=1)),
+                         ("--min-duration", dict(low=0)), ("--segment-seconds", dict(low=0)),
+                         ("--max-damaged-fraction", dict(low=0, high=1)),
+                         ("--decoder-threads", dict(low=0))):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            in_range(value, flag, **bounds)
+    if not local:
+        return
     existing_file(args.labels, "--labels")
     existing_folder(args.videos, "--videos")
-    if args.class_map:
-        existing_file(args.class_map, "--class-map")
-    in_range(args.fps, "--fps", above=0)
-    in_range(args.short_side, "--short-side", low=1)
-    in_range(args.min_duration, "--min-duration", low=0)
-    in_range(args.segment_seconds, "--segment-seconds", low=0)
-    in_range(args.max_damaged_fraction, "--max-damaged-fraction", low=0, high=1)
-    in_range(args.decoder_threads, "--decoder-threads", low=0)
+    for flag in ("--class-map", "--noun-class-map"):
+        if getattr(args, flag[2:].replace("-", "_")):
+            existing_file(getattr(args, flag[2:].replace("-", "_")), flag)
 
 
 def preprocess(args) -> dict:
     """Runs the job; returns the summed counts (read, written, rejected, rejected_by_kind).
     Local paths are made absolute: the records name their source files."""
     pipeline_options = job_options(args)
-    check_preprocess_args(args)
+    check_data_args(args)
     buckets = parse_splits(args.splits)
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
 
@@ -154,7 +190,7 @@ def preprocess(args) -> dict:
     records, class_map = parse_label_file(
         args.labels, args.videos, args.label_format, class_map_path=args.class_map,
         video_template=args.video_template, presegmented=args.presegmented,
-        encoding=args.encoding)
+        encoding=args.encoding, noun_class_map_path=args.noun_class_map)
     records = assign_splits(records, buckets)
     options = dict(fps=args.fps, short_side=args.short_side, missing_audio=args.missing_audio,
                    min_duration=args.min_duration, decoder_threads=args.decoder_threads,

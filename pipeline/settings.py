@@ -10,6 +10,7 @@ import os
 from typing import Dict, Iterable, Optional, Tuple
 
 from components.preprocess.segments import DEFAULT_SEGMENT_SECONDS
+from components.preprocess.splits import DEFAULT_SPLITS
 from mbt_keras.user_error import UserError
 
 # Local runs name the FnApiRunner, the engine the DirectRunner runs pipelines on: Beam 2.74's
@@ -128,8 +129,9 @@ class PipelineSettings:
     # Data.
     videos: str = "demo_data/clips"          # folder or bucket prefix the label paths resolve against
     labels: str = "demo_data/labels.csv"
-    label_format: str = "generic"            # generic | audioset | vggsound
+    label_format: str = "generic"            # label_files.FORMATS
     class_map: Optional[str] = "demo_data/class_map.csv"
+    noun_class_map: Optional[str] = None     # Epic-Kitchens: nouns; class_map holds the verbs
     encoding: str = "utf-8"                  # text encoding of the label file and class map
     missing_audio: str = "reject"            # reject | silence
     max_damaged_fraction: Optional[float] = None  # None: clip_decoder.MAX_DAMAGED_FRACTION
@@ -137,6 +139,13 @@ class PipelineSettings:
     short_side: int = 256                    # stored frames' shorter side (paper crops 224)
     fps: Optional[float] = None              # stored frame rate; None: the lowest that holds
                                              # the preset's sampling (windows.stored_fps)
+    video_template: Optional[str] = None     # None: the label format's (label_files)
+    presegmented: bool = False               # videos hold only the labelled segment
+    splits: Dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLITS))
+    min_duration: float = 1.0                # less video: a too_short dead letter
+    include_waveform: bool = False
+    compression: str = "none"                # record files: none | gzip
+    decoder_threads: int = 1                 # FFmpeg threads per clip; 0: one per core
     # Model and training.
     preset: str = "mbt-tiny"
     overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
@@ -177,7 +186,8 @@ class PipelineSettings:
     def absolute(self) -> "PipelineSettings":
         """The same settings with every local path absolute (see `absolute`)."""
         return self.replace(**{name: absolute(getattr(self, name)) for name in (
-            "pipeline_root", "metadata_path", "videos", "labels", "class_map", "serving_base",
+            "pipeline_root", "metadata_path", "videos", "labels", "class_map", "noun_class_map",
+            "serving_base",
             "pretrained")})
 
     def trainer_config(self) -> Dict[str, object]:
@@ -189,6 +199,7 @@ class PipelineSettings:
             "batch_size": self.batch_size,
             "train": {"warmup_epochs": self.warmup_epochs, **self.train_overrides},
             "class_map": self.class_map,
+            "noun_class_map": self.noun_class_map,
             "encoding": self.encoding if self.class_map else None,
             # A TPU VM's chips are local to the Trainer's own machine (TPUClusterResolver
             # tpu="local"); TPUStrategy then follows from mbt_keras.strategy.
@@ -203,9 +214,11 @@ class PipelineSettings:
 
 def with_class_count(settings: PipelineSettings) -> PipelineSettings:
     """Set num_classes from the class map unless the user overrode it: the class map, not
-    the preset, knows how many classes the data has."""
+    the preset, knows how many classes the data has (verbs and nouns with a noun class
+    map)."""
     if not settings.class_map or "num_classes" in settings.overrides:
         return settings
-    from components.preprocess.label_files import read_class_map
-    count = len(read_class_map(settings.class_map, settings.encoding))
+    from components.preprocess.label_files import num_classes, read_class_maps
+    count = num_classes(read_class_maps(settings.class_map, settings.noun_class_map,
+                                        settings.encoding))
     return settings.replace(overrides={**settings.overrides, "num_classes": count})

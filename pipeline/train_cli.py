@@ -57,7 +57,7 @@ def run(args) -> int:
                    "history": history}, f, indent=1)
     if args.export_dir and strategies.is_chief(strategy):
         from mbt_keras.export import export_saved_model
-        names = input_pipeline.class_names(args.data, sum(config.num_classes))
+        names = input_pipeline.class_names(args.data, config.num_classes)
         export_saved_model(model, config, names, args.export_dir,
                            eval_views=train_config.eval_views)
     return 0

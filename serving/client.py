@@ -37,27 +37,28 @@ def window_inputs(frames, waveform: np.ndarray, *, num_frames: int, start: float
                   seconds: float, window_seconds: float) -> dict:
     """{'frames': JPEG bytes [1, num_frames], 'waveform': float32 [1, S]} of the window
     [start, start + seconds) of `frames` (uint8 [H, W, 3] at contract.FPS) and `waveform`
-    (at contract.SAMPLE_RATE), both from the window's start on: frames taken by the window
-    rule, audio cut to the window and padded with silence to the model's `window_seconds`,
-    so a clip shorter than the window is heard whole, then silence (the model refuses audio
-    shorter than its window: its input contract's min_samples)."""
+    (at contract.SAMPLE_RATE), both from the window's start on. What is sent spans at least
+    the model's `window_seconds`: a clip shorter than it is looped, frames and audio, as the
+    trainer loops it (`windows.window_indices`), so the model sees a short clip as it was
+    trained on it (the model refuses audio shorter than its window: min_samples)."""
     frames = frames[:windows.span(start, seconds, contract.FPS)[1]]
-    samples = windows.span(start, seconds, contract.SAMPLE_RATE)[1]
-    waveform = waveform[:samples]
-    padded = max(samples, windows.span(start, window_seconds, contract.SAMPLE_RATE)[1])
+    waveform = waveform[:windows.span(start, seconds, contract.SAMPLE_RATE)[1]]
+    spanned = max(seconds, window_seconds)
+    stride = windows.frames_of(spanned, contract.FPS) / num_frames
     jpegs = [encode_centre_view(frames[i], JPEG_QUALITY)
-             for i in windows.frame_indices(len(frames), num_frames)]
+             for i in windows.window_indices(len(frames), num_frames, stride)]
+    samples = windows.window_indices(len(waveform),
+                                     windows.frames_of(spanned, contract.SAMPLE_RATE))
     return {contract.IN_FRAMES_JPEG: np.array([jpegs], dtype=object),
-            contract.IN_WAVEFORM: np.pad(waveform, (0, padded - len(waveform)))[np.newaxis]
-            .astype(np.float32)}
+            contract.IN_WAVEFORM: waveform[samples][np.newaxis].astype(np.float32)}
 
 
 def read_window(path: str, *, num_frames: int = 8, seconds: float = 8.0,
                 start: float = None) -> Window:
     """The window of `seconds` of the clip, centred unless `start` is given (a start too late
-    for a whole window is moved back); a shorter clip is used whole, its audio padded with
-    silence to the window's length. Only the window is
-    decoded (from the keyframe before it), whatever the file's length."""
+    for a whole window is moved back); a shorter clip is used whole, looped to the window's
+    length (`window_inputs`). Only the window is decoded (from the keyframe before it),
+    whatever the file's length."""
     with clip_decoder.OpenedClip(path) as opened:  # one open for the header and the window
         duration = opened.info().duration
         window_seconds = seconds

@@ -29,7 +29,8 @@ from components.preprocess.transform import (DEAD_LETTERS_DIR, DECODE_OPTIONS,
 
 PREPROCESS_CONFIG_KEY = "preprocess_config"
 # preprocess_config keys: label file reading, then decode_clip / ClipsToExamples options.
-LABEL_KEYS = ("format", "videos", "class_map", "video_template", "presegmented", "encoding")
+LABEL_KEYS = ("format", "videos", "class_map", "noun_class_map", "video_template",
+              "presegmented", "encoding")
 TRANSFORM_KEYS = DECODE_OPTIONS + ("include_waveform", "compression", "segment_seconds")
 
 
@@ -61,7 +62,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
                          input_config.splits[0].pattern),
             fmt=label_options.pop("format", "generic"), videos=label_options.pop("videos"),
-            class_map_path=label_options.pop("class_map", None), **label_options)
+            class_map_path=label_options.pop("class_map", None),
+            noun_class_map_path=label_options.pop("noun_class_map", None), **label_options)
         records = assign_splits(records, buckets)
         dead_letters = os.path.join(examples.uri, DEAD_LETTERS_DIR)
         with self._make_beam_pipeline() as pipeline:

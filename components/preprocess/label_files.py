@@ -1,7 +1,8 @@
 """Label files users arrive with -> ClipRecords and a class map.
 
-Formats: AudioSet segment CSVs (+ class_labels_indices.csv), VGGSound's CSV, and a generic
-CSV/JSONL (path or URI, labels, optional start/end/split/clip_id). Files are read through
+Formats: AudioSet segment CSVs (+ class_labels_indices.csv), VGGSound's CSV, Epic-Kitchens-100's
+action segments (+ its verb and noun classes), and a generic CSV/JSONL (path or URI, labels,
+optional start/end/split/clip_id). Files are read through
 `tf.io.gfile`, so gs:// and other TensorFlow filesystems work. A row that cannot become a
 clip (unknown label, malformed fields, a duplicate) is returned as a record with `error` set,
 never raised: the Beam job sends it to the dead letters so that read = written + rejected.
@@ -18,7 +19,13 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 from mbt_keras.user_error import UserError
 
 
-FORMATS = ("generic", "audioset", "vggsound")
+FORMATS = ("generic", "audioset", "vggsound", "epic-kitchens")
+# Where a format's videos are, relative to --videos, unless --video-template says otherwise.
+VIDEO_TEMPLATES = {"epic-kitchens": "{participant_id}/videos/{video_id}.MP4"}
+DEFAULT_VIDEO_TEMPLATE = "{ytid}.mp4"
+# Class names of a verb+noun class map (Epic-Kitchens): verbs, then nouns, in one index space
+# (the model's outputs); a name is its head's prefix and the dataset's key ("noun:tap").
+VERB_NOUN_PREFIXES = ("verb:", "noun:")
 # Separators accepted between labels in one generic CSV cell.
 LABEL_SEPARATORS = (";", "|")
 
@@ -54,16 +61,63 @@ def window_clip_id(source_id: str, start: Optional[float], end: Optional[float])
 
 
 def read_class_map(path: str, encoding: str = "utf-8") -> ClassMap:
-    """`index,name` CSV (our class_map.csv) or AudioSet's `index,mid,display_name`."""
+    """`index,name` CSV (our class_map.csv), AudioSet's `index,mid,display_name` or
+    Epic-Kitchens-100's `id,key,instances,category` (EPIC_100_verb_classes.csv)."""
     rows = list(csv.DictReader(_read_text(path, encoding).splitlines()))
+    index_key = "id" if rows and "index" not in rows[0] else "index"
     try:
-        class_map = {row[_name_key(rows)]: int(row["index"]) for row in rows}
+        class_map = {row[_name_key(rows)]: int(row[index_key]) for row in rows}
     except (KeyError, TypeError, ValueError):
         class_map = {}
     if not class_map:
         raise LabelFileError(f"{path} is no class map: expected a CSV with columns index,name "
-                             "(or AudioSet's index,mid,display_name) and one row per class")
+                             "(or AudioSet's index,mid,display_name, or Epic-Kitchens' "
+                             "id,key,...) and one row per class")
     return class_map
+
+
+def read_class_maps(path: str, noun_path: Optional[str] = None,
+                    encoding: str = "utf-8") -> ClassMap:
+    """The class map of `path`, or with `noun_path` the verb+noun map (verb_noun_class_map)
+    of a verb classes file and a noun classes file (Epic-Kitchens')."""
+    if not noun_path:
+        return read_class_map(path, encoding)
+    return verb_noun_class_map(read_class_map(path, encoding), read_class_map(noun_path, encoding))
+
+
+def verb_noun_class_map(verbs: ClassMap, nouns: ClassMap) -> ClassMap:
+    """One class map of a verb+noun model: verb i is `verb:<key>` at i, noun j `noun:<key>` at
+    len(verbs) + j (the model's output order; keys may repeat across the two, as Epic's
+    'filter' does)."""
+    verb, noun = VERB_NOUN_PREFIXES
+    return {**{verb + name: i for name, i in verbs.items()},
+            **{noun + name: len(verbs) + j for name, j in nouns.items()}}
+
+
+def head_sizes(class_map: ClassMap) -> Tuple[int, ...]:
+    """Classes per head: (verbs, nouns) for a verb+noun map (verb_noun_class_map), else
+    (all,)."""
+    verb, noun = VERB_NOUN_PREFIXES
+    verbs = sum(name.startswith(verb) for name in class_map)
+    nouns = sum(name.startswith(noun) for name in class_map)
+    return (verbs, nouns) if verbs and verbs + nouns == len(class_map) else (len(class_map),)
+
+
+def num_classes(class_map: ClassMap):
+    """The model config's `num_classes` for `class_map`: the class count, or (verbs, nouns)."""
+    sizes = head_sizes(class_map)
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def head_indices(class_map: ClassMap) -> ClassMap:
+    """{name: index within its head}, what a record stores under clip/label/index: a noun of a
+    verb+noun map counts from the first noun, so a record's [verb, noun] are the two index
+    spaces `input_pipeline.label_vector` and the verb_noun head read. Other maps unchanged."""
+    sizes = head_sizes(class_map)
+    if len(sizes) == 1:
+        return dict(class_map)
+    noun = VERB_NOUN_PREFIXES[1]
+    return {name: i - sizes[0] if name.startswith(noun) else i for name, i in class_map.items()}
 
 
 def read_class_groups(path: str, encoding: str = "utf-8") -> Dict[str, str]:
@@ -75,7 +129,8 @@ def read_class_groups(path: str, encoding: str = "utf-8") -> Dict[str, str]:
 
 
 def _name_key(rows) -> str:
-    return "display_name" if rows and "display_name" in rows[0] else "name"
+    columns = rows[0] if rows else {}
+    return next((key for key in ("display_name", "key") if key in columns), "name")
 
 
 def class_names(class_map: ClassMap, size: Optional[int] = None) -> List[str]:
@@ -101,20 +156,30 @@ def write_class_map(class_map: ClassMap, path: str,
 
 def parse_label_file(path: str, videos: str, fmt: str = "generic",
                      class_map_path: Optional[str] = None,
-                     video_template: str = "{ytid}.mp4",
+                     video_template: Optional[str] = None,
                      presegmented: bool = False,
-                     encoding: str = "utf-8") -> Tuple[List[ClipRecord], ClassMap]:
+                     encoding: str = "utf-8",
+                     noun_class_map_path: Optional[str] = None,
+                     ) -> Tuple[List[ClipRecord], ClassMap]:
     """Parses `path` into records whose uris are resolved against the `videos` folder.
 
     Without `class_map_path` the class map is every label seen, sorted (pass the map of the
     training data when parsing other data, or indices will disagree). AudioSet and VGGSound
     name videos by YouTube id: `video_template` formats {ytid}, {start} and {end} (whole
-    seconds); `presegmented` says the files hold only the labelled segment, so start/end
-    are not applied again. `encoding` is that of the label file and the class map; bytes
+    seconds); Epic-Kitchens by its columns, {participant_id}, {video_id}, {narration_id},
+    {start} and {end} (default VIDEO_TEMPLATES'). `presegmented` says the files hold only the
+    labelled segment, so start/end are not applied again. Epic-Kitchens needs its verb
+    classes as `class_map_path` and its noun classes as `noun_class_map_path`; its class map
+    is verb_noun_class_map's. `encoding` is that of the label file and the class maps; bytes
     that do not decode raise LabelFileError naming the file and line.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt={fmt!r}: expected one of {FORMATS}")
+    video_template = video_template or VIDEO_TEMPLATES.get(fmt, DEFAULT_VIDEO_TEMPLATE)
+    if noun_class_map_path and fmt != "epic-kitchens":
+        raise UserError(f"{noun_class_map_path}: a noun class map (--noun-class-map) is read "
+                        "with --label-format epic-kitchens only")
+    class_map = None
     if fmt == "audioset":
         if not class_map_path:
             raise UserError(f"{path}: AudioSet labels need their class map, "
@@ -123,10 +188,20 @@ def parse_label_file(path: str, videos: str, fmt: str = "generic",
                               encoding)
     elif fmt == "vggsound":
         rows = _vggsound_rows(path, videos, video_template, presegmented, encoding)
+    elif fmt == "epic-kitchens":
+        if not (class_map_path and noun_class_map_path):
+            raise UserError(f"{path}: Epic-Kitchens labels need their verb and noun classes, "
+                            "--class-map EPIC_100_verb_classes.csv --noun-class-map "
+                            "EPIC_100_noun_classes.csv")
+        class_map = read_class_maps(class_map_path, noun_class_map_path, encoding)
+        rows = _epic_kitchens_rows(path, class_map, videos, video_template, presegmented,
+                                   encoding)
     else:
         rows = _generic_rows(path, videos, encoding)
-    class_map = read_class_map(class_map_path, encoding) if class_map_path else {
-        name: i for i, name in enumerate(sorted({n for r in rows if not r.error for n in r.labels}))}
+    if class_map is None:
+        class_map = read_class_map(class_map_path, encoding) if class_map_path else {
+            name: i for i, name in enumerate(sorted({n for r in rows if not r.error
+                                                     for n in r.labels}))}
     return reject_duplicates([_check_labels(r, class_map) for r in rows]), class_map
 
 
@@ -299,3 +374,58 @@ def _vggsound_rows(path, videos, template, presegmented, encoding):
             records.append(_bad_row(f"{path}:{n}", row, error))
     return records
 
+
+
+def _epic_seconds(timestamp: str) -> float:
+    """Seconds of Epic-Kitchens' `HH:MM:SS.ff` (start_timestamp, stop_timestamp)."""
+    hours, minutes, seconds = timestamp.strip().split(":")
+    if not (hours.isdigit() and minutes.isdigit()):
+        raise ValueError(f"timestamp {timestamp!r} is not HH:MM:SS.ff")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+# The columns of EPIC_100_train.csv / EPIC_100_validation.csv a record is made of.
+EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "start_timestamp",
+                "stop_timestamp", "verb_class", "noun_class")
+
+
+def _epic_kitchens_rows(path, class_map, videos, template, presegmented, encoding):
+    """EPIC_100_train.csv / EPIC_100_validation.csv: a header, then one action segment a row."""
+    reader = csv.DictReader(io.StringIO(_read_text(path, encoding)))
+    missing = [c for c in EPIC_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise LabelFileError(f"{path}:1: no column(s) {', '.join(missing)}: not an "
+                             "Epic-Kitchens-100 action file (EPIC_100_train.csv's columns)")
+    try:
+        template.format(participant_id="P01", video_id="P01_01", narration_id="P01_01_0",
+                        start=0, end=1)
+    except (KeyError, IndexError, ValueError) as error:
+        raise UserError(f"--video-template {template!r}: Epic-Kitchens templates take "
+                        "{participant_id} {video_id} {narration_id} {start} {end}, not "
+                        f"{error}") from None
+    names = {(prefix, i): name[len(prefix):] for name, i in head_indices(class_map).items()
+             for prefix in VERB_NOUN_PREFIXES if name.startswith(prefix)}
+    return [_epic_kitchens_record(f"{path}:{reader.line_num}", row, names, videos, template,
+                                  presegmented) for row in reader]
+
+
+def _epic_kitchens_record(where, row, names, videos, template, presegmented) -> ClipRecord:
+    """One action segment: id narration_id, the window [start_timestamp, stop_timestamp) of
+    the participant's video, labels its verb_class and noun_class named by `names`
+    ({(prefix, index in its head): key}), verb first, as the verb_noun head reads them. An
+    optional `split` column (not Epic's own) is kept."""
+    try:
+        start = _epic_seconds(row["start_timestamp"])
+        end = _epic_seconds(row["stop_timestamp"])
+        if not end > start:
+            raise ValueError(f"stop_timestamp {row['stop_timestamp']} is not after "
+                             f"start_timestamp {row['start_timestamp']}")
+        labels = tuple(prefix + names.get((prefix, int(row[column])), f"<id {row[column]}>")
+                       for prefix, column in zip(VERB_NOUN_PREFIXES, ("verb_class", "noun_class")))
+        fields = {k: row[k] for k in ("participant_id", "video_id", "narration_id")}
+        uri = template.format(**fields, start=int(start), end=int(end))
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        return _bad_row(where, row, error)
+    return ClipRecord(clip_id=row["narration_id"], uri=_resolve(uri, videos), labels=labels,
+                      start=None if presegmented else start, end=None if presegmented else end,
+                      split=row.get("split") or None, row=where)

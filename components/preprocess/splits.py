@@ -5,6 +5,8 @@ from typing import Dict, List
 
 from components.preprocess.label_files import ClipRecord
 
+# Output splits and their hash buckets unless a job names others (`--splits train:3,eval:1`).
+DEFAULT_SPLITS = {"train": 3, "eval": 1}
 # Split names label files use for held-out data, mapped to 'eval' when that is an output.
 EVAL_ALIASES = ("test", "val", "valid", "validation")
 

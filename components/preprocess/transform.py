@@ -27,7 +27,7 @@ from apache_beam.metrics import Metrics
 
 from components.preprocess.clip_decoder import ClipError, OpenedClip
 from components.preprocess.gzip_tfrecords import WriteGzipTFRecords
-from components.preprocess.label_files import ClipRecord
+from components.preprocess.label_files import ClipRecord, head_indices
 from components.preprocess.segments import (DEFAULT_SEGMENT_SECONDS, segment_clip_id,
                                             segment_windows)
 from components.preprocess.sequence_example import RecordTooLarge, chunks_to_record
@@ -223,7 +223,9 @@ class ClipsToExamples(beam.PTransform):
         if segment_seconds < 0:
             raise ValueError(f"segment_seconds={segment_seconds}: expected >= 0 (0: whole rows)")
         self._segment = _SegmentFn(segment_seconds)
-        self._fn = _ClipToExampleFn(dict(class_map), {"decoder_threads": 1, **decode_options},
+        # Records index each label within its head (verb+noun: [verb, noun]).
+        self._fn = _ClipToExampleFn(head_indices(class_map),
+                                    {"decoder_threads": 1, **decode_options},
                                     include_waveform, progress, max_record_bytes)
 
     def expand(self, records):

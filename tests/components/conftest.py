@@ -11,10 +11,10 @@ BUNNY = os.path.join(os.path.dirname(__file__), "..", "data", "bigbuckbunny_5s.m
 
 def write_clip(path, seconds, *, fps=10, size=(64, 48), audio_hz=440.0, rate=44100,
                layout="stereo", with_audio=True, video_codec="libx264", audio_codec="aac",
-               gop=None):
+               gop=None, waveform=None):
     """An H.264/AAC clip (or the codecs given) whose frame k has brightness 8 * k (so frames
-    can be told apart) and whose audio is a sine at `audio_hz`; a keyframe every `gop`
-    frames when given."""
+    can be told apart) and whose audio is a sine at `audio_hz`, or the mono `waveform` at
+    `rate` when given; a keyframe every `gop` frames when given."""
     width, height = size
     with av.open(path, "w") as container:
         options = {"preset": "ultrafast"} if video_codec == "libx264" else {}
@@ -30,7 +30,8 @@ def write_clip(path, seconds, *, fps=10, size=(64, 48), audio_hz=440.0, rate=441
         if sound is not None:
             t = np.arange(int(seconds * rate)) / rate
             channels = 1 if layout == "mono" else 2
-            wave = np.repeat((0.5 * np.sin(2 * np.pi * audio_hz * t))[None], channels, 0)
+            mono = 0.5 * np.sin(2 * np.pi * audio_hz * t) if waveform is None else waveform
+            wave = np.repeat(np.asarray(mono)[None], channels, 0)
             frame = av.AudioFrame.from_ndarray(wave.astype(np.float32), format="fltp",
                                                layout=layout)
             frame.sample_rate, frame.pts = rate, 0

@@ -77,3 +77,67 @@ def test_a_flag_takes_the_same_choices_in_every_subcommand():
     differing = {flag: by_prog for flag, by_prog in choices.items()
                  if len(set(by_prog.values())) > 1}
     assert not differing, differing
+
+
+# Data flags whose pipeline default differs on purpose, and why.
+PIPELINE_DEFAULTS = {
+    "labels": "the demo's label file (mbt preprocess requires one)",
+    "videos": "the demo's clips (mbt preprocess requires them)",
+    "class_map": "the demo's class map",
+    "fps": "None: the lowest rate that holds the preset's frame sampling (windows.stored_fps)",
+    "max_damaged_fraction": "None: the decoder's own default, the value mbt preprocess shows",
+}
+
+
+def _data_actions():
+    """{dest: action} of every data flag of `mbt preprocess` (its options less the job's)."""
+    from pipeline import preprocess_cli
+    job = argparse.ArgumentParser()
+    preprocess_cli.add_job_arguments(job)
+    job_dests = {a.dest for a in job._actions}  # pylint: disable=protected-access
+    return {a.dest: a for flag, a in _visible_options(_parsers()["mbt preprocess"])
+            if a.dest not in job_dests}
+
+
+def test_every_data_flag_of_preprocess_means_the_same_on_pipeline_run_and_compile():
+    data = _data_actions()
+    assert {"video_template", "presegmented", "splits", "noun_class_map", "min_duration",
+            "include_waveform", "compression", "decoder_threads"} <= set(data)
+    for prog in ("mbt pipeline run", "mbt pipeline compile"):
+        actions = {a.dest: a for _, a in _visible_options(_parsers()[prog])}
+        for dest, want in data.items():
+            assert dest in actions, f"{prog} has no {want.option_strings[0]}"
+            got = actions[dest]
+            assert (got.option_strings, type(got), got.type, got.choices, got.nargs) == (
+                want.option_strings, type(want), want.type, want.choices, want.nargs), (
+                f"{prog} {want.option_strings[0]} differs from mbt preprocess's")
+            if dest not in PIPELINE_DEFAULTS:
+                assert got.default == want.default, f"{prog} {want.option_strings[0]} default"
+
+
+def test_pipeline_data_flags_reach_the_example_gen(tmp_path):
+    """Each data flag given to `mbt pipeline run` is in the ClipExampleGen's configuration
+    with the value given (as mbt preprocess would use it)."""
+    import json
+
+    from components.preprocess.executor import PREPROCESS_CONFIG_KEY
+    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline_cli import settings_from_args
+    args = _parsers()["mbt pipeline run"].parse_args([
+        "--labels", "l.csv", "--videos", "v", "--label-format", "epic-kitchens",
+        "--class-map", "verbs.csv", "--noun-class-map", "nouns.csv",
+        "--video-template", "{video_id}.mp4", "--presegmented", "--splits", "train:4,eval:1",
+        "--min-duration", "0.5", "--include-waveform", "--compression", "gzip",
+        "--decoder-threads", "2", "--set", "num_classes=[3,4]", "--set", "head=verb_noun",
+        "--pipeline-root", str(tmp_path)])
+    pipeline = create_pipeline(settings_from_args(args))
+    example_gen = pipeline.components[0]
+    config = json.loads(example_gen.exec_properties[PREPROCESS_CONFIG_KEY])
+    assert {k: config[k] for k in ("format", "class_map", "noun_class_map", "video_template",
+                                   "presegmented", "min_duration", "include_waveform",
+                                   "compression", "decoder_threads")} == {
+        "format": "epic-kitchens", "class_map": "verbs.csv", "noun_class_map": "nouns.csv",
+        "video_template": "{video_id}.mp4", "presegmented": True, "min_duration": 0.5,
+        "include_waveform": True, "compression": "gzip", "decoder_threads": 2}
+    splits = json.loads(example_gen.exec_properties["output_config"])["split_config"]["splits"]
+    assert {s["name"]: s["hash_buckets"] for s in splits} == {"train": 4, "eval": 1}
