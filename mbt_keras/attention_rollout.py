@@ -17,10 +17,12 @@ import dataclasses
 from typing import Dict, List
 
 import numpy as np
+import tensorflow as tf
 
 from mbt_keras import contract
 from mbt_keras.config import MODALITIES, ModelConfig
-from mbt_keras.model import SUFFIX
+from mbt_keras.input_contract import InputContract
+from mbt_keras.model import SUFFIX, build_attention_model, build_model
 from mbt_keras.user_error import UserError
 
 BOTTLENECK = "fsn"
@@ -158,11 +160,6 @@ def exported_attention_model(saved_model_dir: str):
     """(`build_attention_model` with an exported SavedModel's weights, its ModelConfig, its
     InputContract). The config comes from the model's input contract; the weights are the
     variables the export tracked, in the model's own order (`export._ExportModule`)."""
-    import tensorflow as tf
-
-    from mbt_keras.input_contract import InputContract
-    from mbt_keras.model import build_attention_model, build_model
-
     path = f"{saved_model_dir.rstrip('/')}/assets/{contract.CONTRACT_ASSET}"
     if not tf.io.gfile.exists(path):
         raise UserError(f"{saved_model_dir} is not an exported MBT model (no {path}): pass a "

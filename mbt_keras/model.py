@@ -160,8 +160,8 @@ def build_token_model(config: ModelConfig, *, exchange_bottleneck=True) -> keras
 def build_attention_model(config: ModelConfig) -> keras.Model:
     """`build_model`'s graph, which also outputs every block's attention probabilities:
     {OUTPUT_LOGITS: logits, block name: [B, heads, N_queries, N_keys]} (block names as in the
-    module docstring). Its variables are `build_model(config)`'s, created in the same order,
-    so an exported model's weights load into it (`mbt_keras.attention_rollout`)."""
+    module docstring). Its variables have `build_model(config)`'s paths, so a trained or
+    exported model's weights load into it (`attention_rollout.assign_weights`)."""
     inputs = model_inputs(config)
     maps = {}
     tokens = encode(config, embed(config, inputs), maps=maps)[-1]
