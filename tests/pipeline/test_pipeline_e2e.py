@@ -182,7 +182,7 @@ def _summary_tags(folder):
 
 
 @pytest.mark.slow
-def test_report_as_printed_reads_names_groups_and_push_from_the_run(e2e, tmp_path):
+def test_report_as_printed_reads_names_groups_and_push_from_the_run(e2e, tmp_path, capsys):
     """`mbt report RUN_DIR`, no flags, from another directory (the demo prints it so): the
     class map ExampleGen read and the Pusher's destination come from the run's ML Metadata;
     TensorBoard's per-class tags and the attention maps of eval clips carry the names."""
@@ -217,3 +217,12 @@ def test_report_as_printed_reads_names_groups_and_push_from_the_run(e2e, tmp_pat
         assert any(t.startswith(f"{PR_CURVE_PREFIX}/{index:03d}_{name}") for t in tags), name
     attention = sorted(t for t in tags if t.startswith("attention/"))
     assert attention and all(t.split("_", 1)[1] in groups for t in attention), attention
+
+    # Flags override what the run recorded.
+    from pipeline.cli import main
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["report", e2e.pipeline_root, "--serving-base", str(elsewhere),
+                 "--attention-clips", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"serving:      nothing in {elsewhere / e2e.model_name}" in out
+    assert "attention maps of" not in out and "visual_green" in out
