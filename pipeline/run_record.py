@@ -54,9 +54,10 @@ def read(run_dir: str, metadata_path: Optional[str] = None) -> RunRecord:
         return max(found, key=lambda a: a.id) if found else None
 
     def producer(artifact):
-        [execution_id] = {e.execution_id for e in store.get_events_by_artifact_ids([artifact.id])
-                          if e.type == metadata_store_pb2.Event.OUTPUT}
-        return store.get_executions_by_id([execution_id])[0]
+        # Cached re-runs record the same artifact as their output too; the first made it.
+        first = min(e.execution_id for e in store.get_events_by_artifact_ids([artifact.id])
+                    if e.type == metadata_store_pb2.Event.OUTPUT)
+        return store.get_executions_by_id([first])[0]
 
     record = {"metadata_path": path}
     examples = newest("Examples")
