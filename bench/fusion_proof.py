@@ -29,7 +29,7 @@ from pipeline.demo_data import CLASSES  # noqa: E402
 GROUPS = {group: tuple(c for c in CLASSES if c.startswith(prefix))
           for group, prefix in (("visual", "visual_"), ("audio", "audio_"), ("relation", "av_"))}
 VARIANTS = {"late": dict(fusion="bottleneck"), "cross": dict(fusion="cross"),
-            "bottleneck": dict(fusion="bottleneck")}
+            "vanilla": dict(fusion="vanilla"), "bottleneck": dict(fusion="bottleneck")}
 
 
 def make_records(work_dir, clips):
@@ -66,14 +66,13 @@ def group_accuracy(model, dataset, class_names):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_recipe_arguments(parser):
+    """The data and training flags (bench/attention_localisation.py trains with them too)."""
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "mbt_fusion"))
     parser.add_argument("--clips", type=int, default=144)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=0.5)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"],
                         help="adamw: --learning-rate is then its base LR at batch 64")
     parser.add_argument("--fusion-layer", type=int, default=2,
@@ -90,36 +89,49 @@ def main(argv=None):
                         help="initialisation and training-data order (the clips stay the same)")
     parser.add_argument("--augment", action="store_true",
                         help="the paper's augmentations (hue jitter erases the demo's colour cue)")
+
+
+def train_variant(name, args, train_files, class_names):
+    """(model, config, history, seconds) of variant `name` trained from scratch with the
+    recipe of `args` (add_recipe_arguments)."""
+    len_train = input_pipeline.count_examples(train_files)
+    fusion_layer = 4 if name == "late" else args.fusion_layer
+    config = from_preset("mbt-tiny", head="singlelabel", num_classes=len(class_names),
+                         fusion_layer=fusion_layer, dropout=args.dropout,
+                         drop_path=args.drop_path, **VARIANTS[name])
+    train_config = training.TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                        base_learning_rate=args.learning_rate,
+                                        augment=args.augment, mixup_alpha=0.0, seed=args.seed,
+                                        optimizer=args.optimizer,
+                                        steps_per_epoch=len_train // args.batch_size,
+                                        **({"shuffle_buffer": len_train}
+                                           if args.shuffle else {}))
+    run_dir = os.path.join(args.work_dir, "runs", name)
+    shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch, never resume
+    began = time.time()
+    tf.keras.utils.set_random_seed(args.seed)
+    model, history = training.train(config, train_config, run_dir, train_files, verbose=False)
+    return model, config, history, time.time() - began
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_recipe_arguments(parser)
+    parser.add_argument("--variants", nargs="+", default=["late", "cross", "bottleneck"],
+                        choices=list(VARIANTS))
     args = parser.parse_args(argv)
     records = make_records(args.work_dir, args.clips)
     train_files = os.path.join(records, "Split-train", "*")
     eval_files = os.path.join(records, "Split-eval", "*")
     class_names = input_pipeline.class_names(train_files)
-    len_train = input_pipeline.count_examples(train_files)
     rows = []
     for name in args.variants:
-        fusion_layer = 4 if name == "late" else args.fusion_layer
-        config = from_preset("mbt-tiny", head="singlelabel", num_classes=len(class_names),
-                             fusion_layer=fusion_layer, dropout=args.dropout,
-                             drop_path=args.drop_path, **VARIANTS[name])
-        train_config = training.TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                            base_learning_rate=args.learning_rate,
-                                            augment=args.augment, mixup_alpha=0.0, seed=args.seed,
-                                            optimizer=args.optimizer,
-                                            steps_per_epoch=len_train // args.batch_size,
-                                            **({"shuffle_buffer": len_train}
-                                               if args.shuffle else {}))
-        run_dir = os.path.join(args.work_dir, "runs", name)
-        shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch, never resume
-        began = time.time()
-        tf.keras.utils.set_random_seed(args.seed)
-        model, history = training.train(config, train_config, run_dir, train_files,
-                                        verbose=False)
+        model, config, history, seconds = train_variant(name, args, train_files, class_names)
         accuracy = group_accuracy(model, input_pipeline.eval_dataset(eval_files, config, 16),
                                   class_names)
-        rows.append((name, accuracy, time.time() - began))
-        print(name, accuracy, f"final train loss {history[-1]['loss']:.3f}",
-              f"{time.time() - began:.0f} s", flush=True)
+        rows.append((name, accuracy, seconds))
+        print(name, accuracy, f"final train loss {history[-1]['loss']:.3f}", f"{seconds:.0f} s",
+              flush=True)
     print("\n| fusion | visual | audio | relation (needs both) | all | train time |")
     print("|---|---|---|---|---|---|")
     for name, acc, seconds in rows:

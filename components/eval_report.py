@@ -15,7 +15,6 @@ eval split, and needs neither the model nor the data again:
 - the blessing decision with every threshold and the values it was checked against, as text.
 """
 import dataclasses
-import io
 import json
 import math
 import os
@@ -28,7 +27,7 @@ import tensorflow_model_analysis as tfma
 from google.protobuf import text_format
 from tensorflow_model_analysis.writers import eval_config_writer
 
-from components import eval_metrics
+from components import eval_metrics, figures
 
 SUMMARY_SUBDIR = "evaluation"
 CANDIDATE, BASELINE = tfma.CANDIDATE_KEY, tfma.BASELINE_KEY
@@ -229,18 +228,7 @@ def per_class_ap_lines(per_class_ap: Dict[int, float], class_names: Sequence[str
 
 
 def _png(figure) -> np.ndarray:
-    from matplotlib import pyplot as plt
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return tf.io.decode_png(buffer.getvalue(), channels=3).numpy()
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    return plt
+    return figures.rgb_array(figures.png_bytes(figure))
 
 
 def per_class_ap_chart(per_class_ap: Dict[str, Dict[int, float]], class_names: Sequence[str] = (),
@@ -252,7 +240,7 @@ def per_class_ap_chart(per_class_ap: Dict[str, Dict[int, float]], class_names: S
     showing the best and the worst `max_classes // 2` when there are more than that; a class
     is labelled with its name and its group (`groups`: {name: group}, from the class map).
     """
-    plt = _pyplot()
+    plt = figures.pyplot()
     models = list(per_class_ap)
     first = per_class_ap[models[0]]
     rows = [(ap, i) for i, ap in ranked_per_class_ap(first) if not math.isnan(ap)]
@@ -295,7 +283,7 @@ def per_class_ap_table(per_class_ap: Dict[str, Dict[int, float]],
 
 def confusion_matrix_image(counts: np.ndarray, class_names: Sequence[str] = ()) -> np.ndarray:
     """RGB uint8 image of a confusion matrix (rows: true class, columns: top-1 prediction)."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     n = counts.shape[0]
     size = min(2 + 0.4 * n, 16)
     figure, axes = plt.subplots(figsize=(size, size), dpi=100)
@@ -315,7 +303,7 @@ def confusion_matrix_image(counts: np.ndarray, class_names: Sequence[str] = ()) 
     return _png(figure)
 
 
-def _tag_part(text: str) -> str:
+def tag_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "_"
 
 
@@ -323,7 +311,7 @@ def write_pr_curve(class_id: int, class_name: str, rows: np.ndarray, step: int):
     """One PR curve in TensorBoard's pr_curves format (its raw_data_pb), via tf.summary."""
     from tensorboard.plugins.pr_curve import summary as pr_curve_summary
     proto = pr_curve_summary.raw_data_pb(
-        f"{PR_CURVE_PREFIX}/{class_id:03d}_{_tag_part(class_name)}",
+        f"{PR_CURVE_PREFIX}/{class_id:03d}_{tag_part(class_name)}",
         *(rows[k] for k in range(len(PR_FIELDS))), num_thresholds=rows.shape[1],
         display_name=class_name,
         description=f"precision vs recall of class {class_id} ({class_name}) on the eval "

@@ -86,28 +86,13 @@ class _ExportModule(tf.Module):
         checked = _batch_checks(frames_name, frames_uint8_or_jpeg, waveform)
         frames_uint8_or_jpeg, waveform = (_after(checked, t)
                                           for t in (frames_uint8_or_jpeg, waveform))
-        inputs = {}
         if contract.INPUT_RGB in cfg.modalities:
-            if decode_jpeg:
-                frames_uint8_or_jpeg = _checked_jpegs(frames_uint8_or_jpeg, cfg.num_frames,
-                                                      self._limits)
-            else:
-                frames_uint8_or_jpeg = _checked_uint8(frames_uint8_or_jpeg, self._limits)
-            frames = tf.gather(frames_uint8_or_jpeg,
-                               uniform_frame_indices(tf.shape(frames_uint8_or_jpeg)[1], cfg.num_frames),
-                               axis=1)
-            clip_spec = tf.TensorSpec([cfg.num_frames, cfg.image_size, cfg.image_size, 3],
-                                      tf.float32)
-            if decode_jpeg:
-                rgb = tf.map_fn(lambda jpegs: _decoded_jpegs(jpegs, cfg.image_size), frames,
-                                fn_output_signature=clip_spec)
-            else:
-                rgb = tf.map_fn(lambda clip: _decoded_frames(clip, cfg.image_size), frames,
-                                fn_output_signature=clip_spec)
-            inputs[contract.INPUT_RGB] = rgb
+            frames_uint8_or_jpeg = (
+                _checked_jpegs(frames_uint8_or_jpeg, cfg.num_frames, self._limits) if decode_jpeg
+                else _checked_uint8(frames_uint8_or_jpeg, self._limits))
         if contract.INPUT_SPEC in cfg.modalities:
             waveform = _checked_waveform(waveform, self._limits)
-            inputs[contract.INPUT_SPEC] = _spectrogram_window(waveform, cfg.spec_frames)
+        inputs = request_model_inputs(cfg, frames_uint8_or_jpeg, waveform, decode_jpeg)
         scores = self._scores(inputs)
         # verb_noun: one ranking over verbs and nouns together, each scored by its own softmax.
         top_scores, top_indices = tf.math.top_k(scores, k=self._top_k)
@@ -141,6 +126,26 @@ class _ExportModule(tf.Module):
                 contract.SIG_UINT8: uint8.get_concrete_function(),
                 contract.SIG_EXAMPLES: examples.get_concrete_function(),
                 contract.SIG_LABELS: labels.get_concrete_function()}
+
+
+def request_model_inputs(config: ModelConfig, frames_uint8_or_jpeg, waveform,
+                         decode_jpeg: bool = True) -> dict:
+    """The Keras model's inputs {'rgb', 'spec'} for a request's frames (JPEG [B, F] or uint8
+    [B, F, H, W, 3]) and waveform [B, S], as the serving signatures compute them once their
+    checks passed (`mbt explain` feeds the model the same way)."""
+    inputs = {}
+    if contract.INPUT_RGB in config.modalities:
+        frames = tf.gather(frames_uint8_or_jpeg,
+                           uniform_frame_indices(tf.shape(frames_uint8_or_jpeg)[1],
+                                                 config.num_frames), axis=1)
+        clip_spec = tf.TensorSpec([config.num_frames, config.image_size, config.image_size, 3],
+                                  tf.float32)
+        decode = ((lambda jpegs: _decoded_jpegs(jpegs, config.image_size)) if decode_jpeg
+                  else (lambda clip: _decoded_frames(clip, config.image_size)))
+        inputs[contract.INPUT_RGB] = tf.map_fn(decode, frames, fn_output_signature=clip_spec)
+    if contract.INPUT_SPEC in config.modalities:
+        inputs[contract.INPUT_SPEC] = _spectrogram_window(waveform, config.spec_frames)
+    return inputs
 
 
 def uniform_frame_indices(available, wanted: int) -> tf.Tensor:

@@ -2,7 +2,9 @@
 
 Token streams are dicts {modality: [B, N_m, d]} in the paper's order (RGB, then spectrogram).
 Each function applies one fused layer; the blocks stay top-level model layers so their
-names match Scenic's (`encoderblock_{l}`, `encoderblock_{l}_spectrogram`).
+names match Scenic's (`encoderblock_{l}`, `encoderblock_{l}_spectrogram`). With `maps` (a
+dict), each block also records its attention probabilities under its own name, for
+attention rollout (`mbt_keras.attention_rollout` follows the token graph wired here).
 """
 import keras
 from keras import ops
@@ -43,20 +45,29 @@ def _split(x, sizes):
     return SplitTokens(sizes)(x)
 
 
-def vanilla_layer(block, tokens):
+def apply_block(block, x, maps=None, **kwargs):
+    """`block(x, **kwargs)`; with `maps`, also stores its attention probabilities there."""
+    if maps is None:
+        return block(x, **kwargs)
+    y, maps[block.name] = block(x, return_attention=True, **kwargs)
+    return y
+
+
+def vanilla_layer(block, tokens, maps=None):
     """3.2.1: one weight set over [z_rgb || z_spec]; every token attends to every token."""
     names = list(tokens)
-    parts = _split(block(_concat(tokens.values())), [tokens[m].shape[1] for m in names])
+    parts = _split(apply_block(block, _concat(tokens.values()), maps),
+                   [tokens[m].shape[1] for m in names])
     return dict(zip(names, parts))
 
 
-def cross_layer(blocks, tokens):
+def cross_layer(blocks, tokens, maps=None):
     """Eq. 5-6: modality m's queries attend to all tokens z with m's own weights theta_m."""
     everything = _concat(tokens.values())
-    return {m: blocks[m](x, context=everything) for m, x in tokens.items()}
+    return {m: apply_block(blocks[m], x, maps, context=everything) for m, x in tokens.items()}
 
 
-def bottleneck_layer(blocks, tokens, bottleneck, update, exchange=True):
+def bottleneck_layer(blocks, tokens, bottleneck, update, exchange=True, maps=None):
     """Eq. 8-9: each modality attends only within [z_m || z_fsn].
 
     `bottleneck` holds each modality's view of z_fsn ({modality: [B, B_fsn, d]}).
@@ -73,7 +84,7 @@ def bottleneck_layer(blocks, tokens, bottleneck, update, exchange=True):
     for m, x in tokens.items():
         fsn = previous if (exchange and update == "sequential" and previous is not None) \
             else bottleneck[m]
-        out_tokens[m], out_fsn[m] = _split(blocks[m](_concat([x, fsn])),
+        out_tokens[m], out_fsn[m] = _split(apply_block(blocks[m], _concat([x, fsn]), maps),
                                            [x.shape[1], fsn.shape[1]])
         previous = out_fsn[m]
     if exchange and update == "mean" and len(out_fsn) > 1:

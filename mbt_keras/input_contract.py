@@ -44,6 +44,9 @@ class InputContract:
     fusion: Dict[str, object]         # for humans: how the modalities meet
     limits: InputLimits
     version: int = VERSION
+    # Every ModelConfig field (ModelConfig.to_dict), so tools that need the Keras graph
+    # (attention rollout) rebuild it over the exported variables; None in older exports.
+    model_config: Optional[Dict[str, object]] = None
 
     @property
     def window_samples(self) -> int:
@@ -57,6 +60,8 @@ class InputContract:
         """Parse a contract; keys a newer exporter added are ignored (old clients keep working)."""
         values = json.loads(text)
         limits = InputLimits(**{k: v for k, v in values["limits"].items() if k in _LIMIT_FIELDS})
+        if values.get("model_config") is not None:  # JSON lists back to the config's tuples
+            values["model_config"] = ModelConfig.from_dict(values["model_config"]).to_dict()
         return cls(**{k: tuple(v) if isinstance(v, list) else v
                       for k, v in values.items() if k in _FIELDS}, limits=limits)
 
@@ -88,4 +93,5 @@ def for_model(config: ModelConfig, class_names: List[str], *, fps: float = contr
         fusion={"fusion": config.fusion, "fusion_layer": config.fusion_layer,
                 "num_layers": config.num_layers, "num_bottlenecks": config.num_bottlenecks,
                 "bottleneck_update": config.bottleneck_update},
-        limits=InputLimits(min_samples=config.spec_frames * contract.HOP_SAMPLES))
+        limits=InputLimits(min_samples=config.spec_frames * contract.HOP_SAMPLES),
+        model_config=config.to_dict())

@@ -18,7 +18,8 @@ import keras
 
 from mbt_keras import contract
 from mbt_keras.config import MODALITIES, ModelConfig
-from mbt_keras.fusion import BottleneckTokens, bottleneck_layer, cross_layer, vanilla_layer
+from mbt_keras.fusion import (BottleneckTokens, apply_block, bottleneck_layer, cross_layer,
+                              vanilla_layer)
 from mbt_keras.patch_embedding import ClassToken, PatchEmbedding, PositionEmbedding
 from mbt_keras.tokens import TokenPool
 from mbt_keras.transformer_block import LAYER_NORM_EPSILON, TransformerBlock
@@ -56,11 +57,12 @@ def embed(config: ModelConfig, inputs: dict) -> dict:
     return tokens
 
 
-def encode(config: ModelConfig, tokens: dict, *, exchange_bottleneck=True) -> list:
+def encode(config: ModelConfig, tokens: dict, *, exchange_bottleneck=True, maps=None) -> list:
     """The L layers of 3.3: unimodal below Lf, fused per config.fusion from Lf on.
 
     Returns the token dict after each layer (bottleneck tokens excluded).
-    `exchange_bottleneck=False` is a test hook (see fusion.bottleneck_layer).
+    `exchange_bottleneck=False` is a test hook (see fusion.bottleneck_layer); `maps` (a dict)
+    collects every block's attention probabilities by block name.
     """
     def block(name, layer):
         rate = config.drop_path * layer / max(config.num_layers - 1, 1)
@@ -73,18 +75,20 @@ def encode(config: ModelConfig, tokens: dict, *, exchange_bottleneck=True) -> li
     for layer in range(config.num_layers):
         name = f"encoderblock_{layer}"
         if not config.fused or layer < config.fusion_layer:
-            tokens = {m: block(name + SUFFIX[m], layer)(x) for m, x in tokens.items()}
+            tokens = {m: apply_block(block(name + SUFFIX[m], layer), x, maps)
+                      for m, x in tokens.items()}
         elif config.fusion == "vanilla":
-            tokens = vanilla_layer(block(name, layer), tokens)
+            tokens = vanilla_layer(block(name, layer), tokens, maps)
         elif config.fusion == "cross":
-            tokens = cross_layer({m: block(name + SUFFIX[m], layer) for m in tokens}, tokens)
+            tokens = cross_layer({m: block(name + SUFFIX[m], layer) for m in tokens}, tokens,
+                                 maps)
         else:
             if fsn is None:
                 shared = BottleneckTokens(config.num_bottlenecks, name="bottleneck")(tokens["rgb"])
                 fsn = {m: shared for m in tokens}
             blocks = {m: block(name + SUFFIX[m], layer) for m in tokens}
             tokens, fsn = bottleneck_layer(blocks, tokens, fsn, config.bottleneck_update,
-                                           exchange=exchange_bottleneck)
+                                           exchange=exchange_bottleneck, maps=maps)
         history.append(tokens)
     return history
 
@@ -151,3 +155,15 @@ def build_token_model(config: ModelConfig, *, exchange_bottleneck=True) -> keras
     history = encode(config, embed(config, inputs), exchange_bottleneck=exchange_bottleneck)
     outputs = {f"{m}_{layer}": x for layer, tokens in enumerate(history) for m, x in tokens.items()}
     return keras.Model(inputs, outputs, name="mbt_tokens")
+
+
+def build_attention_model(config: ModelConfig) -> keras.Model:
+    """`build_model`'s graph, which also outputs every block's attention probabilities:
+    {OUTPUT_LOGITS: logits, block name: [B, heads, N_queries, N_keys]} (block names as in the
+    module docstring). Its variables have `build_model(config)`'s paths, so a trained or
+    exported model's weights load into it (`attention_rollout.assign_weights`)."""
+    inputs = model_inputs(config)
+    maps = {}
+    tokens = encode(config, embed(config, inputs), maps=maps)[-1]
+    return keras.Model(inputs, {contract.OUTPUT_LOGITS: classify(config, tokens), **maps},
+                       name=f"mbt_{config.fusion}_attention")

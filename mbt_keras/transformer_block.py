@@ -45,6 +45,9 @@ class TransformerBlock(keras.layers.Layer):
     `x` only, keys and values from `context`, and the MLP runs on `x`'s tokens only. This
     is the Cross-Transformer of eq. 5 with this layer's weights as theta_rgb or theta_spec.
     Residual branches pass through dropout and drop-path (stochastic depth).
+    `return_attention=True` also returns the attention probabilities [B, heads, N_x, N_context]
+    (before attention dropout), for attention rollout (`mbt_keras.attention_rollout`); the
+    trained and exported graphs never ask for them.
     """
 
     def __init__(self, num_heads, mlp_dim, dropout=0.0, attention_dropout=0.0, drop_path=0.0,
@@ -78,16 +81,28 @@ class TransformerBlock(keras.layers.Layer):
         self.norm_mlp.build(x_shape)
         self.mlp.build(x_shape)
 
-    def call(self, x, context=None, training=None):
+    def call(self, x, context=None, training=None, return_attention=False):
         q = self.norm_attention(x)
         kv = q if context is None else self.norm_attention(context)
-        y = self.attention(q, kv, training=training)
+        y = self.attention(q, kv, training=training, return_attention_scores=return_attention)
+        if return_attention:
+            y, probabilities = y
         y = x + self.drop_branch(self.drop(y, training=training), training=training)
         z = self.mlp(self.norm_mlp(y), training=training)
-        return y + self.drop_branch(z, training=training)
+        out = y + self.drop_branch(z, training=training)
+        return (out, probabilities) if return_attention else out
 
     def compute_output_shape(self, x_shape, context_shape=None):
         return x_shape
+
+    def compute_output_spec(self, x, context=None, training=None, return_attention=False):
+        # Overridden because compute_output_shape is not told about `return_attention`.
+        out = keras.KerasTensor(x.shape, dtype=self.compute_dtype)
+        if not return_attention:
+            return out
+        keys = (x if context is None else context).shape[1]
+        return out, keras.KerasTensor((x.shape[0], self.num_heads, x.shape[1], keys),
+                                      dtype=self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "mlp_dim": self.mlp_dim,

@@ -40,6 +40,7 @@ SUBCOMMANDS = {
     "predict": ("serving.predict_cli", "classify a video via a server or a SavedModel"),
     "infer": ("pipeline.infer_cli", "classify a folder or listing of videos with a SavedModel (Beam)"),
     "report": ("pipeline.report_cli", "one-screen summary of a pipeline run"),
+    "explain": ("pipeline.explain_cli", "attention maps of videos (Attention Rollout, paper Fig. 6)"),
     "init-from-vit": ("mbt_keras.checkpoints.cli", "initialise a model from a ViT .npz"),
     "import-scenic": ("mbt_keras.checkpoints.cli", "import a released Scenic MBT checkpoint"),
     "pipeline": ("pipeline.pipeline_cli", "run / compile / submit the TFX pipeline"),

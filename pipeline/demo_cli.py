@@ -199,10 +199,12 @@ def run(args) -> int:
     _step("running the TFX pipeline (LocalDagRunner, SQLite MLMD, Beam DirectRunner)")
     from pipeline.local_runner import run_local
     run_local(settings)
-    _step(f"mbt report {settings.pipeline_root}  (also writes the evaluation to TensorBoard)")
+    # The command as printed at the end: the report reads the class map and the push
+    # destination from the run's ML Metadata.
+    _step(f"mbt report {settings.pipeline_root}  (also writes the evaluation and attention "
+          "maps to TensorBoard)")
     from pipeline.cli import main as mbt
-    mbt(["report", settings.pipeline_root, "--serving-base", settings.serving_base,
-         "--model-name", settings.model_name, "--class-map", settings.class_map])
+    mbt(["report", settings.pipeline_root])
     verdict = verdict_lines_of(settings)
 
     from serving.model_versions import numeric_versions
@@ -246,6 +248,7 @@ def run(args) -> int:
     print(f"pushed model:   {settings.push_dir}/{versions[-1]}")
     print(f"serve it:       mbt serve --model-base {settings.serving_base} --port {args.port}")
     print(f"query it:       mbt predict {clips[0].uri} --server {target}")
+    print(f"where it looks: mbt explain {clips[0].uri} --saved-model {settings.push_dir}")
     print(f"run summary:    mbt report {settings.pipeline_root}")
     _print_verdict(verdict)
     return 0

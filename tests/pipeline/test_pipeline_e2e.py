@@ -169,3 +169,60 @@ def test_recorded_uris_resolve_from_another_directory(e2e, tmp_path, monkeypatch
     assert os.path.isabs(destination) and destination.startswith(e2e.push_dir)
     model = tf.saved_model.load(destination)
     assert contract.SIG_SERVING in model.signatures
+
+
+def _summary_tags(folder):
+    import glob
+
+    import tensorflow as tf
+    return {value.tag for path in glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"),
+                                            recursive=True)
+            for event in tf.compat.v1.train.summary_iterator(path)
+            for value in event.summary.value}
+
+
+@pytest.mark.slow
+def test_report_as_printed_reads_names_groups_and_push_from_the_run(e2e, tmp_path, capsys):
+    """`mbt report RUN_DIR`, no flags, from another directory (the demo prints it so): the
+    class map ExampleGen read and the Pusher's destination come from the run's ML Metadata;
+    TensorBoard's per-class tags and the attention maps of eval clips carry the names."""
+    import re
+    import subprocess
+    import sys
+
+    from components.eval_report import PR_CURVE_PREFIX
+    from components.preprocess.label_files import class_names, read_class_groups, read_class_map
+    from pipeline.report_cli import newest_output
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "report", e2e.pipeline_root],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": repo})
+    assert done.returncode == 0, done.stderr
+    groups = read_class_groups(e2e.class_map)
+    assert len(groups) == e2e.overrides["num_classes"]
+    for name, group in groups.items():
+        assert re.search(rf"(\d\.\d{{3}}|  n/a)  {name} +{group}\n", done.stdout), name
+    assert "class 0" not in done.stdout
+    assert f"class map:    {e2e.class_map} (the run's)" in done.stdout
+    assert f"ML Metadata:  {e2e.metadata_path}" in done.stdout
+    newest = max(_versions(e2e), key=int)
+    assert (f"serving:      {os.path.join(e2e.push_dir, newest)} (serving version "
+            f"{newest})") in done.stdout
+    assert "attention maps of" in done.stdout
+    tags = _summary_tags(os.path.join(newest_output(e2e.pipeline_root, "Trainer", "model_run"),
+                                      "evaluation"))
+    names = class_names(read_class_map(e2e.class_map))
+    for index, name in enumerate(names):
+        assert any(t.startswith(f"{PR_CURVE_PREFIX}/{index:03d}_{name}") for t in tags), name
+    attention = sorted(t for t in tags if t.startswith("attention/"))
+    assert attention and all(t.split("_", 1)[1] in groups for t in attention), attention
+
+    # Flags override what the run recorded.
+    from pipeline.cli import main
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["report", e2e.pipeline_root, "--serving-base", str(elsewhere),
+                 "--attention-clips", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"serving:      nothing in {elsewhere / e2e.model_name}" in out
+    assert "attention maps of" not in out and "visual_green" in out
