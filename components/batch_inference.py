@@ -24,7 +24,7 @@ from apache_beam.utils import shared
 
 from components.preprocess.clip_decoder import ClipError
 from components.preprocess.label_files import ClipRecord
-from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES,
+from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES, ROWS,
                                              AccountedFn, WriteOutcome, opened_video)
 from mbt_keras import contract
 
@@ -173,23 +173,26 @@ class VideosToPredictions(beam.PTransform):
 
 
 class WritePredictions(beam.PTransform):
-    """The whole job, applied to the pipeline: records -> VideosToPredictions -> JSON lines
+    """The whole job, applied to the pipeline: the videos `read` (a PTransform from the
+    pipeline to ClipRecords: read_labels.ReadRows of a listing, which the workers read, or a
+    folder's videos created) -> VideosToPredictions -> JSON lines
     `<out>/predictions-SSSSS-of-NNNNN.jsonl`, and dead letters and counts in
     `<out>/DeadLetters/` (WriteOutcome: `written` there counts the videos predicted)."""
 
-    def __init__(self, records: List[ClipRecord], saved_model: str, out: str,
+    def __init__(self, read: beam.PTransform, saved_model: str, out: str,
                  windows: WindowFn, classifier: ClassifierFn, **options):
         super().__init__()
-        self._records, self._out = list(records), out
+        self._read, self._out = read, out
         self._to_predictions = VideosToPredictions(saved_model, windows, classifier, **options)
 
     def expand(self, pipeline):
-        outputs = (pipeline | "Videos" >> beam.Create(self._records, reshuffle=True)
-                   | "VideosToPredictions" >> self._to_predictions)
+        records = pipeline | "Videos" >> self._read
+        outputs = records | "VideosToPredictions" >> self._to_predictions
         _ = (outputs[PREDICTIONS] | "Rows" >> beam.FlatMap(lambda rows: rows)
              | "ToJson" >> beam.Map(json.dumps)
              | "WritePredictions" >> beam.io.WriteToText(
                  os.path.join(self._out, PREDICTIONS_FILE_NAME), file_name_suffix=".jsonl"))
-        return ({EXAMPLES: outputs[PREDICTIONS], DEAD_LETTERS: outputs[DEAD_LETTERS]}
+        return ({ROWS: records, EXAMPLES: outputs[PREDICTIONS],
+                 DEAD_LETTERS: outputs[DEAD_LETTERS]}
                 | "Outcome" >> WriteOutcome(os.path.join(self._out, DEAD_LETTERS_DIR),
-                                            OUTCOME_NAME, len(self._records)))
+                                            OUTCOME_NAME))

@@ -5,7 +5,7 @@ import pytest
 
 from components.preprocess.label_files import (class_names, parse_label_file, read_class_groups,
                                                read_class_map, write_class_map)
-from components.preprocess.splits import assign_splits
+from components.preprocess.splits import assign_split
 
 AUDIOSET_INDICES = """index,mid,display_name
 0,/m/09x0r,Speech
@@ -83,10 +83,10 @@ def test_splits_from_label_file_else_stable_hash(tmp_path):
         "path,labels,split\n" + "".join(f"c{i}.mp4,a,\n" for i in range(200))
         + "t.mp4,a,test\nq.mp4,a,holdout\n")
     records, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
-    out = assign_splits(records, {"train": 3, "eval": 1})
+    out = [assign_split(r, {"train": 3, "eval": 1}) for r in records]
     hashed = [r.split for r in out[:200]]
     assert 0.6 < hashed.count("train") / 200 < 0.9 and set(hashed) == {"train", "eval"}
-    assert assign_splits(records, {"train": 3, "eval": 1})[:200] == out[:200]
+    assert [assign_split(r, {"train": 3, "eval": 1}) for r in records[:200]] == out[:200]
     assert out[200].split == "eval" and out[200].error is None
     assert "split 'holdout'" in out[201].error
 
