@@ -3,13 +3,13 @@
 The component keeps FileBasedExampleGen's spec and driver (spans, fingerprints of the label
 file); the executor is a Beam executor of its own rather than a BaseExampleGenExecutor, whose
 Do would split by hashing whole serialized records and write through TFX's WriteSplit (zlib
-level 6, which costs as much as the JPEG encoding). Here a split comes from the label file
-(else a hash of the source video, splits.py), each split is one SplitToTFRecords (the job
-`mbt preprocess` runs, LabelFileToTFRecords), and the artifact gets the properties the stock ExampleGen sets
-(split_names, payload_format, file_format) plus the counts and the records' compression as
-custom properties. Dead letters and counts go to `<artifact>/DeadLetters/`. The launcher reads
-the class map and the label file's first bytes only; the workers read the rows
-(LabelFileToTFRecords).
+level 6, which costs as much as the JPEG encoding). Here the job is LabelFileToTFRecords, the
+one `mbt preprocess` runs: a split comes from the label file (else a hash of the source
+video, splits.py), each split is one SplitToTFRecords, the workers read the rows (the
+launcher reads the class map and the label file's first bytes only). The artifact gets the
+properties the stock ExampleGen sets (split_names, payload_format, file_format) plus the
+counts and the records' compression as custom properties. Dead letters and counts go to
+`<artifact>/DeadLetters/`.
 """
 import json
 import os

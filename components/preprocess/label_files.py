@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from mbt_keras.user_error import UserError
@@ -188,9 +189,35 @@ def label_rows(source: LabelSource,
     `class_map`, a row naming a label outside it is an `unknown_label` error. Duplicates are
     marked apart (reject_duplicates, read_labels.MarkDuplicates): they need every row."""
     check_source(source)
-    text = _read_text(source.path, source.encoding)
+    text = _read_text(source.path, source.encoding, errors="surrogateescape")
     for record in ROW_READERS[source.fmt](text, source):
+        record = _undecoded(record, source.encoding)
         yield record if class_map is None else _check_labels(record, class_map)
+
+
+# A byte that did not decode, as errors="surrogateescape" keeps it.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _undecoded(record: ClipRecord, encoding: str) -> ClipRecord:
+    """A row holding bytes that did not decode (surrogate escapes; check_text decoded the
+    file's head strictly) as a bad row naming the first byte, its text with the bytes
+    written as escapes: one such row past the head fails no job and loses no other row."""
+    fields = (record.clip_id, record.uri, *record.labels, record.split or "",
+              record.group or "", record.error or "")
+    bad = next(filter(None, map(_ESCAPED_BYTE.search, fields)), None)
+    if bad is None:
+        return record
+
+    def escaped(text):
+        return text and text.encode(encoding, "surrogateescape").decode(encoding,
+                                                                         "backslashreplace")
+    return record._replace(
+        clip_id=escaped(record.clip_id), uri=escaped(record.uri),
+        labels=tuple(map(escaped, record.labels)), split=escaped(record.split),
+        group=escaped(record.group),
+        error=escaped(record.error) or f"byte 0x{ord(bad.group()) - 0xdc00:02x} is not valid "
+        f"{encoding}; pass the file's encoding (e.g. --encoding latin-1)")
 
 
 def parse_label_file(path: str, videos: str, fmt: str = "generic",
@@ -274,10 +301,11 @@ def reject_duplicates(records: Iterable[ClipRecord]) -> List[ClipRecord]:
 HEAD_BYTES = 1 << 16
 
 
-def _read_text(path: str, encoding: str = "utf-8", head: Optional[int] = None) -> str:
+def _read_text(path: str, encoding: str = "utf-8", head: Optional[int] = None,
+               errors: str = "strict") -> str:
     """The file decoded with `encoding` (a leading byte-order mark dropped), or only its first
-    `head` bytes. Errors are one line naming the
-    file, and for undecodable bytes the line and column."""
+    `head` bytes; `errors` as for bytes.decode. Errors are one line naming the file, and for
+    undecodable bytes the line and column."""
     try:
         "".encode(encoding)
     except LookupError:
@@ -291,7 +319,7 @@ def _read_text(path: str, encoding: str = "utf-8", head: Optional[int] = None) -
         raise LabelFileError(f"cannot read {path}: {' '.join(error.message.split())}") from None
     try:
         # A head may end inside a character: only a complete file must decode to its end.
-        text = codecs.getincrementaldecoder(encoding)().decode(
+        text = codecs.getincrementaldecoder(encoding)(errors).decode(
             data, final=head is None or len(data) < head)
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
@@ -331,10 +359,12 @@ def listing_rows(path: str, encoding: str = "utf-8") -> Iterator[ClipRecord]:
     skipped), relative paths resolved against the listing's folder. The id of a video is
     the line as written; duplicates are marked apart, as for label files."""
     folder = os.path.dirname(path)
-    for n, line in _lines(_read_text(path, encoding)):
+    check_text(path, encoding)
+    for n, line in _lines(_read_text(path, encoding, errors="surrogateescape")):
         if line.strip() and not line.lstrip().startswith("#"):
-            yield ClipRecord(clip_id=line.strip(), uri=_resolve(line.strip(), folder),
-                             labels=(), start=None, end=None, split=None, row=f"{path}:{n}")
+            yield _undecoded(ClipRecord(
+                clip_id=line.strip(), uri=_resolve(line.strip(), folder), labels=(), start=None,
+                end=None, split=None, row=f"{path}:{n}"), encoding)
 
 
 def parse_listing(path: str, encoding: str = "utf-8") -> List[ClipRecord]:
@@ -379,12 +409,12 @@ def _generic_record(where: str, row, videos: str) -> ClipRecord:
                 labels = labels.replace(sep, ",")
             labels = [n.strip() for n in labels.split(",")]
         start, end = _number(row.get("start")), _number(row.get("end"))
-        clip_id = row.get("clip_id") or window_clip_id(_source_id(uri), start, end)
+        source_id = _source_id(uri)
         return ClipRecord(
-            clip_id=str(clip_id), uri=_resolve(uri, videos),
-            labels=tuple(n for n in labels if n), start=start, end=end,
-            split=row.get("split") or None, row=where,
-            group=str(row.get("group") or _source_id(uri)))
+            clip_id=str(row.get("clip_id") or window_clip_id(source_id, start, end)),
+            uri=_resolve(uri, videos), labels=tuple(n for n in labels if n), start=start,
+            end=end, split=row.get("split") or None, row=where,
+            group=str(row.get("group") or source_id))
     except (ValueError, TypeError, AttributeError) as error:
         return _bad_row(where, row, error)
 

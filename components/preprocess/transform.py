@@ -10,8 +10,8 @@ of two outputs, so read = written + rejected: `examples` (serialized tf.train.Se
 and `dead_letters` (dicts with the item and a reason naming its label-file row); errors of
 the storage propagate instead, for the runner to retry (retryable.py). Beam counters in the
 `mbt_preprocess` namespace count read / written / rejected and rejected_<kind>, and
-rows_segmented. The accounting (`AccountedFn`, `WriteOutcome`, `read_outcome`) is shared with batch inference
-(components/batch_inference.py).
+rows_segmented. The accounting (`AccountedFn`, `WriteOutcome`, `read_outcome`) is shared with
+batch inference (components/batch_inference.py).
 
 Memory per item is bounded whatever the video's length: the decoder hands over one second of
 frames at a time, each second goes into the record as JPEGs before the next is decoded, and a

@@ -247,3 +247,19 @@ def test_audioset_segments_are_grouped_by_youtube_id_even_as_separate_files(tmp_
     for record in records:
         splits.setdefault(record.group, set()).add(assign_split(record, {"a": 1, "b": 1}).split)
     assert all(len(s) == 1 for s in splits.values())
+
+
+def test_a_byte_past_the_checked_head_that_does_not_decode_rejects_only_its_row(tmp_path):
+    """The launcher checks the first 64 KiB; the workers read the rest, where a stray byte
+    must neither fail the job nor take other rows with it."""
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(("path,labels\n" + "".join(f"v{i:05d}.mp4,dog\n" for i in range(6000))
+                        + "caf\u00e9.mp4,dog\nlast.mp4,dog\n").encode("latin-1"))
+    assert labels.stat().st_size > 65536
+    records, _ = parse_label_file(str(labels), "/v")
+    assert len(records) == 6002 and [r.error for r in records[-1:]] == [None]
+    bad = records[-2]
+    assert (bad.row, bad.uri, bad.error_kind) == (f"{labels}:6002", "/v/caf\\xe9.mp4", None)
+    assert bad.error == ("byte 0xe9 is not valid utf-8; pass the file's encoding "
+                         "(e.g. --encoding latin-1)")
+    assert all(r.error is None for r in records[:-2])

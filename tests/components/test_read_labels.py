@@ -2,7 +2,6 @@
 rows, and the job writes what it wrote when the launcher parsed the rows into a beam.Create."""
 import glob
 import json
-import os
 
 import apache_beam as beam
 import pytest
