@@ -69,18 +69,19 @@ def read_class_map(path: str, encoding: str = "utf-8") -> ClassMap:
         raise LabelFileError(f"{path} is no class map: expected a CSV with columns index,name "
                              "(or AudioSet's index,mid,display_name) and one row per class")
     return check_class_map(
-        (f"{path}:{reader.line_num}", row[name_key], row["index"]) for row in reader)
+        path, ((f"{path}:{reader.line_num}", row[name_key], row["index"]) for row in reader))
 
 
-def check_class_map(rows: Iterable[Tuple[str, Optional[str], Optional[str]]]) -> ClassMap:
-    """{name: index} of a class map's (where, name, index text) rows, where `where` is
-    "file:line". The indices must be exactly 0..N-1 and the names unique, else LabelFileError
+def check_class_map(path: str,
+                    rows: Iterable[Tuple[str, Optional[str], Optional[str]]]) -> ClassMap:
+    """{name: index} of the class map `path` from its (where, name, index text) rows, where
+    `where` is "file:line". The indices must be exactly 0..N-1 and the names unique, else LabelFileError
     names the first bad row: the head has N outputs and the one-hot of an index outside them
     is all zeros (input_pipeline.label_vector), so a 1-based or gappy map would drop a class
     without a word."""
     rows = list(rows)
     if not rows:
-        raise LabelFileError("class map has no rows: expected one row per class")
+        raise LabelFileError(f"{path} has no classes: expected one row per class")
     count, class_map, row_of_index = len(rows), {}, {}
     for where, name, text in rows:
         try:
@@ -168,8 +169,8 @@ def check_source(source: LabelSource) -> None:
 
 def check_text(path: str, encoding: str = "utf-8") -> None:
     """LabelFileError unless the file opens and its first HEAD_BYTES decode: a missing file or
-    a wrong --encoding is one line on the launcher, not a failed job on the workers (bytes
-    further on that do not decode fail the job with the same line)."""
+    a wrong --encoding is one line on the launcher, not a failed job on the workers (a byte
+    further on that does not decode rejects its row, _undecoded)."""
     _read_text(path, encoding, head=HEAD_BYTES)
 
 
@@ -357,7 +358,8 @@ def _lines(text: str) -> Iterator[Tuple[int, str]]:
 def listing_rows(path: str, encoding: str = "utf-8") -> Iterator[ClipRecord]:
     """A listing of videos to classify: one path or URI per line (blank lines and `#` lines
     skipped), relative paths resolved against the listing's folder. The id of a video is
-    the line as written; duplicates are marked apart, as for label files."""
+    the line as written; a video listed twice is a `duplicate` naming both lines once
+    read_labels.ReadRows marks them."""
     folder = os.path.dirname(path)
     check_text(path, encoding)
     for n, line in _lines(_read_text(path, encoding, errors="surrogateescape")):
@@ -365,11 +367,6 @@ def listing_rows(path: str, encoding: str = "utf-8") -> Iterator[ClipRecord]:
             yield _undecoded(ClipRecord(
                 clip_id=line.strip(), uri=_resolve(line.strip(), folder), labels=(), start=None,
                 end=None, split=None, row=f"{path}:{n}"), encoding)
-
-
-def parse_listing(path: str, encoding: str = "utf-8") -> List[ClipRecord]:
-    """listing_rows in memory, a video listed twice a `duplicate` naming both lines."""
-    return reject_duplicates(listing_rows(path, encoding))
 
 
 def _source_id(uri: str) -> str:

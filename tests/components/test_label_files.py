@@ -263,3 +263,10 @@ def test_a_byte_past_the_checked_head_that_does_not_decode_rejects_only_its_row(
     assert bad.error == ("byte 0xe9 is not valid utf-8; pass the file's encoding "
                          "(e.g. --encoding latin-1)")
     assert all(r.error is None for r in records[:-2])
+
+
+def test_a_class_map_without_rows_is_refused_naming_the_file(tmp_path):
+    from components.preprocess.label_files import LabelFileError
+    (tmp_path / "m.csv").write_text("index,name\n")
+    with pytest.raises(LabelFileError, match=f"^{tmp_path}/m.csv has no classes"):
+        read_class_map(str(tmp_path / "m.csv"))
