@@ -24,8 +24,8 @@ from apache_beam.utils import shared
 
 from components.preprocess.clip_decoder import ClipError
 from components.preprocess.label_files import ClipRecord
-from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES,
-                                             AccountedFn, WriteOutcome, opened_video, where)
+from components.preprocess.transform import (DEAD_LETTERS, DEAD_LETTERS_DIR, EXAMPLES, ROWS,
+                                             AccountedFn, WriteOutcome, opened_video)
 from mbt_keras import contract
 
 PREDICTIONS = "predictions"
@@ -127,10 +127,11 @@ class _PredictFn(AccountedFn):
             functools.partial(_Model, self._classifier, self._saved_model), tag=self._saved_model)
 
     def process(self, record: ClipRecord):
-        """AccountedFn's accounting, with each row going out as soon as it is classified, so
-        a video's rows are never all held (a 2-hour film at --hop 1: 7200 rows of every
-        class's score). A video that fails partway is a dead letter that says how many of
-        its rows went out before the failure."""
+        """AccountedFn's accounting (its _rejection: storage errors propagate), with each row
+        going out as soon as it is classified, so a video's rows are never all held (a
+        2-hour film at --hop 1: 7200 rows of every class's score). A video that fails
+        partway is a dead letter that says how many of its rows went out before the
+        failure."""
         self._count("read")
         first, rows = None, 0
         try:
@@ -138,10 +139,9 @@ class _PredictFn(AccountedFn):
                 first, rows = first or row, rows + 1
                 yield row
         except Exception as error:  # pylint: disable=broad-except  # never crash the job
-            reason = f"{where(record)}: {error}" if isinstance(error, ClipError) else (
-                f"{where(record)} ({record.uri}): unexpected {type(error).__name__}: {error}")
+            kind, reason = self._rejection(record, error)
             written = f" ({rows} window(s) written before)" if rows else ""
-            yield from self._reject(record, getattr(error, "kind", "internal"), reason + written)
+            yield from self._reject(record, kind, reason + written)
             return
         self._count(self._done)
         self._count("windows", rows)
@@ -198,22 +198,24 @@ class VideosToPredictions(beam.PTransform):
 
 
 class WritePredictions(beam.PTransform):
-    """The whole job, applied to the pipeline: records -> VideosToPredictions -> JSON lines
+    """The whole job, applied to the pipeline: the videos `read` (a PTransform from the
+    pipeline to ClipRecords: read_labels.ReadRows of a listing, which the workers read, or a
+    folder's videos created) -> VideosToPredictions -> JSON lines
     `<out>/predictions-SSSSS-of-NNNNN.jsonl`, and dead letters and counts in
     `<out>/DeadLetters/` (WriteOutcome: `written` there counts the videos predicted)."""
 
-    def __init__(self, records: List[ClipRecord], saved_model: str, out: str,
+    def __init__(self, read: beam.PTransform, saved_model: str, out: str,
                  windows: WindowFn, classifier: ClassifierFn, **options):
         super().__init__()
-        self._records, self._out = list(records), out
+        self._read, self._out = read, out
         self._to_predictions = VideosToPredictions(saved_model, windows, classifier, **options)
 
     def expand(self, pipeline):
-        outputs = (pipeline | "Videos" >> beam.Create(self._records, reshuffle=True)
-                   | "VideosToPredictions" >> self._to_predictions)
+        records = pipeline | "Videos" >> self._read
+        outputs = records | "VideosToPredictions" >> self._to_predictions
         _ = (outputs[PREDICTIONS] | "ToJson" >> beam.Map(json.dumps)
              | "WritePredictions" >> beam.io.WriteToText(
                  os.path.join(self._out, PREDICTIONS_FILE_NAME), file_name_suffix=".jsonl"))
-        return ({EXAMPLES: outputs[VIDEOS], DEAD_LETTERS: outputs[DEAD_LETTERS]}
+        return ({ROWS: records, EXAMPLES: outputs[VIDEOS], DEAD_LETTERS: outputs[DEAD_LETTERS]}
                 | "Outcome" >> WriteOutcome(os.path.join(self._out, DEAD_LETTERS_DIR),
-                                            OUTCOME_NAME, len(self._records)))
+                                            OUTCOME_NAME))

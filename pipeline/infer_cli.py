@@ -91,7 +91,8 @@ def infer(args) -> dict:
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
 
     from components.batch_inference import WritePredictions, check_saved_model, list_videos
-    from components.preprocess.label_files import parse_listing
+    from components.preprocess.label_files import check_text, listing_rows
+    from components.preprocess.read_labels import ReadRows
     from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
     from pipeline.output_folder import replaced_output
     check_saved_model(args.model)
@@ -99,18 +100,19 @@ def infer(args) -> dict:
     windows = (functools.partial(every_window, hop=args.hop, **window) if args.timeline
                else functools.partial(centre_window, **window))
     if args.listing:
-        records = parse_listing(args.listing, args.encoding)
-        print(f"listed {len(records)} videos in {args.listing}")
+        check_text(args.listing, args.encoding)
+        read = ReadRows(listing_rows, args.listing, args.encoding)  # by the workers
     else:
         records, skipped = list_videos(args.videos, args.all_files)
         others = ", ".join(f"{ext} {n}" for ext, n in sorted(skipped.items()))
         print(f"listed {len(records)} videos under {args.videos}"
               + (f"; skipped {sum(skipped.values())} other files ({others}; --all-files "
                  "takes them too)" if skipped else ""))
+        read = beam.Create(records, reshuffle=True)
     with replaced_output(args.out, args.overwrite) as out:
         with beam.Pipeline(options=pipeline_options) as pipeline:
             _ = pipeline | "Infer" >> WritePredictions(
-                records, args.model, out, windows, saved_model_classifier,
+                read, args.model, out, windows, saved_model_classifier,
                 missing_audio=args.missing_audio,
                 progress=not args.quiet, batch_size=args.batch_size)
         return read_outcome(os.path.join(out, DEAD_LETTERS_DIR))

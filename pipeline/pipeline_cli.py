@@ -82,8 +82,9 @@ def settings_from_args(args) -> PipelineSettings:
 
 def check_settings(settings: PipelineSettings, local: bool) -> None:
     """What the user gave, checked before TFX starts a run or compiles one: flag values,
-    and for a `local` run the input files (the label file parsed as the ExampleGen will
-    parse it). Each mistake is a UserError naming the flag and the value."""
+    and for a `local` run the input files (the class maps and the label file's head, as the
+    ExampleGen's launcher checks them: its workers read the rows). Each mistake is a
+    UserError naming the flag and the value."""
     from components.trainer_module import train_config_of
     # The head the Trainer builds takes its class counts from the class map, which a compile
     # may not read here (gs://): `run` counts them after the other checks.
@@ -104,12 +105,6 @@ def check_settings(settings: PipelineSettings, local: bool) -> None:
     if settings.pretrained:
         from mbt_keras.checkpoints import vit_npz
         vit_npz.check_npz(existing_file(settings.pretrained, "--pretrained"), model_config)
-    from components.preprocess.label_files import parse_label_file
-    parse_label_file(settings.labels, settings.videos, settings.label_format,
-                     class_map_path=settings.class_map, encoding=settings.encoding,
-                     video_template=settings.video_template,
-                     presegmented=settings.presegmented,
-                     noun_class_map_path=settings.noun_class_map)
 
 
 def check_spec(path: str) -> None:

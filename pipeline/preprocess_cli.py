@@ -1,7 +1,7 @@
 """`mbt preprocess`: the ClipExampleGen job outside TFX, on any Beam runner.
 
-Same PTransform per split (SplitToTFRecords), same split rule and same output layout as the
-ExampleGen: OUT/Split-<name>/data_tfrecord-* (`.gz` with --compression gzip) and
+The ExampleGen's job (LabelFileToTFRecords: the label file read by the workers, same split
+rule) and its output layout: OUT/Split-<name>/data_tfrecord-* (`.gz` with --compression gzip) and
 OUT/DeadLetters/. Runs on the
 DirectRunner's FnApiRunner in this process with one worker thread per core by default
 (`--workers N`, `--processes` for worker processes); `--beam-arg` passes any Beam pipeline
@@ -19,9 +19,9 @@ import time
 from typing import Optional
 
 from components.preprocess.clip_decoder import MAX_DAMAGED_FRACTION, MISSING_AUDIO_POLICIES
-from components.preprocess.label_files import FORMATS, parse_label_file, write_class_map
+from components.preprocess.label_files import FORMATS
 from components.preprocess.segments import DEFAULT_SEGMENT_SECONDS
-from components.preprocess.splits import DEFAULT_SPLITS, assign_splits
+from components.preprocess.splits import DEFAULT_SPLITS
 from mbt_keras import contract
 from mbt_keras.user_error import UserError, existing_file, existing_folder, in_range
 from pipeline.settings import LOCAL_RUNNER, absolute, with_worker_image
@@ -157,7 +157,8 @@ def parse_splits(text: str) -> dict:
 
 def check_data_args(args, local: bool = True) -> None:
     """The data flags (add_data_arguments), checked before a job starts; with `local`, the
-    input files too. `args` may be a PipelineSettings (its fields are the flags' dests)."""
+    input files too (label_files.check_source). `args` may be a PipelineSettings (its fields
+    are the flags' dests)."""
     for flag, bounds in (("--fps", dict(above=0)), ("--short-side", dict(low=1)),
                          ("--min-duration", dict(low=0)), ("--segment-seconds", dict(low=0)),
                          ("--max-damaged-fraction", dict(low=0, high=1)),
@@ -172,6 +173,16 @@ def check_data_args(args, local: bool = True) -> None:
     for flag in ("--class-map", "--noun-class-map"):
         if getattr(args, flag[2:].replace("-", "_")):
             existing_file(getattr(args, flag[2:].replace("-", "_")), flag)
+    from components.preprocess.label_files import check_source
+    check_source(label_source(args))
+
+
+def label_source(args):
+    """The label_files.LabelSource the data flags name (`args` as for check_data_args)."""
+    from components.preprocess.label_files import LabelSource
+    return LabelSource(args.labels, args.videos, args.label_format, args.class_map,
+                       args.video_template, args.presegmented, args.encoding,
+                       args.noun_class_map)
 
 
 def preprocess(args) -> dict:
@@ -182,28 +193,25 @@ def preprocess(args) -> dict:
     buckets = parse_splits(args.splits)
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
 
+    from components.preprocess.label_files import source_class_map, write_class_map
     from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
-                                                 SplitToTFRecords, read_outcome)
+                                                 LabelFileToTFRecords, read_outcome)
     from pipeline.output_folder import replaced_output
     args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
                                                                 args.out))
-    records, class_map = parse_label_file(
-        args.labels, args.videos, args.label_format, class_map_path=args.class_map,
-        video_template=args.video_template, presegmented=args.presegmented,
-        encoding=args.encoding, noun_class_map_path=args.noun_class_map)
-    records = assign_splits(records, buckets)
+    source = label_source(args)
+    class_map = source_class_map(source)
     options = dict(fps=args.fps, short_side=args.short_side, missing_audio=args.missing_audio,
                    min_duration=args.min_duration, decoder_threads=args.decoder_threads,
                    max_damaged_fraction=args.max_damaged_fraction)
     with replaced_output(args.out, args.overwrite) as out:
         dead_dir = os.path.join(out, DEAD_LETTERS_DIR)
         with beam.Pipeline(options=pipeline_options) as pipeline:
-            for split in buckets:
-                _ = pipeline | f"Split[{split}]" >> SplitToTFRecords(
-                    [r for r in records if r.split == split], class_map, split,
-                    os.path.join(out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
-                    include_waveform=args.include_waveform, compression=args.compression,
-                    segment_seconds=args.segment_seconds, progress=not args.quiet, **options)
+            _ = pipeline | "LabelFile" >> LabelFileToTFRecords(
+                source, class_map, buckets,
+                lambda split: os.path.join(out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
+                include_waveform=args.include_waveform, compression=args.compression,
+                segment_seconds=args.segment_seconds, progress=not args.quiet, **options)
         write_class_map(class_map, os.path.join(out, "class_map.csv"))
         return read_outcome(dead_dir)
 

@@ -13,7 +13,9 @@ read video through it, so a clip is decoded the same way for training and for in
   the clip is rejected as `corrupt` only when more than max(1, max_damaged_fraction x the
   packets read) are skipped (a skipped audio packet leaves silence in its place).
 Bad input raises `ClipError` whose `kind` names the failure (the Beam job turns it into a
-dead-letter record and a counter).
+dead-letter record and a counter). A failure to read the bytes (an OSError or tf.errors from
+the file object, which PyAV re-raises as it was) is not the clip's and propagates
+(components/preprocess/retryable.py).
 """
 import contextlib
 import dataclasses
@@ -229,7 +231,7 @@ def _opened(source, label):
         source.seek(0)
     try:
         container = av.open(source, **AV_OPEN_OPTIONS)
-    except (av.error.FFmpegError, OSError) as error:
+    except av.error.FFmpegError as error:  # the file's; the storage's propagate (retryable.py)
         raise _unreadable(source, label, error) from None
     with container:
         yield container

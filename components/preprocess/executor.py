@@ -3,12 +3,13 @@
 The component keeps FileBasedExampleGen's spec and driver (spans, fingerprints of the label
 file); the executor is a Beam executor of its own rather than a BaseExampleGenExecutor, whose
 Do would split by hashing whole serialized records and write through TFX's WriteSplit (zlib
-level 6, which costs as much as the JPEG encoding). Here a split comes from the label file
-(else a hash of the clip id), each split is one SplitToTFRecords (the transform `mbt
-preprocess` runs), and the artifact gets the properties the stock ExampleGen sets
-(split_names, payload_format, file_format) plus the counts and the records' compression as
-custom properties. Dead letters
-and counts go to `<artifact>/DeadLetters/`.
+level 6, which costs as much as the JPEG encoding). Here the job is LabelFileToTFRecords, the
+one `mbt preprocess` runs: a split comes from the label file (else a hash of the source
+video, splits.py), each split is one SplitToTFRecords, the workers read the rows (the
+launcher reads the class maps and the label file's first bytes only). The artifact gets the
+properties the stock ExampleGen sets (split_names, payload_format, file_format) plus the
+counts and the records' compression as custom properties. Dead letters and counts go to
+`<artifact>/DeadLetters/`.
 """
 import json
 import os
@@ -22,13 +23,14 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.preprocess.label_files import parse_label_file
-from components.preprocess.splits import assign_splits
+from components.preprocess.label_files import LabelSource, check_source, source_class_map
 from components.preprocess.transform import (DEAD_LETTERS_DIR, DECODE_OPTIONS,
-                                             RECORDS_FILE_NAME, SplitToTFRecords, read_outcome)
+                                             RECORDS_FILE_NAME, LabelFileToTFRecords,
+                                             read_outcome)
 
 PREPROCESS_CONFIG_KEY = "preprocess_config"
-# preprocess_config keys: label file reading, then decode_clip / ClipsToExamples options.
+# preprocess_config keys: label file reading (LabelSource's fields; `format` is its fmt), then
+# decode_clip / ClipsToExamples options.
 LABEL_KEYS = ("format", "videos", "class_map", "noun_class_map", "video_template",
               "presegmented", "encoding")
 TRANSFORM_KEYS = DECODE_OPTIONS + ("include_waveform", "compression", "segment_seconds")
@@ -57,22 +59,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             utils.generate_output_split_names(input_config, output_config))
         buckets = {s.name: s.hash_buckets for s in output_config.split_config.splits}
         config = json.loads(exec_properties[PREPROCESS_CONFIG_KEY])
-        label_options = {k: config[k] for k in LABEL_KEYS if k in config}
-        records, class_map = parse_label_file(
+        source = LabelSource(
             os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
                          input_config.splits[0].pattern),
-            fmt=label_options.pop("format", "generic"), videos=label_options.pop("videos"),
-            class_map_path=label_options.pop("class_map", None),
-            noun_class_map_path=label_options.pop("noun_class_map", None), **label_options)
-        records = assign_splits(records, buckets)
+            **{("fmt" if k == "format" else k): config[k] for k in LABEL_KEYS if k in config})
+        check_source(source)
         dead_letters = os.path.join(examples.uri, DEAD_LETTERS_DIR)
         with self._make_beam_pipeline() as pipeline:
-            for name in buckets:
-                _ = pipeline | f"Split[{name}]" >> SplitToTFRecords(
-                    [r for r in records if r.split == name], class_map, name,
-                    os.path.join(artifact_utils.get_split_uri([examples], name),
-                                 RECORDS_FILE_NAME),
-                    dead_letters, **{k: config[k] for k in TRANSFORM_KEYS if k in config})
+            _ = pipeline | "LabelFile" >> LabelFileToTFRecords(
+                source, source_class_map(source), buckets,
+                lambda name: os.path.join(artifact_utils.get_split_uri([examples], name),
+                                          RECORDS_FILE_NAME),
+                dead_letters, **{k: config[k] for k in TRANSFORM_KEYS if k in config})
         examples_utils.set_payload_format(
             examples, exec_properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY])
         # 'tfrecords_gzip' is TFX 1.16's only TFRecord file format; its readers (tfx_bsl,

@@ -2,24 +2,30 @@
 
 Formats: AudioSet segment CSVs (+ class_labels_indices.csv), VGGSound's CSV, Epic-Kitchens-100's
 action segments (+ its verb and noun classes), and a generic CSV/JSONL (path or URI, labels,
-optional start/end/split/clip_id). Files are read through
+optional start/end/split/clip_id/group). Files are read through
 `tf.io.gfile`, so gs:// and other TensorFlow filesystems work. A row that cannot become a
 clip (unknown label, malformed fields, a duplicate) is returned as a record with `error` set,
 never raised: the Beam job sends it to the dead letters so that read = written + rejected.
 Every record names its label-file row (`row`, "path:line"), so that rejections of several
-windows of one video can be told apart. Only a file that cannot be read at all raises
+windows of one video can be told apart, and its split `group` (the source video), so that the
+windows of one video land in one split. Only a file that cannot be read at all raises
 (`LabelFileError`, one line naming the file and line).
+
+Rows are parsed one at a time (`label_rows`: a reader per format in ROW_READERS, then the
+labels checked), so that the Beam job parses them in a worker
+(components/preprocess/read_labels.py) and `parse_label_file` in memory, by the same code.
 """
+import codecs
 import csv
 import io
 import json
 import os
-from typing import Dict, List, NamedTuple, Optional, Tuple
+import re
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from mbt_keras.user_error import UserError
 
 
-FORMATS = ("generic", "audioset", "vggsound", "epic-kitchens")
 # Where a format's videos are, relative to --videos, unless --video-template says otherwise.
 VIDEO_TEMPLATES = {"epic-kitchens": "{participant_id}/videos/{video_id}.MP4"}
 DEFAULT_VIDEO_TEMPLATE = "{ytid}.mp4"
@@ -40,6 +46,7 @@ class ClipRecord(NamedTuple):
     error: Optional[str] = None        # set for rows rejected while parsing
     error_kind: Optional[str] = None   # the dead-letter kind of `error` (None: 'bad_row')
     row: Optional[str] = None          # "label file:line" the record comes from
+    group: Optional[str] = None        # rows of one group share a split (split_group)
 
 
 class LabelFileError(UserError):
@@ -62,24 +69,59 @@ def window_clip_id(source_id: str, start: Optional[float], end: Optional[float])
 
 def read_class_map(path: str, encoding: str = "utf-8") -> ClassMap:
     """`index,name` CSV (our class_map.csv), AudioSet's `index,mid,display_name` or
-    Epic-Kitchens-100's `id,key,instances,category` (EPIC_100_verb_classes.csv)."""
-    rows = list(csv.DictReader(_read_text(path, encoding).splitlines()))
-    index_key = "id" if rows and "index" not in rows[0] else "index"
-    try:
-        class_map = {row[_name_key(rows)]: int(row[index_key]) for row in rows}
-    except (KeyError, TypeError, ValueError):
-        class_map = {}
-    if not class_map:
+    Epic-Kitchens-100's `id,key,instances,category` (EPIC_100_verb_classes.csv), checked by
+    `check_class_map`."""
+    reader = csv.DictReader(io.StringIO(_read_text(path, encoding)))
+    columns = reader.fieldnames or ()
+    name_key = _name_key(columns)
+    index_key = "id" if "index" not in columns else "index"
+    if index_key not in columns or name_key not in columns:
         raise LabelFileError(f"{path} is no class map: expected a CSV with columns index,name "
                              "(or AudioSet's index,mid,display_name, or Epic-Kitchens' "
                              "id,key,...) and one row per class")
+    return check_class_map(
+        path, ((f"{path}:{reader.line_num}", row[name_key], row[index_key]) for row in reader))
+
+
+def check_class_map(path: str,
+                    rows: Iterable[Tuple[str, Optional[str], Optional[str]]]) -> ClassMap:
+    """{name: index} of the class map `path` from its (where, name, index text) rows, where
+    `where` is "file:line". The indices must be exactly 0..N-1 and the names unique, else
+    LabelFileError names the first bad row: the head has N outputs and the one-hot of an
+    index outside them is all zeros (input_pipeline.label_vector), so a 1-based or gappy map
+    would drop a class without a word."""
+    rows = list(rows)
+    if not rows:
+        raise LabelFileError(f"{path} has no classes: expected one row per class")
+    count, class_map, row_of_index = len(rows), {}, {}
+    for where, name, text in rows:
+        try:
+            index = int(text)
+        except (TypeError, ValueError):
+            index = None
+        if not name:
+            problem = "no class name"
+        elif index is None:
+            problem = f"index {text!r} of class {name!r} is not an integer"
+        elif not 0 <= index < count:
+            problem = f"index {index} of class {name!r} is outside 0..{count - 1}"
+        elif index in row_of_index:
+            problem = f"index {index} of class {name!r} repeats row {row_of_index[index]}"
+        elif name in class_map:
+            problem = f"class {name!r} repeats row {row_of_index[class_map[name]]}"
+        else:
+            class_map[name], row_of_index[index] = index, where
+            continue
+        raise LabelFileError(f"{where}: {problem}; a class map of {count} classes numbers them "
+                             f"0..{count - 1}, each index and name once")
     return class_map
 
 
 def read_class_maps(path: str, noun_path: Optional[str] = None,
                     encoding: str = "utf-8") -> ClassMap:
     """The class map of `path`, or with `noun_path` the verb+noun map (verb_noun_class_map)
-    of a verb classes file and a noun classes file (Epic-Kitchens')."""
+    of a verb classes file and a noun classes file (Epic-Kitchens'), each checked on its own
+    (check_class_map: 0..N-1 in its head)."""
     if not noun_path:
         return read_class_map(path, encoding)
     return verb_noun_class_map(read_class_map(path, encoding), read_class_map(noun_path, encoding))
@@ -124,13 +166,13 @@ def read_class_groups(path: str, encoding: str = "utf-8") -> Dict[str, str]:
     """{class name: group} from a class map's optional `group` column (the demo's: which
     modality decides a class), so that reports group classes by what the data says; {} when
     the map has no such column."""
-    rows = list(csv.DictReader(_read_text(path, encoding).splitlines()))
-    return {row[_name_key(rows)]: row["group"] for row in rows if row.get("group")}
+    reader = csv.DictReader(io.StringIO(_read_text(path, encoding)))
+    name_key = _name_key(reader.fieldnames)
+    return {row[name_key]: row["group"] for row in reader if row.get("group")}
 
 
-def _name_key(rows) -> str:
-    columns = rows[0] if rows else {}
-    return next((key for key in ("display_name", "key") if key in columns), "name")
+def _name_key(columns) -> str:
+    return next((key for key in ("display_name", "key") if key in (columns or ())), "name")
 
 
 def class_names(class_map: ClassMap, size: Optional[int] = None) -> List[str]:
@@ -154,6 +196,101 @@ def write_class_map(class_map: ClassMap, path: str,
         f.write(out.getvalue())
 
 
+class LabelSource(NamedTuple):
+    """A label file and how to read it: all a worker needs to parse its rows (`label_rows`).
+
+    AudioSet and VGGSound name videos by YouTube id: `video_template` formats {ytid}, {start}
+    and {end} (whole seconds); Epic-Kitchens by its columns, {participant_id}, {video_id},
+    {narration_id}, {start} and {end}; None: the format's (template()). `presegmented` says
+    the files hold only the labelled segment, so start/end are not applied again. `encoding`
+    is that of the label file and the class maps. AudioSet rows need `class_map`
+    (class_labels_indices.csv: mid -> name); Epic-Kitchens rows its verb classes as
+    `class_map` and its noun classes as `noun_class_map`."""
+    path: str
+    videos: str   # folder that relative paths and YouTube ids resolve against
+    fmt: str = "generic"
+    class_map: Optional[str] = None
+    video_template: Optional[str] = None
+    presegmented: bool = False
+    encoding: str = "utf-8"
+    noun_class_map: Optional[str] = None
+
+    def template(self) -> str:
+        """The video template in force: the given one, else the format's default."""
+        return self.video_template or VIDEO_TEMPLATES.get(self.fmt, DEFAULT_VIDEO_TEMPLATE)
+
+
+def check_source(source: LabelSource) -> None:
+    """What can be checked before a job starts without reading the rows: the format, the
+    class maps a format needs, and the file's first bytes (check_text), in which an
+    Epic-Kitchens file's header must name its columns."""
+    if source.fmt not in ROW_READERS:
+        raise ValueError(f"fmt={source.fmt!r}: expected one of {FORMATS}")
+    if source.fmt == "audioset" and not source.class_map:
+        raise UserError(f"{source.path}: AudioSet labels need their class map, "
+                        "class_labels_indices.csv (--class-map)")
+    if source.noun_class_map and source.fmt != "epic-kitchens":
+        raise UserError(f"{source.noun_class_map}: a noun class map (--noun-class-map) is read "
+                        "with --label-format epic-kitchens only")
+    head = check_text(source.path, source.encoding)
+    if source.fmt == "epic-kitchens":
+        _check_epic_source(source, head)
+
+
+def check_text(path: str, encoding: str = "utf-8") -> str:
+    """The file's first HEAD_BYTES, decoded; LabelFileError unless the file opens and they
+    decode: a missing file or a wrong --encoding is one line on the launcher, not a failed job
+    on the workers (a byte further on that does not decode rejects its row, _undecoded)."""
+    return _read_text(path, encoding, head=HEAD_BYTES)
+
+
+def source_class_map(source: LabelSource) -> ClassMap:
+    """The class map of `source`: its class map file, checked, or without one every label
+    the rows name, sorted (pass the map of the training data when reading other data, or
+    indices will disagree). Only the names are held, not the rows."""
+    if source.class_map:
+        return read_class_maps(source.class_map, source.noun_class_map, source.encoding)
+    names = {n for r in label_rows(source) if not r.error for n in r.labels}
+    return {name: i for i, name in enumerate(sorted(names))}
+
+
+def label_rows(source: LabelSource,
+               class_map: Optional[ClassMap] = None) -> Iterator[ClipRecord]:
+    """Every row of the label file as a ClipRecord, in file order, one at a time; with
+    `class_map`, a row naming a label outside it is an `unknown_label` error. Duplicates are
+    marked apart (reject_duplicates, read_labels.MarkDuplicates): they need every row."""
+    check_source(source)
+    text = _read_text(source.path, source.encoding, errors="surrogateescape")
+    for record in ROW_READERS[source.fmt](text, source):
+        record = _undecoded(record, source.encoding)
+        yield record if class_map is None else _check_labels(record, class_map)
+
+
+# A byte that did not decode, as errors="surrogateescape" keeps it.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _undecoded(record: ClipRecord, encoding: str) -> ClipRecord:
+    """A row holding bytes that did not decode (surrogate escapes; check_text decoded the
+    file's head strictly) as a bad row naming the first byte, its text with the bytes
+    written as escapes: one such row past the head fails no job and loses no other row."""
+    fields = (record.clip_id, record.uri, *record.labels, record.split or "",
+              record.group or "", record.error or "")
+    bad = next(filter(None, map(_ESCAPED_BYTE.search, fields)), None)
+    if bad is None:
+        return record
+
+    def escaped(text):
+        return text and text.encode(encoding, "surrogateescape").decode(encoding,
+                                                                         "backslashreplace")
+    return record._replace(
+        clip_id=escaped(record.clip_id), uri=escaped(record.uri),
+        labels=tuple(map(escaped, record.labels)), split=escaped(record.split),
+        group=escaped(record.group),
+        error=escaped(record.error) or f"byte 0x{ord(bad.group()) - 0xdc00:02x} is not valid "
+        f"{encoding}; pass the file's encoding (e.g. --encoding latin-1)")
+
+
 def parse_label_file(path: str, videos: str, fmt: str = "generic",
                      class_map_path: Optional[str] = None,
                      video_template: Optional[str] = None,
@@ -161,48 +298,13 @@ def parse_label_file(path: str, videos: str, fmt: str = "generic",
                      encoding: str = "utf-8",
                      noun_class_map_path: Optional[str] = None,
                      ) -> Tuple[List[ClipRecord], ClassMap]:
-    """Parses `path` into records whose uris are resolved against the `videos` folder.
-
-    Without `class_map_path` the class map is every label seen, sorted (pass the map of the
-    training data when parsing other data, or indices will disagree). AudioSet and VGGSound
-    name videos by YouTube id: `video_template` formats {ytid}, {start} and {end} (whole
-    seconds); Epic-Kitchens by its columns, {participant_id}, {video_id}, {narration_id},
-    {start} and {end} (default VIDEO_TEMPLATES'). `presegmented` says the files hold only the
-    labelled segment, so start/end are not applied again. Epic-Kitchens needs its verb
-    classes as `class_map_path` and its noun classes as `noun_class_map_path`; its class map
-    is verb_noun_class_map's. `encoding` is that of the label file and the class maps; bytes
-    that do not decode raise LabelFileError naming the file and line.
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt={fmt!r}: expected one of {FORMATS}")
-    video_template = video_template or VIDEO_TEMPLATES.get(fmt, DEFAULT_VIDEO_TEMPLATE)
-    if noun_class_map_path and fmt != "epic-kitchens":
-        raise UserError(f"{noun_class_map_path}: a noun class map (--noun-class-map) is read "
-                        "with --label-format epic-kitchens only")
-    class_map = None
-    if fmt == "audioset":
-        if not class_map_path:
-            raise UserError(f"{path}: AudioSet labels need their class map, "
-                            "class_labels_indices.csv (--class-map)")
-        rows = _audioset_rows(path, class_map_path, videos, video_template, presegmented,
-                              encoding)
-    elif fmt == "vggsound":
-        rows = _vggsound_rows(path, videos, video_template, presegmented, encoding)
-    elif fmt == "epic-kitchens":
-        if not (class_map_path and noun_class_map_path):
-            raise UserError(f"{path}: Epic-Kitchens labels need their verb and noun classes, "
-                            "--class-map EPIC_100_verb_classes.csv --noun-class-map "
-                            "EPIC_100_noun_classes.csv")
-        class_map = read_class_maps(class_map_path, noun_class_map_path, encoding)
-        rows = _epic_kitchens_rows(path, class_map, videos, video_template, presegmented,
-                                   encoding)
-    else:
-        rows = _generic_rows(path, videos, encoding)
-    if class_map is None:
-        class_map = read_class_map(class_map_path, encoding) if class_map_path else {
-            name: i for i, name in enumerate(sorted({n for r in rows if not r.error
-                                                     for n in r.labels}))}
-    return reject_duplicates([_check_labels(r, class_map) for r in rows]), class_map
+    """The records of a label file, duplicates marked, and its class map, in memory: for
+    checks and small files (the Beam job reads the rows in a worker, read_labels.py).
+    Arguments: LabelSource's."""
+    source = LabelSource(path, videos, fmt, class_map_path, video_template, presegmented,
+                         encoding, noun_class_map_path)
+    class_map = source_class_map(source)
+    return reject_duplicates(label_rows(source, class_map)), class_map
 
 
 def _check_labels(record: ClipRecord, class_map: ClassMap) -> ClipRecord:
@@ -218,29 +320,65 @@ def _check_labels(record: ClipRecord, class_map: ClassMap) -> ClipRecord:
     return record
 
 
-def reject_duplicates(records: List[ClipRecord]) -> List[ClipRecord]:
-    """Marks every row that repeats an earlier row's source and window, or its clip id, as a
-    `duplicate` naming both rows: written twice, a clip would count twice in training and
-    evaluation, and two records with one id cannot be told apart. The first row is kept."""
-    by_window, by_id, out = {}, {}, []
-    for record in records:
-        window = (record.uri, record.start, record.end)
-        first = None if record.error else by_window.get(window) or by_id.get(record.clip_id)
-        if first is not None:
-            same = "source and window" if window in by_window else "clip id"
-            record = record._replace(
-                error_kind="duplicate",
-                error=f"duplicate of row {first.row} ({first.clip_id}): same {same}, "
-                      f"{record.uri} [{record.start}, {record.end}); only the first row is kept")
-        elif not record.error:
-            by_window[window], by_id[record.clip_id] = record, record
-        out.append(record)
+def _window_key(record: ClipRecord) -> str:
+    return json.dumps([record.uri, record.start, record.end])
+
+
+def _id_key(record: ClipRecord) -> str:
+    return record.clip_id
+
+
+# What makes two rows one clip, checked in this order (the window first, so a row that
+# repeats another's window is named for that even when its id, derived from the window,
+# repeats too): written twice, a clip would count twice in training and evaluation, and two
+# records with one id cannot be told apart.
+DUPLICATE_KEYS: Tuple[Tuple[Callable[[ClipRecord], str], str], ...] = (
+    (_window_key, "source and window"), (_id_key, "clip id"))
+
+
+def row_position(record: ClipRecord) -> Tuple[str, int]:
+    """(file, line) of the record's row, for "the first row" of a file whatever order the
+    rows arrive in."""
+    path, _, line = (record.row or "").rpartition(":")
+    return (path, int(line)) if line.isdigit() else (record.row or "", 0)
+
+
+def mark_duplicates(group: List[ClipRecord], same: str) -> List[ClipRecord]:
+    """The rows of one DUPLICATE_KEYS key (`same` names it), in the order given: the first
+    row of the file kept, every other a `duplicate` naming it."""
+    first = min(group, key=row_position)
+    return [record if record is first else record._replace(
+        error_kind="duplicate",
+        error=f"duplicate of row {first.row} ({first.clip_id}): same {same}, "
+              f"{record.uri} [{record.start}, {record.end}); only the first row is kept")
+            for record in group]
+
+
+def reject_duplicates(records: Iterable[ClipRecord]) -> List[ClipRecord]:
+    """`records` with every row that repeats an earlier row's clip (DUPLICATE_KEYS) marked
+    as a `duplicate` naming that row; rows rejected already take no part."""
+    out = list(records)
+    for key, same in DUPLICATE_KEYS:
+        groups: Dict[str, List[int]] = {}
+        for i, record in enumerate(out):
+            if not record.error:
+                groups.setdefault(key(record), []).append(i)
+        for indices in groups.values():
+            if len(indices) > 1:
+                for i, record in zip(indices, mark_duplicates([out[i] for i in indices], same)):
+                    out[i] = record
     return out
 
 
-def _read_text(path: str, encoding: str = "utf-8") -> str:
-    """The file decoded with `encoding` (a leading byte-order mark dropped). Errors are one
-    line naming the file, and for undecodable bytes the line and column."""
+# How much of a file `check_source` decodes before a job starts.
+HEAD_BYTES = 1 << 16
+
+
+def _read_text(path: str, encoding: str = "utf-8", head: Optional[int] = None,
+               errors: str = "strict") -> str:
+    """The file decoded with `encoding` (a leading byte-order mark dropped), or only its first
+    `head` bytes; `errors` as for bytes.decode. Errors are one line naming the file, and for
+    undecodable bytes the line and column."""
     try:
         "".encode(encoding)
     except LookupError:
@@ -248,12 +386,14 @@ def _read_text(path: str, encoding: str = "utf-8") -> str:
     import tensorflow as tf  # not for --help
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
+            data = f.read() if head is None else f.read(head)
     except tf.errors.OpError as error:
         # GCS errors span lines; the message is one.
         raise LabelFileError(f"cannot read {path}: {' '.join(error.message.split())}") from None
     try:
-        text = data.decode(encoding)
+        # A head may end inside a character: only a complete file must decode to its end.
+        text = codecs.getincrementaldecoder(encoding)(errors).decode(
+            data, final=head is None or len(data) < head)
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         column = error.start - data.rfind(b"\n", 0, error.start)
@@ -281,16 +421,24 @@ def _bad_row(where: str, row, error: Exception) -> ClipRecord:
                       error=f"malformed row {where}: {error}", row=where)
 
 
-def parse_listing(path: str, encoding: str = "utf-8") -> List[ClipRecord]:
+def _lines(text: str) -> Iterator[Tuple[int, str]]:
+    """(line number, line without its end) of `text`, one at a time."""
+    for n, line in enumerate(io.StringIO(text, newline=None), 1):
+        yield n, line.rstrip("\n")
+
+
+def listing_rows(path: str, encoding: str = "utf-8") -> Iterator[ClipRecord]:
     """A listing of videos to classify: one path or URI per line (blank lines and `#` lines
     skipped), relative paths resolved against the listing's folder. The id of a video is
-    the line as written; a video listed twice is a `duplicate` naming both lines."""
+    the line as written; a video listed twice is a `duplicate` naming both lines once
+    read_labels.ReadRows marks them."""
     folder = os.path.dirname(path)
-    records = [ClipRecord(clip_id=line.strip(), uri=_resolve(line.strip(), folder), labels=(),
-                          start=None, end=None, split=None, row=f"{path}:{n}")
-               for n, line in enumerate(_read_text(path, encoding).splitlines(), 1)
-               if line.strip() and not line.lstrip().startswith("#")]
-    return reject_duplicates(records)
+    check_text(path, encoding)
+    for n, line in _lines(_read_text(path, encoding, errors="surrogateescape")):
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield _undecoded(ClipRecord(
+                clip_id=line.strip(), uri=_resolve(line.strip(), folder), labels=(), start=None,
+                end=None, split=None, row=f"{path}:{n}"), encoding)
 
 
 def _source_id(uri: str) -> str:
@@ -300,80 +448,81 @@ def _source_id(uri: str) -> str:
     return stem if not ("://" in uri or os.path.isabs(uri)) else os.path.basename(stem)
 
 
-def _generic_rows(path: str, videos: str, encoding: str) -> List[ClipRecord]:
-    text = _read_text(path, encoding)
-    if path.endswith((".jsonl", ".json")):
-        items = []
-        for n, line in enumerate(text.splitlines(), 1):
+def _generic_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
+    """CSV with a header, or JSON lines: path or uri, labels, optional start, end, split,
+    clip_id and group (rows of one group share a split; default: the source video)."""
+    if source.path.endswith((".jsonl", ".json")):
+        for n, line in _lines(text):
             if line.strip():
                 try:
-                    items.append((f"{path}:{n}", json.loads(line)))
+                    row = json.loads(line)
                 except ValueError as error:
-                    items.append((f"{path}:{n}", error))
+                    row = error
+                yield _generic_record(f"{source.path}:{n}", row, source.videos)
     else:
         reader = csv.DictReader(io.StringIO(text))
-        items = [(f"{path}:{reader.line_num}", row) for row in reader]
-    records = []
-    for where, row in items:
-        try:
-            if isinstance(row, Exception):
-                raise row
-            uri = row.get("path") or row.get("uri")
-            if not uri:
-                raise ValueError("no 'path' or 'uri'")
-            labels = row.get("labels", "")
-            if isinstance(labels, str):
-                for sep in LABEL_SEPARATORS:
-                    labels = labels.replace(sep, ",")
-                labels = [n.strip() for n in labels.split(",")]
-            start, end = _number(row.get("start")), _number(row.get("end"))
-            clip_id = row.get("clip_id") or window_clip_id(_source_id(uri), start, end)
-            records.append(ClipRecord(
-                clip_id=str(clip_id), uri=_resolve(uri, videos),
-                labels=tuple(n for n in labels if n), start=start, end=end,
-                split=row.get("split") or None, row=where))
-        except (ValueError, TypeError, AttributeError) as error:
-            records.append(_bad_row(where, row, error))
-    return records
+        for row in reader:
+            yield _generic_record(f"{source.path}:{reader.line_num}", row, source.videos)
 
 
-def _segment_record(ytid, start, end, labels, split, videos, template, presegmented, row):
-    uri = template.format(ytid=ytid, start=int(start), end=int(end))
-    return ClipRecord(clip_id=window_clip_id(ytid, start, end), uri=_resolve(uri, videos),
-                      labels=tuple(labels), start=None if presegmented else start,
-                      end=None if presegmented else end, split=split, row=row)
+def _generic_record(where: str, row, videos: str) -> ClipRecord:
+    try:
+        if isinstance(row, Exception):
+            raise row
+        uri = row.get("path") or row.get("uri")
+        if not uri:
+            raise ValueError("no 'path' or 'uri'")
+        labels = row.get("labels", "")
+        if isinstance(labels, str):
+            for sep in LABEL_SEPARATORS:
+                labels = labels.replace(sep, ",")
+            labels = [n.strip() for n in labels.split(",")]
+        start, end = _number(row.get("start")), _number(row.get("end"))
+        source_id = _source_id(uri)
+        return ClipRecord(
+            clip_id=str(row.get("clip_id") or window_clip_id(source_id, start, end)),
+            uri=_resolve(uri, videos), labels=tuple(n for n in labels if n), start=start,
+            end=end, split=row.get("split") or None, row=where,
+            group=str(row.get("group") or source_id))
+    except (ValueError, TypeError, AttributeError) as error:
+        return _bad_row(where, row, error)
 
 
-def _audioset_rows(path, class_map_path, videos, template, presegmented, encoding):
+def _segment_record(ytid, start, end, labels, split, source: LabelSource, row):
+    uri = source.template().format(ytid=ytid, start=int(start), end=int(end))
+    return ClipRecord(clip_id=window_clip_id(ytid, start, end), uri=_resolve(uri, source.videos),
+                      labels=tuple(labels), start=None if source.presegmented else start,
+                      end=None if source.presegmented else end, split=split, row=row,
+                      group=ytid)
+
+
+def _audioset_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
     """`YTID, start_seconds, end_seconds, "mid,mid"`; '#' lines are headers."""
-    indices = list(csv.DictReader(_read_text(class_map_path, encoding).splitlines()))
+    indices = csv.DictReader(io.StringIO(_read_text(source.class_map, source.encoding)))
     mid_to_name = {row["mid"]: row["display_name"] for row in indices}
-    records = []
-    lines = [(n, l) for n, l in enumerate(_read_text(path, encoding).splitlines(), 1)
-             if l.strip() and not l.startswith("#")]
-    for (n, _), row in zip(lines, csv.reader([l for _, l in lines], skipinitialspace=True)):
+    for n, line in _lines(text):
+        if not line.strip() or line.startswith("#"):
+            continue
+        row = next(csv.reader([line], skipinitialspace=True))
         try:
             ytid, start, end, mids = row
             names = [mid_to_name.get(m, m) for m in mids.split(",")]
-            records.append(_segment_record(ytid, float(start), float(end), names, None,
-                                           videos, template, presegmented, f"{path}:{n}"))
+            yield _segment_record(ytid, float(start), float(end), names, None, source,
+                                  f"{source.path}:{n}")
         except ValueError as error:
-            records.append(_bad_row(f"{path}:{n}", row, error))
-    return records
+            yield _bad_row(f"{source.path}:{n}", row, error)
 
 
-def _vggsound_rows(path, videos, template, presegmented, encoding):
+def _vggsound_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
     """`youtube_id,start_seconds,label,split` with no header; VGGSound clips are 10 s."""
-    records = []
-    for n, row in enumerate(csv.reader(_read_text(path, encoding).splitlines()), 1):
+    for n, line in _lines(text):
+        row = next(csv.reader([line]), [])
         try:
             ytid, start, label, split = row
-            records.append(_segment_record(ytid, float(start), float(start) + 10.0, [label],
-                                           split, videos, template, presegmented, f"{path}:{n}"))
+            yield _segment_record(ytid, float(start), float(start) + 10.0, [label], split,
+                                  source, f"{source.path}:{n}")
         except ValueError as error:
-            records.append(_bad_row(f"{path}:{n}", row, error))
-    return records
-
+            yield _bad_row(f"{source.path}:{n}", row, error)
 
 
 def _epic_seconds(timestamp: str) -> float:
@@ -389,13 +538,19 @@ EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "start_timestamp",
                 "stop_timestamp", "verb_class", "noun_class")
 
 
-def _epic_kitchens_rows(path, class_map, videos, template, presegmented, encoding):
-    """EPIC_100_train.csv / EPIC_100_validation.csv: a header, then one action segment a row."""
-    reader = csv.DictReader(io.StringIO(_read_text(path, encoding)))
-    missing = [c for c in EPIC_COLUMNS if c not in (reader.fieldnames or ())]
+def _check_epic_source(source: LabelSource, head: str) -> None:
+    """Both class maps given, the header (in the file's `head`) names EPIC_COLUMNS, and the
+    video template takes Epic's fields: else one line before the job starts."""
+    if not (source.class_map and source.noun_class_map):
+        raise UserError(f"{source.path}: Epic-Kitchens labels need their verb and noun "
+                        "classes, --class-map EPIC_100_verb_classes.csv --noun-class-map "
+                        "EPIC_100_noun_classes.csv")
+    columns = next(csv.reader(io.StringIO(head)), [])
+    missing = [c for c in EPIC_COLUMNS if c not in columns]
     if missing:
-        raise LabelFileError(f"{path}:1: no column(s) {', '.join(missing)}: not an "
+        raise LabelFileError(f"{source.path}:1: no column(s) {', '.join(missing)}: not an "
                              "Epic-Kitchens-100 action file (EPIC_100_train.csv's columns)")
+    template = source.template()
     try:
         template.format(participant_id="P01", video_id="P01_01", narration_id="P01_01_0",
                         start=0, end=1)
@@ -403,17 +558,25 @@ def _epic_kitchens_rows(path, class_map, videos, template, presegmented, encodin
         raise UserError(f"--video-template {template!r}: Epic-Kitchens templates take "
                         "{participant_id} {video_id} {narration_id} {start} {end}, not "
                         f"{error}") from None
+
+
+def _epic_kitchens_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
+    """EPIC_100_train.csv / EPIC_100_validation.csv: a header, then one action segment a row.
+    Labels are named by the two class maps (read here, in the worker: a few hundred rows)."""
+    class_map = read_class_maps(source.class_map, source.noun_class_map, source.encoding)
     names = {(prefix, i): name[len(prefix):] for name, i in head_indices(class_map).items()
              for prefix in VERB_NOUN_PREFIXES if name.startswith(prefix)}
-    return [_epic_kitchens_record(f"{path}:{reader.line_num}", row, names, videos, template,
-                                  presegmented) for row in reader]
+    reader = csv.DictReader(io.StringIO(text))
+    for row in reader:
+        yield _epic_kitchens_record(f"{source.path}:{reader.line_num}", row, names, source)
 
 
-def _epic_kitchens_record(where, row, names, videos, template, presegmented) -> ClipRecord:
+def _epic_kitchens_record(where: str, row, names, source: LabelSource) -> ClipRecord:
     """One action segment: id narration_id, the window [start_timestamp, stop_timestamp) of
     the participant's video, labels its verb_class and noun_class named by `names`
-    ({(prefix, index in its head): key}), verb first, as the verb_noun head reads them. An
-    optional `split` column (not Epic's own) is kept."""
+    ({(prefix, index in its head): key}), verb first, as the verb_noun head reads them. Its
+    split group is the video, so that the segments of one video share a split; an optional
+    `split` column (not Epic's own) decides first."""
     try:
         start = _epic_seconds(row["start_timestamp"])
         end = _epic_seconds(row["stop_timestamp"])
@@ -423,9 +586,17 @@ def _epic_kitchens_record(where, row, names, videos, template, presegmented) -> 
         labels = tuple(prefix + names.get((prefix, int(row[column])), f"<id {row[column]}>")
                        for prefix, column in zip(VERB_NOUN_PREFIXES, ("verb_class", "noun_class")))
         fields = {k: row[k] for k in ("participant_id", "video_id", "narration_id")}
-        uri = template.format(**fields, start=int(start), end=int(end))
+        uri = source.template().format(**fields, start=int(start), end=int(end))
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
         return _bad_row(where, row, error)
-    return ClipRecord(clip_id=row["narration_id"], uri=_resolve(uri, videos), labels=labels,
-                      start=None if presegmented else start, end=None if presegmented else end,
-                      split=row.get("split") or None, row=where)
+    return ClipRecord(clip_id=row["narration_id"], uri=_resolve(uri, source.videos),
+                      labels=labels, start=None if source.presegmented else start,
+                      end=None if source.presegmented else end,
+                      split=row.get("split") or None, row=where, group=row["video_id"])
+
+
+# The parser of each --label-format: (the file's text, its LabelSource) -> its rows, in order.
+ROW_READERS: Dict[str, Callable[[str, LabelSource], Iterator[ClipRecord]]] = {
+    "generic": _generic_rows, "audioset": _audioset_rows, "vggsound": _vggsound_rows,
+    "epic-kitchens": _epic_kitchens_rows}
+FORMATS = tuple(ROW_READERS)

@@ -1,15 +1,17 @@
-"""`ClipsToExamples`: the one Beam PTransform from ClipRecords to SequenceExamples, and
-`SplitToTFRecords`, which runs it for one output split and writes everything that split makes.
+"""`ClipsToExamples`: the one Beam PTransform from ClipRecords to SequenceExamples;
+`SplitToTFRecords`, which runs it for one output split and writes everything that split makes;
+`LabelFileToTFRecords`, the whole job from a label file the workers read.
 
 Used by the TFX ExampleGen executor and by `mbt preprocess`. A label-file row longer than
 `segment_seconds` (default 60) becomes consecutive segments, each an item of its own with
 the row's labels, so that no record holds more than a minute of video by default and one film
 is decoded by many workers (components/preprocess/segments.py). Every item ends in exactly one
 of two outputs, so read = written + rejected: `examples` (serialized tf.train.SequenceExample)
-and `dead_letters` (dicts with the item and a reason naming its label-file row). Beam counters in the `mbt_preprocess`
-namespace count read / written / rejected and rejected_<kind>, and rows_segmented. The
-accounting (`AccountedFn`, `WriteOutcome`, `read_outcome`) is shared with batch inference
-(components/batch_inference.py).
+and `dead_letters` (dicts with the item and a reason naming its label-file row); errors of
+the storage propagate instead, for the runner to retry (retryable.py). Beam counters in the
+`mbt_preprocess` namespace count read / written / rejected and rejected_<kind>, and
+rows_segmented. The accounting (`AccountedFn`, `WriteOutcome`, `read_outcome`) is shared with
+batch inference (components/batch_inference.py).
 
 Memory per item is bounded whatever the video's length: the decoder hands over one second of
 frames at a time, each second goes into the record as JPEGs before the next is decoded, and a
@@ -19,7 +21,7 @@ letter naming the flag that cuts it). docs/data_format.md has the figures.
 import contextlib
 import json
 import os
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -27,15 +29,20 @@ from apache_beam.metrics import Metrics
 
 from components.preprocess.clip_decoder import ClipError, OpenedClip
 from components.preprocess.gzip_tfrecords import WriteGzipTFRecords
-from components.preprocess.label_files import ClipRecord, head_indices
+from components.preprocess.label_files import (ClipRecord, LabelSource, head_indices,
+                                              label_rows)
+from components.preprocess.read_labels import ReadRows
+from components.preprocess.retryable import is_retryable
 from components.preprocess.segments import (DEFAULT_SEGMENT_SECONDS, segment_clip_id,
                                             segment_windows)
 from components.preprocess.sequence_example import RecordTooLarge, chunks_to_record
+from components.preprocess.splits import assign_split
 from mbt_keras import contract
 
 EXAMPLES = "examples"
 DEAD_LETTERS = "dead_letters"
 ITEMS = "items"  # what the decoding step reads: the rows, cut into segments
+ROWS = "rows"    # the label file's rows (of one split)
 METRICS_NAMESPACE = "mbt_preprocess"
 # Under the output folder (mbt preprocess) or the Examples artifact (ExampleGen).
 DEAD_LETTERS_DIR = "DeadLetters"
@@ -75,8 +82,10 @@ def where(record: ClipRecord) -> str:
 class AccountedFn(beam.DoFn):
     """Base DoFn of the jobs that account for every ClipRecord (preprocessing, batch
     inference): `_convert(record)` returns its outputs, or raises ClipError (a dead letter of
-    that kind) or anything else (`internal`: the job still does not crash). Counters in
-    `namespace`: read, `done`, rejected and rejected_<kind>; read = done + rejected."""
+    that kind), an error of the storage or runtime (retryable.is_retryable: it propagates, so
+    the runner retries the bundle) or anything else (`internal`: the job still does not
+    crash). Counters in `namespace`: read, `done`, rejected and rejected_<kind>; read = done +
+    rejected."""
 
     def __init__(self, namespace: str, done: str, progress: bool):
         self._namespace, self._done, self._progress = namespace, done, progress
@@ -91,18 +100,23 @@ class AccountedFn(beam.DoFn):
         self._count("read")
         try:
             outputs = self._convert(record)
-        except ClipError as error:
-            yield from self._reject(record, error.kind, f"{where(record)}: {error}")
-            return
         except Exception as error:  # pylint: disable=broad-except  # never crash the job
-            yield from self._reject(record, "internal",
-                                    f"{where(record)} ({record.uri}): unexpected "
-                                    f"{type(error).__name__}: {error}")
+            yield from self._reject(record, *self._rejection(record, error))
             return
         self._count(self._done)
         if self._progress:
             print(f"[{self._done}] {self._describe(record, outputs)}", flush=True)
         yield from outputs
+
+    def _rejection(self, record: ClipRecord, error: Exception) -> Tuple[str, str]:
+        """(kind, reason) of the dead letter `error` makes of `record`: a ClipError's kind,
+        else `internal`. An error of the storage or runtime is raised again instead."""
+        if isinstance(error, ClipError):
+            return error.kind, f"{where(record)}: {error}"
+        if is_retryable(error):
+            raise error
+        return "internal", (f"{where(record)} ({record.uri}): unexpected "
+                            f"{type(error).__name__}: {error}")
 
     def _describe(self, record, outputs) -> str:  # pylint: disable=unused-argument
         return where(record)
@@ -196,7 +210,9 @@ class _SegmentFn(beam.DoFn):
         try:
             with opened_video(record.uri) as source, OpenedClip(source, record.uri) as clip:
                 return clip.info().duration
-        except Exception:  # pylint: disable=broad-except  # decoding reports it, accounted
+        except Exception as error:  # pylint: disable=broad-except  # decoding reports it
+            if is_retryable(error):  # else a transient failure would leave the row uncut
+                raise
             return None
 
 
@@ -240,16 +256,16 @@ class ClipsToExamples(beam.PTransform):
 class WriteOutcome(beam.PTransform):
     """Writes one split's dead letters (JSON lines) and a counts file next to them.
 
-    Input: {EXAMPLES: examples, DEAD_LETTERS: dead letters} and, where rows become several
-    items (segments), ITEMS: what was decoded; e.g. ClipsToExamples' outputs. The counts file
-    `<directory>/counts-<split>.json` holds rows (of the label file), read (items: `rows` when
-    no ITEMS are given) / written / rejected and rejected per kind, so the numbers survive on
-    any runner and can be checked later.
+    Input: {ROWS: the rows read, EXAMPLES: examples, DEAD_LETTERS: dead letters} and, where
+    rows become several items (segments), ITEMS: what was decoded; e.g. ClipsToExamples'
+    outputs with the rows. The counts file `<directory>/counts-<split>.json` holds rows (of
+    the label file), read (items: the rows when no ITEMS are given) / written / rejected and
+    rejected per kind, so the numbers survive on any runner and can be checked later.
     """
 
-    def __init__(self, directory: str, split: str, rows: int):
+    def __init__(self, directory: str, split: str):
         super().__init__()
-        self._directory, self._split, self._rows = directory, split, rows
+        self._directory, self._split = directory, split
 
     def expand(self, outputs):
         examples, dead = outputs[EXAMPLES], outputs[DEAD_LETTERS]
@@ -260,16 +276,16 @@ class WriteOutcome(beam.PTransform):
         written = examples | "CountWritten" >> beam.combiners.Count.Globally()
         kinds = (dead | "Kinds" >> beam.Map(lambda letter: letter["kind"])
                  | "CountKinds" >> beam.combiners.Count.PerElement())
-        rows = self._rows
+        rows = outputs[ROWS] | "CountRows" >> beam.combiners.Count.Globally()
         read = (outputs[ITEMS] | "CountRead" >> beam.combiners.Count.Globally()
-                if ITEMS in outputs else examples.pipeline | "Rows" >> beam.Create([rows]))
+                if ITEMS in outputs else rows)
         return (examples.pipeline | "Once" >> beam.Create([None])
                 | "Counts" >> beam.Map(
-                    lambda _, r, w, k: json.dumps({"rows": rows, "read": r, "written": w,
-                                                   "rejected": sum(k.values()),
-                                                   "rejected_by_kind": dict(sorted(k.items()))}),
-                    r=beam.pvalue.AsSingleton(read), w=beam.pvalue.AsSingleton(written),
-                    k=beam.pvalue.AsDict(kinds))
+                    lambda _, n, r, w, k: json.dumps({"rows": n, "read": r, "written": w,
+                                                      "rejected": sum(k.values()),
+                                                      "rejected_by_kind": dict(sorted(k.items()))}),
+                    n=beam.pvalue.AsSingleton(rows), r=beam.pvalue.AsSingleton(read),
+                    w=beam.pvalue.AsSingleton(written), k=beam.pvalue.AsDict(kinds))
                 | "WriteCounts" >> beam.io.WriteToText(
                     os.path.join(self._directory, f"counts-{self._split}"),
                     file_name_suffix=".json", shard_name_template=""))
@@ -287,24 +303,50 @@ def write_tfrecords(file_prefix: str, compression: str) -> beam.PTransform:
 
 
 class SplitToTFRecords(beam.PTransform):
-    """One output split, applied to the pipeline: its ClipRecords -> ClipsToExamples ->
-    SequenceExample TFRecords `<file_prefix>-SSSSS-of-NNNNN` (write_tfrecords), and its dead
-    letters and counts in `dead_letter_dir` (WriteOutcome). `options` go to ClipsToExamples."""
+    """One output split: its ClipRecords (a PCollection) -> ClipsToExamples -> SequenceExample
+    TFRecords `<file_prefix>-SSSSS-of-NNNNN` (write_tfrecords), and its dead letters and
+    counts in `dead_letter_dir` (WriteOutcome). `options` go to ClipsToExamples."""
 
-    def __init__(self, records, class_map: Dict[str, int], split: str, file_prefix: str,
+    def __init__(self, class_map: Dict[str, int], split: str, file_prefix: str,
                  dead_letter_dir: str, *, compression: str = "none", **options):
         super().__init__()
-        self._records, self._split = list(records), split
-        self._dead_letter_dir = dead_letter_dir
+        self._split, self._dead_letter_dir = split, dead_letter_dir
         self._write = write_tfrecords(file_prefix, compression)
         self._to_examples = ClipsToExamples(class_map, **options)
 
-    def expand(self, pipeline):
-        outputs = (pipeline | "Records" >> beam.Create(self._records, reshuffle=True)
-                   | "ClipsToExamples" >> self._to_examples)
+    def expand(self, records):
+        outputs = records | "ClipsToExamples" >> self._to_examples
         _ = outputs[EXAMPLES] | "Write" >> self._write
-        return outputs | "Outcome" >> WriteOutcome(self._dead_letter_dir, self._split,
-                                                  len(self._records))
+        return {**outputs, ROWS: records} | "Outcome" >> WriteOutcome(self._dead_letter_dir,
+                                                                     self._split)
+
+
+class LabelFileToTFRecords(beam.PTransform):
+    """The preprocessing job (ClipExampleGen's and `mbt preprocess`'), applied to the
+    pipeline: the label file's rows read by the workers (read_labels.ReadRows: the job graph
+    does not grow with the rows), labels checked against `class_map`, duplicates marked,
+    each row given its split (splits.assign_split over `hash_buckets`' names), and each split
+    written by SplitToTFRecords to `file_prefix(split)`, its dead letters and counts in
+    `dead_letter_dir`. `options` go to SplitToTFRecords."""
+
+    def __init__(self, source: LabelSource, class_map: Dict[str, int],
+                 hash_buckets: Dict[str, int], file_prefix: Callable[[str], str],
+                 dead_letter_dir: str, **options):
+        super().__init__()
+        self._source, self._class_map = source, dict(class_map)
+        self._buckets = dict(hash_buckets)
+        self._splits = {name: SplitToTFRecords(class_map, name, file_prefix(name),
+                                               dead_letter_dir, **options)
+                        for name in hash_buckets}
+
+    def expand(self, pipeline):
+        names = list(self._buckets)
+        parts = (pipeline | "ReadLabels" >> ReadRows(label_rows, self._source, self._class_map)
+                 | "AssignSplit" >> beam.Map(assign_split, self._buckets)
+                 | "BySplit" >> beam.Partition(lambda record, _: names.index(record.split),
+                                               len(names)))
+        for name, part in zip(names, parts):
+            _ = part | f"Split[{name}]" >> self._splits[name]
 
 
 def read_outcome(directory: str) -> dict:

@@ -1,7 +1,10 @@
 """Batch inference (`mbt infer --timeline`) sends a video's rows on as they are classified, not
 once the whole video is done, so a film's length does not decide the memory a worker holds;
-a video that fails partway keeps the rows before the failure and says so in its dead letter."""
+a video that fails partway keeps the rows before the failure and says so in its dead letter,
+unless the failure is the storage's: that propagates, for the runner to retry the bundle."""
 import apache_beam as beam
+import pytest
+import tensorflow as tf
 
 from components.batch_inference import DEAD_LETTERS, VIDEOS, _PredictFn, list_videos
 from components.preprocess.clip_decoder import ClipError
@@ -55,3 +58,20 @@ def test_rows_leave_as_they_are_classified_and_a_failure_partway_keeps_them(tmp_
     assert letter.tag == DEAD_LETTERS and letter.value["kind"] == "corrupt"
     assert letter.value["reason"].endswith("damaged packets at 1.5 s (2 window(s) written "
                                            "before)")
+
+
+def test_a_storage_error_partway_propagates_for_the_runner_to_retry(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_clip(str(folder / "film.mp4"), 3.0)
+    (record,), _ = list_videos(str(folder))
+    model = export_micro(str(tmp_path / "model"), seed=3)
+
+    def flaky_windows(source):
+        for index, window in enumerate(every_window(source, **WINDOW)):
+            if index == 3:
+                raise tf.errors.UnavailableError(None, None, "GCS: 503 Service Unavailable")
+            yield window
+
+    with pytest.raises(tf.errors.UnavailableError, match="503"):
+        list(_predict_fn(model, flaky_windows).process(record))

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from components import eval_metrics, eval_report
 from components.preprocess import label_files
+from components.preprocess.splits import assign_split
 from components.preprocess.transform import read_outcome
 from mbt_keras import contract, input_pipeline
 from mbt_keras.config import from_preset
@@ -111,6 +112,49 @@ def test_epic_kitchens_needs_both_class_maps_and_its_own_columns(epic, tmp_path)
         label_files.parse_label_file(audioset, epic["videos"], "epic-kitchens",
                                      class_map_path=epic["verbs"],
                                      noun_class_map_path=epic["nouns"])
+
+
+def test_a_noun_class_map_not_numbered_0_to_n_minus_1_is_refused_naming_its_row(epic,
+                                                                               tmp_path):
+    one_based = _write_csv(tmp_path / "EPIC_100_noun_classes.csv",
+                           ["id", "key", "instances", "category"],
+                           [(i + 1, *n) for i, n in enumerate(NOUNS)])
+    with pytest.raises(label_files.LabelFileError,
+                       match=rf"{one_based}:5: index 4 of class 'board:chopping' is outside "
+                             r"0\.\.3"):
+        label_files.parse_label_file(epic["labels"], epic["videos"], "epic-kitchens",
+                                     class_map_path=epic["verbs"],
+                                     noun_class_map_path=one_based)
+
+
+def test_segments_of_one_video_share_a_split_and_two_videos_can_differ(epic, tmp_path):
+    """Hashed by narration id, 40 segments of one video would land in both splits."""
+    rows = [_annotation_row(f"{video}_{i}", f"00:00:{i / 4:05.2f}", f"00:00:{i / 4 + 1:05.2f}",
+                            i % 3, i % 4) for video in ("P01_01", "P02_103") for i in range(20)]
+    labels = _write_csv(tmp_path / "EPIC_100_train.csv", HEADER, rows)
+    records, _ = label_files.parse_label_file(labels, epic["videos"], "epic-kitchens",
+                                              class_map_path=epic["verbs"],
+                                              noun_class_map_path=epic["nouns"])
+    splits = {}
+    for record in records:
+        assert not record.error and record.group == record.clip_id.rsplit("_", 1)[0]
+        splits.setdefault(record.group, set()).add(
+            assign_split(record, {"train": 1, "eval": 1}).split)
+    assert all(len(s) == 1 for s in splits.values()) and len(splits) == 2, splits
+
+
+def test_the_launcher_checks_an_epic_file_by_its_head_and_the_workers_read_its_rows(epic):
+    source = label_files.LabelSource(epic["labels"], epic["videos"], "epic-kitchens",
+                                     epic["verbs"], noun_class_map=epic["nouns"])
+    label_files.check_source(source)
+    with pytest.raises(label_files.UserError, match="--video-template '{ytid}.mp4'"):
+        label_files.check_source(source._replace(video_template="{ytid}.mp4"))
+    with pytest.raises(label_files.UserError, match="epic-kitchens only"):
+        label_files.check_source(source._replace(fmt="generic"))
+    rows = list(label_files.label_rows(source, label_files.source_class_map(source)))
+    assert [r.row for r in rows] == [f"{epic['labels']}:{n}"
+                                     for n in range(2, 2 + len(SEGMENTS))]
+    assert {r.clip_id for r in rows if not r.error} == set(GOOD)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from components.preprocess.label_files import (class_names, parse_label_file, read_class_groups,
                                                read_class_map, write_class_map)
-from components.preprocess.splits import assign_splits
+from components.preprocess.splits import assign_split
 
 AUDIOSET_INDICES = """index,mid,display_name
 0,/m/09x0r,Speech
@@ -83,10 +83,10 @@ def test_splits_from_label_file_else_stable_hash(tmp_path):
         "path,labels,split\n" + "".join(f"c{i}.mp4,a,\n" for i in range(200))
         + "t.mp4,a,test\nq.mp4,a,holdout\n")
     records, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
-    out = assign_splits(records, {"train": 3, "eval": 1})
+    out = [assign_split(r, {"train": 3, "eval": 1}) for r in records]
     hashed = [r.split for r in out[:200]]
     assert 0.6 < hashed.count("train") / 200 < 0.9 and set(hashed) == {"train", "eval"}
-    assert assign_splits(records, {"train": 3, "eval": 1})[:200] == out[:200]
+    assert [assign_split(r, {"train": 3, "eval": 1}) for r in records[:200]] == out[:200]
     assert out[200].split == "eval" and out[200].error is None
     assert "split 'holdout'" in out[201].error
 
@@ -172,3 +172,101 @@ def test_class_map_group_column_is_read_beside_names_and_indices(tmp_path):
     assert read_class_groups(path) == {"tone": "audio only", "red": "visual only"}
     write_class_map({"dog": 0}, path)
     assert read_class_groups(path) == {}
+
+
+@pytest.mark.parametrize("rows, line, problem", [
+    ("1,dog\n2,cat\n3,bird\n", 4, "index 3 of class 'bird' is outside 0..2"),   # 1-based
+    ("0,dog\n2,cat\n", 3, "index 2 of class 'cat' is outside 0..1"),            # a gap
+    ("0,dog\n0,cat\n", 3, "index 0 of class 'cat' repeats row {path}:2"),
+    ("0,dog\n1,dog\n", 3, "class 'dog' repeats row {path}:2"),
+    ("0,dog\none,cat\n", 3, "index 'one' of class 'cat' is not an integer"),
+    ("0,dog\n1,\n", 3, "no class name"),
+])
+def test_a_class_map_not_numbered_0_to_n_minus_1_is_refused_naming_its_first_bad_row(
+        tmp_path, rows, line, problem):
+    """The head has one output per row and the one-hot of an index outside 0..N-1 is all
+    zeros: a 1-based or gappy map would drop a class without a word."""
+    from components.preprocess.label_files import LabelFileError
+    path = tmp_path / "class_map.csv"
+    path.write_text("index,name\n" + rows)
+    count = rows.count("\n")
+    with pytest.raises(LabelFileError) as error:
+        read_class_map(str(path))
+    assert str(error.value) == (f"{path}:{line}: {problem.format(path=path)}; a class map of "
+                                f"{count} classes numbers them 0..{count - 1}, each index and "
+                                "name once")
+
+
+def test_a_class_map_in_any_row_order_and_audiosets_indices_are_accepted(tmp_path):
+    (tmp_path / "m.csv").write_text("index,name\n2,bird\n0,dog\n1,cat\n")
+    assert read_class_map(str(tmp_path / "m.csv")) == {"dog": 0, "cat": 1, "bird": 2}
+    (tmp_path / "indices.csv").write_text(AUDIOSET_INDICES)
+    assert read_class_map(str(tmp_path / "indices.csv")) == {"Speech": 0, "Music": 1,
+                                                               "Dog, bark": 2}
+
+
+def test_windows_of_one_video_share_a_split_whatever_their_clip_ids(tmp_path):
+    """Hashed by clip id, as before, the 40 windows of each film spread over both splits."""
+    (tmp_path / "labels.csv").write_text(
+        "path,labels,start,end\n"
+        + "".join(f"films/film{f}.mp4,dog,{10 * k},{10 * k + 10}\n"
+                  for f in range(10) for k in range(40)))
+    records, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
+    splits = {}
+    for record in records:
+        record = assign_split(record, {"train": 3, "eval": 1})
+        splits.setdefault(record.uri, set()).add(record.split)
+    assert all(len(s) == 1 for s in splits.values()), splits
+    assert set.union(*splits.values()) == {"train", "eval"}  # still both splits over films
+
+
+def test_a_group_column_keeps_a_group_in_one_split_and_a_split_column_decides_first(tmp_path):
+    (tmp_path / "labels.csv").write_text(
+        "path,labels,group,split\n"
+        + "".join(f"p{p}/clip{c}.mp4,dog,participant{p},\n" for p in range(8) for c in range(10))
+        + "p0/held_out.mp4,dog,participant0,eval\np0/kept.mp4,dog,participant0,train\n")
+    records, _ = parse_label_file(str(tmp_path / "labels.csv"), "/v")
+    out = [assign_split(r, {"train": 1, "eval": 1}) for r in records]
+    by_group = {}
+    for record in out[:80]:
+        by_group.setdefault(record.group, set()).add(record.split)
+    assert all(len(s) == 1 for s in by_group.values()) and len(by_group) == 8
+    assert [r.split for r in out[80:]] == ["eval", "train"]
+
+
+def test_audioset_segments_are_grouped_by_youtube_id_even_as_separate_files(tmp_path):
+    (tmp_path / "indices.csv").write_text(AUDIOSET_INDICES)
+    (tmp_path / "segments.csv").write_text("".join(
+        f"yt{v:03d}, {10 * k}.000, {10 * k + 10}.000, \"/m/09x0r\"\n"
+        for v in range(30) for k in range(6)))
+    records, _ = parse_label_file(str(tmp_path / "segments.csv"), "/v", "audioset",
+                                  class_map_path=str(tmp_path / "indices.csv"),
+                                  video_template="{ytid}_{start}.mp4", presegmented=True)
+    assert len({r.uri for r in records}) == 180 and {r.group for r in records[:6]} == {"yt000"}
+    splits = {}
+    for record in records:
+        splits.setdefault(record.group, set()).add(assign_split(record, {"a": 1, "b": 1}).split)
+    assert all(len(s) == 1 for s in splits.values())
+
+
+def test_a_byte_past_the_checked_head_that_does_not_decode_rejects_only_its_row(tmp_path):
+    """The launcher checks the first 64 KiB; the workers read the rest, where a stray byte
+    must neither fail the job nor take other rows with it."""
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(("path,labels\n" + "".join(f"v{i:05d}.mp4,dog\n" for i in range(6000))
+                        + "caf\u00e9.mp4,dog\nlast.mp4,dog\n").encode("latin-1"))
+    assert labels.stat().st_size > 65536
+    records, _ = parse_label_file(str(labels), "/v")
+    assert len(records) == 6002 and [r.error for r in records[-1:]] == [None]
+    bad = records[-2]
+    assert (bad.row, bad.uri, bad.error_kind) == (f"{labels}:6002", "/v/caf\\xe9.mp4", None)
+    assert bad.error == ("byte 0xe9 is not valid utf-8; pass the file's encoding "
+                         "(e.g. --encoding latin-1)")
+    assert all(r.error is None for r in records[:-2])
+
+
+def test_a_class_map_without_rows_is_refused_naming_the_file(tmp_path):
+    from components.preprocess.label_files import LabelFileError
+    (tmp_path / "m.csv").write_text("index,name\n")
+    with pytest.raises(LabelFileError, match=f"^{tmp_path}/m.csv has no classes"):
+        read_class_map(str(tmp_path / "m.csv"))

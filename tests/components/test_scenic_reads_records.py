@@ -51,9 +51,9 @@ def written(media, tmp_path_factory):
              ClipRecord("good", media["good"], ("dog",), None, None, "train")]
     prefix = str(root / "Split-train" / RECORDS_FILE_NAME)
     with beam.Pipeline() as pipeline:
-        _ = pipeline | SplitToTFRecords(clips, {"cat": 0, "dog": 1}, "train", prefix,
-                                        str(root / "dead"), short_side=SHORT_SIDE,
-                                        include_waveform=True)
+        _ = pipeline | beam.Create(clips) | SplitToTFRecords(
+            {"cat": 0, "dog": 1}, "train", prefix, str(root / "dead"), short_side=SHORT_SIDE,
+            include_waveform=True)
     shards = sorted(glob.glob(prefix + "-*"))
     return dict(prefix=prefix, shards=shards, media=media)
 
@@ -109,10 +109,10 @@ def test_dmvr_scenic_spec_parses_frames_spectrogram_waveform_and_labels(written)
 def test_gzip_option_writes_gz_shards_that_only_a_gzip_reader_opens(media, tmp_path):
     prefix = str(tmp_path / RECORDS_FILE_NAME)
     with beam.Pipeline() as pipeline:
-        _ = pipeline | SplitToTFRecords(
-            [ClipRecord("good", media["good"], ("dog",), None, None, "train")], {"dog": 0},
-            "train", prefix, str(tmp_path / "dead"), short_side=SHORT_SIDE,
-            compression="gzip")
+        _ = (pipeline | beam.Create([ClipRecord("good", media["good"], ("dog",), None, None,
+                                                "train")])
+             | SplitToTFRecords({"dog": 0}, "train", prefix, str(tmp_path / "dead"),
+                                short_side=SHORT_SIDE, compression="gzip"))
     [path] = glob.glob(prefix + "-*")
     assert path.endswith("-00000-of-00001.gz")
     [record] = list(tf.data.TFRecordDataset(path, compression_type="GZIP"))
@@ -121,5 +121,5 @@ def test_gzip_option_writes_gz_shards_that_only_a_gzip_reader_opens(media, tmp_p
     with pytest.raises(tf.errors.DataLossError):
         list(tf.data.TFRecordDataset(path))
     with pytest.raises(ValueError, match="compression='zip': expected one of"):
-        SplitToTFRecords([], {}, "train", prefix, str(tmp_path / "dead"), compression="zip")
+        SplitToTFRecords({}, "train", prefix, str(tmp_path / "dead"), compression="zip")
     assert os.path.exists(path)

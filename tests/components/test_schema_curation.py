@@ -35,9 +35,9 @@ def _records(root, name, clips):
                for i, (seconds, size, rate, layout, label) in enumerate(clips)]
     out = os.path.join(folder, "out")
     with beam.Pipeline(options=PipelineOptions([LOCAL_RUNNER])) as pipeline:
-        _ = pipeline | SplitToTFRecords(records, CLASS_MAP, "train",
-                                        os.path.join(out, RECORDS_FILE_NAME),
-                                        os.path.join(out, "DeadLetters"), short_side=32)
+        _ = pipeline | beam.Create(records) | SplitToTFRecords(
+            CLASS_MAP, "train", os.path.join(out, RECORDS_FILE_NAME),
+            os.path.join(out, "DeadLetters"), short_side=32)
     counts = read_outcome(os.path.join(out, "DeadLetters"))
     assert counts["written"] == len(clips) == counts["read"], counts
     return os.path.join(out, f"{RECORDS_FILE_NAME}-*")

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from components.preprocess.label_files import parse_label_file, write_class_map
+from components.preprocess import transform
 from components.preprocess.transform import EXAMPLES, ClipsToExamples, WriteOutcome, read_outcome
 from mbt_keras import contract
 from mbt_keras.log_mel import log_mel_spectrogram
@@ -39,12 +40,12 @@ def job(media, tmp_path_factory):
     records, class_map = parse_label_file(str(root / "labels.csv"), str(root),
                                           class_map_path=str(root / "class_map.csv"))
     pipeline = beam.Pipeline()
-    outputs = (pipeline | beam.Create(records)
-               | ClipsToExamples(class_map, short_side=64, min_duration=1.0,
-                                 include_waveform=True))
+    rows = pipeline | beam.Create(records)
+    outputs = rows | ClipsToExamples(class_map, short_side=64, min_duration=1.0,
+                                     include_waveform=True)
     _ = (outputs[EXAMPLES] | beam.io.WriteToTFRecord(str(root / "examples"), file_name_suffix=".gz",
                                    compression_type=beam.io.filesystem.CompressionTypes.GZIP))
-    _ = outputs | WriteOutcome(str(root / "dead"), "all", len(records))
+    _ = {**outputs, transform.ROWS: rows} | WriteOutcome(str(root / "dead"), "all")
     counters = run_counting(pipeline)
     examples = [tf.train.SequenceExample.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
         glob.glob(str(root / "examples*")), compression_type="GZIP")]

@@ -1,5 +1,6 @@
-"""`mbt preprocess` as a user meets it twice: a used --out is refused or replaced whole,
-a label file in another encoding is one clear line or read with --encoding."""
+"""`mbt preprocess` as a user meets it: a used --out is refused or replaced whole,
+a label file in another encoding is one clear line or read with --encoding, and so is a
+class map not numbered 0..N-1."""
 import glob
 import json
 import os
@@ -66,3 +67,16 @@ def test_a_label_file_in_latin1_is_one_line_naming_it_or_read_with_encoding(clip
     assert "read 2 = written 1 + rejected 1" in capsys.readouterr().out
     (letter,) = _letters(out)
     assert letter["reason"].startswith(f"{labels}:2 (broken): ")
+
+
+def test_a_one_based_class_map_is_one_line_naming_its_row_before_any_job(clips, tmp_path,
+                                                                         capsys):
+    labels, class_map, out = tmp_path / "labels.csv", tmp_path / "class_map.csv", tmp_path / "o"
+    labels.write_text("path,labels\ncaf\u00e9.mp4,dog\n")
+    class_map.write_text("index,name\n1,dog\n2,cat\n")
+    assert main(["preprocess", "--labels", str(labels), "--videos", str(clips), "--out",
+                 str(out), "--class-map", str(class_map), *FAST]) == 2
+    assert capsys.readouterr().err == (
+        f"mbt preprocess: error: {class_map}:3: index 2 of class 'cat' is outside 0..1; a "
+        "class map of 2 classes numbers them 0..1, each index and name once\n")
+    assert not out.exists()
