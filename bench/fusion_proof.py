@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 
+from components.preprocess.transform import split_examples  # noqa: E402
 from mbt_keras import input_pipeline, training  # noqa: E402
 from mbt_keras.config import from_preset  # noqa: E402
 from pipeline.demo_data import CLASSES  # noqa: E402
@@ -95,7 +96,7 @@ def main(argv=None):
     train_files = os.path.join(records, "Split-train", "*")
     eval_files = os.path.join(records, "Split-eval", "*")
     class_names = input_pipeline.class_names(train_files)
-    len_train = input_pipeline.count_examples(train_files)
+    len_train = split_examples(train_files)  # mbt preprocess's count
     rows = []
     for name in args.variants:
         fusion_layer = 4 if name == "late" else args.fusion_layer

@@ -147,7 +147,7 @@ def preprocess(args) -> dict:
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
 
     from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
-                                                 SplitToTFRecords, read_outcome)
+                                                 SPLIT_FOLDER, SplitToTFRecords, read_outcome)
     from pipeline.output_folder import replaced_output
     args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
                                                                 args.out))
@@ -165,7 +165,7 @@ def preprocess(args) -> dict:
             for split in buckets:
                 _ = pipeline | f"Split[{split}]" >> SplitToTFRecords(
                     [r for r in records if r.split == split], class_map, split,
-                    os.path.join(out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
+                    os.path.join(out, SPLIT_FOLDER.format(split), RECORDS_FILE_NAME), dead_dir,
                     include_waveform=args.include_waveform, compression=args.compression,
                     segment_seconds=args.segment_seconds, progress=not args.quiet, **options)
         write_class_map(class_map, os.path.join(out, "class_map.csv"))

@@ -19,6 +19,7 @@ letter naming the flag that cuts it). docs/data_format.md has the figures.
 import contextlib
 import json
 import os
+import re
 from typing import Dict, Optional
 
 import apache_beam as beam
@@ -42,6 +43,9 @@ DEAD_LETTERS_DIR = "DeadLetters"
 # Record files are `Split-<name>/<RECORDS_FILE_NAME>-SSSSS-of-NNNNN[.gz]`, as TFX's ExampleGen
 # names them (write_split.DEFAULT_TF_RECORD_FILE_NAME).
 RECORDS_FILE_NAME = "data_tfrecord"
+SPLIT_FOLDER = "Split-{}"  # TFX's split folder name (artifact_utils.get_split_uri)
+# `<DEAD_LETTERS_DIR>/counts-<split>.json` (WriteOutcome).
+COUNTS_FILE = "counts-{}.json"
 # Uncompressed by default: deflate saves 1% on JPEG-heavy records and reading them back costs
 # 6x the JPEG decoding a training example needs (docs/benchmarks.md, bench/input_pipeline.py).
 COMPRESSIONS = contract.RECORD_COMPRESSIONS
@@ -269,8 +273,8 @@ class WriteOutcome(beam.PTransform):
                     r=beam.pvalue.AsSingleton(read), w=beam.pvalue.AsSingleton(written),
                     k=beam.pvalue.AsDict(kinds))
                 | "WriteCounts" >> beam.io.WriteToText(
-                    os.path.join(self._directory, f"counts-{self._split}"),
-                    file_name_suffix=".json", shard_name_template=""))
+                    os.path.join(self._directory, COUNTS_FILE.format(self._split)),
+                    shard_name_template=""))
 
 
 def write_tfrecords(file_prefix: str, compression: str) -> beam.PTransform:
@@ -310,7 +314,7 @@ def read_outcome(directory: str) -> dict:
     rejected_by_kind."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     total = {"rows": 0, "read": 0, "written": 0, "rejected": 0, "rejected_by_kind": {}}
-    for path in sorted(tf.io.gfile.glob(os.path.join(directory, "counts-*.json"))):
+    for path in sorted(tf.io.gfile.glob(os.path.join(directory, COUNTS_FILE.format("*")))):
         with tf.io.gfile.GFile(path) as f:
             counts = json.loads(f.read())
         counts.setdefault("rows", counts["read"])
@@ -318,4 +322,29 @@ def read_outcome(directory: str) -> dict:
             total[key] += counts[key]
         for kind, n in counts["rejected_by_kind"].items():
             total["rejected_by_kind"][kind] = total["rejected_by_kind"].get(kind, 0) + n
+    return total
+
+
+def split_examples(patterns) -> Optional[int]:
+    """How many examples the record files matching `patterns` hold, from the counts files of
+    the job that wrote them (ExampleGen, `mbt preprocess`): `<out>/Split-<name>/*` counted in
+    `<out>/DeadLetters/counts-<name>.json`. Lists file names and reads those small files only,
+    so training sizes its epoch without a pass over the records. None when some matching file
+    is not in such a split folder, the counts file is missing, or the patterns take only part
+    of a split's files (the count would not be theirs)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from mbt_keras.input_pipeline import list_files  # pylint: disable=import-outside-toplevel
+    matched = {}
+    for path in list_files(patterns):
+        matched.setdefault(os.path.dirname(path), set()).add(path)
+    total = 0
+    for folder, files in matched.items():
+        out, name = os.path.split(folder)
+        split = re.fullmatch(SPLIT_FOLDER.format("(.+)"), name)
+        counts = split and os.path.join(out, DEAD_LETTERS_DIR, COUNTS_FILE.format(split.group(1)))
+        if not counts or not tf.io.gfile.exists(counts) or files != {
+                os.path.join(folder, f) for f in tf.io.gfile.listdir(folder)}:
+            return None
+        with tf.io.gfile.GFile(counts) as f:
+            total += json.loads(f.read())["written"]
     return total
