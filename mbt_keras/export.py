@@ -319,7 +319,7 @@ def export_saved_model(model, config: ModelConfig, class_names, export_dir: str,
         contract_file = os.path.join(tmp, contract.CONTRACT_ASSET)
         with open(contract_file, "w", encoding="utf-8") as f:
             f.write(model_contract.to_json())
-        module = _ExportModule(float32_model(model, config), config, names_file, contract_file, model_contract.limits,
-                               top_k, eval_views)
+        module = _ExportModule(float32_model(model, config), config, names_file, contract_file,
+                               model_contract.limits, top_k, eval_views)
         tf.saved_model.save(module, export_dir, signatures=module.signatures())
     return export_dir

@@ -38,7 +38,9 @@ def make_strategy(tpu: str = None) -> tf.distribute.Strategy:
 def set_precision(strategy: tf.distribute.Strategy, float16: bool = False) -> str:
     """bfloat16 compute on TPU; float16 on GPU when asked (needs loss scaling); else float32.
 
-    Must run before the model is built. Returns the policy name.
+    Must run before the model is built. Returns the policy name. The policy is process-wide:
+    training.train gives the caller's back afterwards (kept_dtype_policy), and the export is
+    float32 whatever the training policy (export.float32_model).
     """
     if isinstance(strategy, tf.distribute.TPUStrategy):
         policy = "mixed_bfloat16"
