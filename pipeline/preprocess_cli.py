@@ -146,8 +146,9 @@ def preprocess(args) -> dict:
     buckets = parse_splits(args.splits)
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
 
-    from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
-                                                 SPLIT_FOLDER, SplitToTFRecords, read_outcome)
+    from components.preprocess.transform import (CLASS_MAP_FILE, DEAD_LETTERS_DIR,
+                                                 RECORDS_FILE_NAME, SPLIT_FOLDER,
+                                                 SplitToTFRecords, read_outcome)
     from pipeline.output_folder import replaced_output
     args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
                                                                 args.out))
@@ -168,7 +169,7 @@ def preprocess(args) -> dict:
                     os.path.join(out, SPLIT_FOLDER.format(split), RECORDS_FILE_NAME), dead_dir,
                     include_waveform=args.include_waveform, compression=args.compression,
                     segment_seconds=args.segment_seconds, progress=not args.quiet, **options)
-        write_class_map(class_map, os.path.join(out, "class_map.csv"))
+        write_class_map(class_map, os.path.join(out, CLASS_MAP_FILE))
         return read_outcome(dead_dir)
 
 

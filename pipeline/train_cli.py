@@ -2,7 +2,8 @@
 the TFX Trainer's run_fn (checkpoints and TensorBoard logs under --model-dir; a
 rerun with the same --model-dir resumes from the last epoch). Every path may be local or a
 tf.io.gfile URI (gs://). An epoch is --steps-per-epoch steps, else one pass over the
-examples that `mbt preprocess` counted for the split --data names."""
+examples that `mbt preprocess` counted for the split --data names; the export's class names
+come from its class_map.csv (else from the records' label names, a pass over them)."""
 import argparse
 import dataclasses
 import json
@@ -66,7 +67,19 @@ def run(args) -> int:
                             "history": history}, indent=1))
     if args.export_dir and strategies.is_chief(strategy):
         from mbt_keras.export import export_saved_model
-        names = input_pipeline.class_names(args.data, sum(config.num_classes))
+        names = _class_names(args.data, sum(config.num_classes))
         export_saved_model(model, config, names, args.export_dir,
                            eval_views=train_config.eval_views)
     return 0
+
+
+def _class_names(data, size: int) -> list:
+    """Names from the class map `mbt preprocess` wrote beside the split, else from the records'
+    label names (a pass over every record)."""
+    from components.preprocess import label_files
+    from components.preprocess.transform import split_class_map
+    from mbt_keras import input_pipeline
+    class_map = split_class_map(data)
+    if class_map:
+        return label_files.class_names(label_files.read_class_map(class_map), size)
+    return input_pipeline.class_names(data, size)

@@ -8,7 +8,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from components.preprocess.transform import COUNTS_FILE, DEAD_LETTERS_DIR
+from components.preprocess.transform import CLASS_MAP_FILE, COUNTS_FILE, DEAD_LETTERS_DIR
 from mbt_keras import contract
 from pipeline.cli import main
 from tests.components.conftest import write_clip
@@ -34,17 +34,19 @@ def records(tmp_path_factory):
     return out
 
 
-def test_train_sizes_its_epoch_by_the_counts_file_and_writes_model_and_export_dirs_to_a_uri(
+def test_train_takes_epoch_and_class_names_from_what_preprocess_wrote_and_writes_to_uris(
         records, tmp_path, steps_taken):
     """The counts file is edited to say 6 examples where the split holds 4: the run takes
-    6 // 2 = 3 steps (a counting pass would give 2), so no record was read to count. Its
-    checkpoints, config.json and SavedModel go to ram:// as they would to gs://."""
+    6 // 2 = 3 steps (a counting pass would give 2), so no record was read to count; the
+    export's class names are the class map's beside the split, not the records' label names.
+    Its checkpoints, config.json and SavedModel go to ram:// as they would to gs://."""
     counts = records / DEAD_LETTERS_DIR / COUNTS_FILE.format("train")
     written = json.loads(counts.read_text())
     assert written["written"] == CLIPS
     os.symlink(records / "Split-train", tmp_path / "Split-train")
     (tmp_path / DEAD_LETTERS_DIR).mkdir()
     (tmp_path / DEAD_LETTERS_DIR / counts.name).write_text(json.dumps({**written, "written": 6}))
+    (tmp_path / CLASS_MAP_FILE).write_text("index,name\n0,cat (map)\n1,dog (map)\n")
     model_dir, export_dir = "ram://train_cli/run", "ram://train_cli/export"
     assert main(["train", "--data", str(tmp_path / "Split-train" / "*"), "--model-dir",
                  model_dir, "--export-dir", export_dir, *TRAIN]) == 0
@@ -54,7 +56,7 @@ def test_train_sizes_its_epoch_by_the_counts_file_and_writes_model_and_export_di
     loaded = tf.saved_model.load(export_dir)
     assert contract.SIG_SERVING in loaded.signatures
     with tf.io.gfile.GFile(f"{export_dir}/assets/{contract.CLASS_NAMES_ASSET}") as f:
-        assert f.read().split() == ["cat", "dog"]
+        assert f.read().splitlines() == ["cat (map)", "dog (map)"]
 
 
 @pytest.mark.parametrize("data", ["copy/*", "Split-train/data_tfrecord-*"])
