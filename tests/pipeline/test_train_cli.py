@@ -1,5 +1,6 @@
-"""`mbt train` on what `mbt preprocess` wrote: the epoch's length comes from its counts file,
-not from a pass over the records, and every output may be a tf.io.gfile URI (TensorFlow's
+"""`mbt train` on what `mbt preprocess` wrote: the epoch's length comes from its counts file
+and the export's class names from its class map, not from passes over the records, and every
+output may be a tf.io.gfile URI (TensorFlow's
 in-memory ram:// file system stands in for gs://; it lives in one process, so the command
 runs in this one)."""
 import json
@@ -68,6 +69,7 @@ def test_train_without_a_count_or_steps_per_epoch_is_refused_in_one_line(data, r
         (tmp_path / folder).mkdir()
         for name in os.listdir(records / "Split-train"):
             os.symlink(records / "Split-train" / name, tmp_path / folder / name)
+    # A file the glob leaves out: the counts file counts it too.
     os.symlink(records / "Split-train" / name, tmp_path / "Split-train" / "more_records")
     os.symlink(records / DEAD_LETTERS_DIR, tmp_path / DEAD_LETTERS_DIR)
     out = tmp_path / "run"
