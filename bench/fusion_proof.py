@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 
+from components.preprocess.transform import split_examples  # noqa: E402
 from mbt_keras import input_pipeline, training  # noqa: E402
 from mbt_keras.config import from_preset  # noqa: E402
 from pipeline.demo_data import CLASSES  # noqa: E402
@@ -94,7 +95,7 @@ def add_recipe_arguments(parser):
 def train_variant(name, args, train_files, class_names):
     """(model, config, history, seconds) of variant `name` trained from scratch with the
     recipe of `args` (add_recipe_arguments)."""
-    len_train = input_pipeline.count_examples(train_files)
+    len_train = split_examples(train_files)  # mbt preprocess's count
     fusion_layer = 4 if name == "late" else args.fusion_layer
     config = from_preset("mbt-tiny", head="singlelabel", num_classes=len(class_names),
                          fusion_layer=fusion_layer, dropout=args.dropout,

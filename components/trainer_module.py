@@ -6,11 +6,13 @@ batch_size, learning_rate (base LR at batch 64), steps_per_epoch, train (other
 TrainConfig fields), tpu, init_checkpoint (ViT weights), class_map (a class map file,
 a list of names or {index: name}), noun_class_map (with a class map file of verbs: the
 nouns' file, Epic-Kitchens), encoding (the class map files', default utf-8),
-checkpoint_dir (a stable directory so a retried run resumes).
+checkpoint_dir (a stable directory so a retried run resumes). Without steps_per_epoch an
+epoch is one pass over the train split's examples as ClipExampleGen counted them.
 """
 import os
 
 from components.preprocess import label_files
+from components.preprocess.transform import split_examples
 from mbt_keras.checkpoints import vit_npz
 from mbt_keras import input_pipeline, strategy as strategies, training
 from mbt_keras.config import from_preset
@@ -59,7 +61,9 @@ def run_fn(fn_args):
     pretrained = custom.get("init_checkpoint")
     init_fn = vit_npz.vit_init_fn(config, pretrained) if pretrained else None
     model_dir = custom.get("checkpoint_dir") or fn_args.model_run_dir
-    model, _ = training.train(config, train_config, model_dir, list(fn_args.train_files),
+    train_files = list(fn_args.train_files)
+    model, _ = training.train(config, train_config, model_dir, train_files,
+                              num_examples=split_examples(train_files),
                               eval_data=list(fn_args.eval_files) or None, strategy=strategy,
                               init_fn=init_fn, log_dir=fn_args.model_run_dir)
     names = _class_names(custom, fn_args.train_files, config)

@@ -22,7 +22,8 @@ def cloud_settings(settings: PipelineSettings, *, target: str, bucket: str,
                    image: str = DEFAULT_IMAGE,
                    trainer_machine: Optional[TrainerMachine] = None) -> PipelineSettings:
     """The same pipeline with cloud paths; Dataflow for Beam where a project is known; the
-    Trainer on its own Vertex machine where one is asked for."""
+    Trainer on its own Vertex machine where one is asked for. Inputs given as local paths
+    (settings.INPUT_FLAGS) are refused: no step of a cloud run can read them."""
     if target not in TARGETS:
         raise UserError(f"--target {target!r}: expected one of {TARGETS}")
     if not bucket.startswith("gs://"):
@@ -34,6 +35,13 @@ def cloud_settings(settings: PipelineSettings, *, target: str, bucket: str,
         raise UserError("--image: Dataflow workers and the Trainer's custom job run the "
                         "pipeline image; pass the one you built from kubeflow/Dockerfile and "
                         "pushed")
+    local = settings.local_inputs()
+    if local:
+        raise UserError(
+            " ".join(f"{flag} {path}" for flag, path in local.items())
+            + (": a local path" if len(local) == 1 else ": local paths") + ", which the "
+            "compiled pipeline's steps cannot read (they run in the pipeline image in the "
+            "cloud, the Trainer too); copy to a bucket and give the gs:// URI")
     root = f"{bucket.rstrip('/')}/{settings.pipeline_name}"
     changes = dict(pipeline_root=f"{root}/pipeline_root", metadata_path=None,
                    serving_base=f"{root}/serving", image=image)

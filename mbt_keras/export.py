@@ -16,9 +16,11 @@ import tempfile
 import tensorflow as tf
 import tensorflow.experimental.numpy as tnp
 
-from mbt_keras import augment, contract, input_contract, input_pipeline, training, windows
+from mbt_keras import (augment, contract, input_contract, input_pipeline, strategy, training,
+                       windows)
 from mbt_keras.config import ModelConfig
 from mbt_keras.log_mel import log_mel_spectrogram
+from mbt_keras.model import build_model
 
 JPEG_SOI = b"\xff\xd8\xff"  # every JPEG starts with these bytes
 
@@ -285,6 +287,18 @@ def _spectrogram_window(waveform: tf.Tensor, spec_frames: int) -> tf.Tensor:
     return tf.ensure_shape(spec, [None, spec_frames, contract.MEL_BINS])
 
 
+def float32_model(model, config: ModelConfig):
+    """`model`, or where it computes in a lower precision (bfloat16 after TPU training,
+    float16) a float32 copy built from `config` with its trained weights: serving and TFMA
+    run on CPUs, where bfloat16 is slow, and must give the float32 model's scores."""
+    if model.dtype_policy.compute_dtype == "float32":
+        return model
+    with strategy.kept_dtype_policy("float32"):
+        copy = build_model(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export_saved_model(model, config: ModelConfig, class_names, export_dir: str, *,
                        top_k: int = contract.OUT_TOP_K, eval_views: int = 1,
                        fps: float = contract.FPS, preset: str = None) -> str:
@@ -293,7 +307,8 @@ def export_saved_model(model, config: ModelConfig, class_names, export_dir: str,
     `eval_views` is the number of windows the examples signature averages per clip; pass the
     trainer's evaluation `views` so TFMA and the trainer score clips the same way. `fps` (the
     rate the training frames were stored at) and `preset` (found from `config` when None) go
-    into the input contract.
+    into the input contract. The SavedModel computes in float32 whatever precision `model`
+    trained in (float32_model).
     """
     class_names = list(class_names)
     if len(class_names) != sum(config.num_classes):
@@ -309,7 +324,7 @@ def export_saved_model(model, config: ModelConfig, class_names, export_dir: str,
         contract_file = os.path.join(tmp, contract.CONTRACT_ASSET)
         with open(contract_file, "w", encoding="utf-8") as f:
             f.write(model_contract.to_json())
-        module = _ExportModule(model, config, names_file, contract_file, model_contract.limits,
-                               top_k, eval_views)
+        module = _ExportModule(float32_model(model, config), config, names_file, contract_file,
+                               model_contract.limits, top_k, eval_views)
         tf.saved_model.save(module, export_dir, signatures=module.signatures())
     return export_dir

@@ -349,11 +349,6 @@ def eval_dataset(patterns, config: ModelConfig, batch_size: int, *, views: int =
     return dataset.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def count_examples(patterns) -> int:
-    """Number of records, to size an epoch when the caller does not give steps_per_epoch."""
-    return int(_all_records(patterns).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-
-
 def class_names(patterns, num_classes=None):
     """Class names by index, read from the examples' label names ('class_<i>' if absent):
     `clip/label/text`, or version-1 records' `clip/label/string`. `num_classes` is the

@@ -3,6 +3,7 @@
 One custom training loop (training.py) serves every strategy; this module only
 decides which one from the environment: a TPU name, TF_CONFIG, visible GPUs.
 """
+import contextlib
 import json
 import os
 
@@ -37,7 +38,9 @@ def make_strategy(tpu: str = None) -> tf.distribute.Strategy:
 def set_precision(strategy: tf.distribute.Strategy, float16: bool = False) -> str:
     """bfloat16 compute on TPU; float16 on GPU when asked (needs loss scaling); else float32.
 
-    Must run before the model is built. Returns the policy name.
+    Must run before the model is built. Returns the policy name. The policy is process-wide:
+    training.train gives the caller's back afterwards (kept_dtype_policy), and the export is
+    float32 whatever the training policy (export.float32_model).
     """
     if isinstance(strategy, tf.distribute.TPUStrategy):
         policy = "mixed_bfloat16"
@@ -47,6 +50,20 @@ def set_precision(strategy: tf.distribute.Strategy, float16: bool = False) -> st
         policy = "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+@contextlib.contextmanager
+def kept_dtype_policy(policy: str = None):
+    """Keras' global dtype policy is `policy` (if given) inside the block and the caller's
+    again after it: the policy is process-wide, and a run's training precision must not
+    leak into what the process builds next (the float32 export, the next run, a test)."""
+    previous = keras.mixed_precision.global_policy()
+    if policy:
+        keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -340,21 +340,40 @@ class Trainer:
         return history
 
 
+def epoch_steps(train_config: TrainConfig, num_examples: Optional[int]) -> int:
+    """steps_per_epoch, else one pass over `num_examples` (what the job that wrote the records
+    counted): never a pass over the records to count them, which for AudioSet would read
+    terabytes on every worker before step 1."""
+    if train_config.steps_per_epoch:
+        return train_config.steps_per_epoch
+    if num_examples is None:
+        raise UserError(
+            "steps_per_epoch is 0 and the number of training examples is unknown: train on the "
+            "records of mbt preprocess or the pipeline's ExampleGen (Split-<name>/ with their "
+            "DeadLetters/counts-<name>.json, every file of the split), or give steps_per_epoch "
+            "(mbt train --steps-per-epoch N)")
+    if num_examples < 1:
+        raise UserError("the training data holds no examples (its counts file says 0 were "
+                        "written; see its DeadLetters/ for why)")
+    return max(num_examples // train_config.batch_size, 1)
+
+
 def train(config: ModelConfig, train_config: TrainConfig, model_dir: str,
-          train_data: Union[str, list, Callable], *, eval_data=None,
-          strategy: tf.distribute.Strategy = None,
+          train_data: Union[str, list, Callable], *, num_examples: Optional[int] = None,
+          eval_data=None, strategy: tf.distribute.Strategy = None,
           init_fn: Callable[[keras.Model], None] = None, log_dir: str = None,
           verbose: bool = True):
     """Train on TFRecord globs (or a function input_context -> per-replica batches);
-    returns (model, history). Evaluation data: TFRecord globs or a [B, V, ...] dataset.
-    TensorBoard logs go to log_dir (default <model_dir>/logs)."""
+    returns (model, history). An epoch is steps_per_epoch steps, else `num_examples` (the
+    training set's size, e.g. `transform.split_examples`) // batch_size. Evaluation data:
+    TFRecord globs or a [B, V, ...] dataset. TensorBoard logs go to log_dir (default
+    <model_dir>/logs). Keras' global dtype policy, which the run sets for its precision, is
+    the caller's again afterwards."""
     cfg = train_config
+    steps = epoch_steps(cfg, num_examples)
     strategy = strategy or tf.distribute.get_strategy()
     if callable(train_data):
         dataset_fn = train_data
-        if cfg.steps_per_epoch < 1:
-            raise ValueError("steps_per_epoch must be given when train_data is a function")
-        steps = cfg.steps_per_epoch
     else:
         def dataset_fn(input_context):
             return input_pipeline.train_dataset(
@@ -362,11 +381,10 @@ def train(config: ModelConfig, train_config: TrainConfig, model_dir: str,
                 augment_inputs=cfg.augment, mixup_alpha=cfg.mixup_alpha if cfg.augment else 0.0,
                 modality_mixup=cfg.modality_mixup, shuffle_buffer=cfg.shuffle_buffer,
                 input_context=input_context, seed=cfg.seed, augment_on=cfg.augment_on)
-        steps = cfg.steps_per_epoch or max(input_pipeline.count_examples(train_data)
-                                           // cfg.batch_size, 1)
     if eval_data is not None and not isinstance(eval_data, tf.data.Dataset):
         eval_data = input_pipeline.eval_dataset(eval_data, config, cfg.batch_size,
                                                 views=cfg.eval_views)
-    trainer = Trainer(config, cfg, model_dir, steps, strategy, init_fn, log_dir)
-    history = trainer.fit(dataset_fn, eval_data, verbose=verbose)
+    with strategies.kept_dtype_policy():
+        trainer = Trainer(config, cfg, model_dir, steps, strategy, init_fn, log_dir)
+        history = trainer.fit(dataset_fn, eval_data, verbose=verbose)
     return trainer.model, history

@@ -14,14 +14,15 @@ class UserError(ValueError):
     fix it."""
 
 
-def _local(path: str) -> bool:
-    # gs:// and other remote filesystems are checked by whatever reads them.
+def is_local(path: str) -> bool:
+    """A path of this machine's file system rather than a URI (gs://, s3://, ram://); the
+    checks below leave URIs to whatever reads them."""
     return "://" not in path
 
 
 def existing_file(path: str, what: str) -> str:
     """`path`, after checking a local `path` is a file; `what` names it (e.g. '--labels')."""
-    if _local(path) and not os.path.isfile(path):
+    if is_local(path) and not os.path.isfile(path):
         raise UserError(f"{what} {path}: " + ("is a folder, expected a file"
                                               if os.path.isdir(path) else "no such file"))
     return path
@@ -29,7 +30,7 @@ def existing_file(path: str, what: str) -> str:
 
 def existing_folder(path: str, what: str) -> str:
     """`path`, after checking a local `path` is a folder."""
-    if _local(path) and not os.path.isdir(path):
+    if is_local(path) and not os.path.isdir(path):
         raise UserError(f"{what} {path}: " + ("is a file, expected a folder"
                                               if os.path.exists(path) else "no such folder"))
     return path
@@ -37,7 +38,7 @@ def existing_folder(path: str, what: str) -> str:
 
 def output_folder(path: str, what: str) -> str:
     """`path`, after checking a local `path` is a folder or does not exist yet."""
-    if _local(path) and os.path.exists(path) and not os.path.isdir(path):
+    if is_local(path) and os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{what} {path}: is a file, expected a folder")
     return path
 
@@ -46,7 +47,7 @@ def writable_parent(path: str, what: str) -> str:
     """`path`, after checking the folder a local output `path` goes into exists, so that a
     long job does not fail at its end."""
     parent = os.path.dirname(os.path.abspath(path))
-    if _local(path) and not os.path.isdir(parent):
+    if is_local(path) and not os.path.isdir(parent):
         raise UserError(f"{what} {path}: its folder {parent} does not exist")
     return path
 

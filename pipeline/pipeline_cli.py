@@ -41,7 +41,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
     parser.add_argument("--tpu", default=d.tpu, help="TPU name/address for TPUStrategy")
-    parser.add_argument("--pretrained", default=d.pretrained, help="ViT .npz to initialise from")
+    parser.add_argument("--pretrained", default=d.pretrained,
+                        help="ViT .npz to initialise from (for compile a gs:// URI, as "
+                        "--videos, --labels and --class-map: a cloud run reads no local path)")
     parser.add_argument("--min-metric", type=float, default=d.min_metric,
                         help="absolute lower bound on mAP (multi-label) or top-1")
     parser.add_argument("--max-metric-drop", type=float, default=d.max_metric_drop,

@@ -194,7 +194,8 @@ def preprocess(args) -> dict:
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
 
     from components.preprocess.label_files import source_class_map, write_class_map
-    from components.preprocess.transform import (DEAD_LETTERS_DIR, RECORDS_FILE_NAME,
+    from components.preprocess.transform import (CLASS_MAP_FILE, DEAD_LETTERS_DIR,
+                                                 RECORDS_FILE_NAME, SPLIT_FOLDER,
                                                  LabelFileToTFRecords, read_outcome)
     from pipeline.output_folder import replaced_output
     args.labels, args.videos, args.out = (absolute(p) for p in (args.labels, args.videos,
@@ -209,10 +210,11 @@ def preprocess(args) -> dict:
         with beam.Pipeline(options=pipeline_options) as pipeline:
             _ = pipeline | "LabelFile" >> LabelFileToTFRecords(
                 source, class_map, buckets,
-                lambda split: os.path.join(out, f"Split-{split}", RECORDS_FILE_NAME), dead_dir,
+                lambda split: os.path.join(out, SPLIT_FOLDER.format(split), RECORDS_FILE_NAME),
+                dead_dir,
                 include_waveform=args.include_waveform, compression=args.compression,
                 segment_seconds=args.segment_seconds, progress=not args.quiet, **options)
-        write_class_map(class_map, os.path.join(out, "class_map.csv"))
+        write_class_map(class_map, os.path.join(out, CLASS_MAP_FILE))
         return read_outcome(dead_dir)
 
 

@@ -11,7 +11,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from components.preprocess.segments import DEFAULT_SEGMENT_SECONDS
 from components.preprocess.splits import DEFAULT_SPLITS
-from mbt_keras.user_error import UserError
+from mbt_keras.user_error import UserError, is_local
 
 # Local runs name the FnApiRunner, the engine the DirectRunner runs pipelines on: Beam 2.74's
 # DirectRunner first tries the Prism runner, which downloads its binary from GitHub at run
@@ -81,7 +81,7 @@ def dataflow_beam_args(*, project: str, region: str, temp_location: str,
 def absolute(uri: Optional[str]) -> Optional[str]:
     """Local paths made absolute; URIs with a scheme (gs://, s3://) unchanged. Everything a
     run records (artifact URIs, the push destination) is then valid from any directory."""
-    if not uri or "://" in uri:
+    if not uri or not is_local(uri):
         return uri
     return os.path.abspath(uri)
 
@@ -119,6 +119,11 @@ class TrainerMachine:
         if self.tpu_topology:
             spec["tpu_topology"] = self.tpu_topology
         return spec
+
+
+# The files and folders a run reads, by the flag that gives them.
+INPUT_FLAGS = {"videos": "--videos", "labels": "--labels", "class_map": "--class-map",
+               "pretrained": "--pretrained"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +194,11 @@ class PipelineSettings:
             "pipeline_root", "metadata_path", "videos", "labels", "class_map", "noun_class_map",
             "serving_base",
             "pretrained")})
+
+    def local_inputs(self) -> Dict[str, str]:
+        """{flag: path} of the inputs the run reads that are paths of this machine."""
+        return {flag: getattr(self, field) for field, flag in INPUT_FLAGS.items()
+                if getattr(self, field) and is_local(getattr(self, field))}
 
     def trainer_config(self) -> Dict[str, object]:
         """The Trainer's custom_config (keys documented in components/trainer_module.py)."""

@@ -1,6 +1,9 @@
 """`mbt train`: train outside TFX from TFRecord globs, with the same library calls as
 the TFX Trainer's run_fn (checkpoints and TensorBoard logs under --model-dir; a
-rerun with the same --model-dir resumes from the last epoch)."""
+rerun with the same --model-dir resumes from the last epoch). Every path may be local or a
+tf.io.gfile URI (gs://). An epoch is --steps-per-epoch steps, else one pass over the
+examples that `mbt preprocess` counted for the split --data names; the export's class names
+come from its class_map.csv (else from the records' label names, a pass over them)."""
 import argparse
 import dataclasses
 import json
@@ -21,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
     parser.add_argument("--learning-rate", type=float, default=0.5,
                         help="base learning rate at batch 64 (scaled by batch/64)")
-    parser.add_argument("--steps-per-epoch", type=int, default=0)
+    parser.add_argument("--steps-per-epoch", type=int, default=0,
+                        help="default: examples / batch size, the examples as mbt preprocess "
+                        "counted them (--data: every file of its Split-<name>/ folder)")
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--export-dir", help="write the SavedModel here after training")
     parser.add_argument("--init-checkpoint", help="ViT checkpoint to initialise from")
@@ -30,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser):
 
 
 def run(args) -> int:
+    import tensorflow as tf
+
+    from components.preprocess.transform import split_examples
     from mbt_keras import input_pipeline, strategy as strategies, training
     from mbt_keras.checkpoints import vit_npz
     from mbt_keras.config import from_preset, parse_assignments
@@ -47,17 +55,31 @@ def run(args) -> int:
         input_pipeline.check_records(patterns)
     if args.init_checkpoint:
         vit_npz.check_npz(existing_file(args.init_checkpoint, "--init-checkpoint"), config)
+    num_examples = split_examples(args.data)
+    training.epoch_steps(train_config, num_examples)  # refused here without a length
     strategy = strategies.make_strategy(args.tpu)
     init_fn = vit_npz.vit_init_fn(config, args.init_checkpoint) if args.init_checkpoint else None
     model, history = training.train(config, train_config, args.model_dir, args.data,
-                                    eval_data=args.eval_data, strategy=strategy,
-                                    init_fn=init_fn, verbose=not args.quiet)
-    with open(os.path.join(args.model_dir, "config.json"), "w") as f:
-        json.dump({"model": config.to_dict(), "train": dataclasses.asdict(train_config),
-                   "history": history}, f, indent=1)
+                                    num_examples=num_examples, eval_data=args.eval_data,
+                                    strategy=strategy, init_fn=init_fn, verbose=not args.quiet)
+    with tf.io.gfile.GFile(os.path.join(args.model_dir, "config.json"), "w") as f:
+        f.write(json.dumps({"model": config.to_dict(), "train": dataclasses.asdict(train_config),
+                            "history": history}, indent=1))
     if args.export_dir and strategies.is_chief(strategy):
         from mbt_keras.export import export_saved_model
-        names = input_pipeline.class_names(args.data, config.num_classes)
+        names = _class_names(args.data, config.num_classes)
         export_saved_model(model, config, names, args.export_dir,
                            eval_views=train_config.eval_views)
     return 0
+
+
+def _class_names(data, num_classes) -> list:
+    """Names from the class map `mbt preprocess` wrote beside the split, else from the records'
+    label names (a pass over every record); `num_classes` is the config's count per head."""
+    from components.preprocess import label_files
+    from components.preprocess.transform import split_class_map
+    from mbt_keras import input_pipeline
+    class_map = split_class_map(data)
+    if class_map:
+        return label_files.class_names(label_files.read_class_map(class_map), sum(num_classes))
+    return input_pipeline.class_names(data, num_classes)

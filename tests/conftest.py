@@ -26,3 +26,16 @@ def image(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     return image_env.build_image_env(str(tmp_path_factory.mktemp("image")))
+
+
+@pytest.fixture(scope="session")
+def steps_taken():
+    """steps_taken(checkpoint_dir): the optimizer's step count in the newest checkpoint of a
+    run's checkpoint folder (local or a tf.io.gfile URI)."""
+    import tensorflow as tf
+
+    def steps(checkpoint_dir):
+        reader = tf.train.load_checkpoint(checkpoint_dir)
+        [key] = [k for k in reader.get_variable_to_shape_map() if "iterations" in k]
+        return int(reader.get_tensor(key))
+    return steps

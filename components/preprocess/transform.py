@@ -21,6 +21,7 @@ letter naming the flag that cuts it). docs/data_format.md has the figures.
 import contextlib
 import json
 import os
+import re
 from typing import Callable, Dict, Optional, Tuple
 
 import apache_beam as beam
@@ -49,6 +50,10 @@ DEAD_LETTERS_DIR = "DeadLetters"
 # Record files are `Split-<name>/<RECORDS_FILE_NAME>-SSSSS-of-NNNNN[.gz]`, as TFX's ExampleGen
 # names them (write_split.DEFAULT_TF_RECORD_FILE_NAME).
 RECORDS_FILE_NAME = "data_tfrecord"
+SPLIT_FOLDER = "Split-{}"  # TFX's split folder name (artifact_utils.get_split_uri)
+# `<DEAD_LETTERS_DIR>/counts-<split>.json` (WriteOutcome).
+COUNTS_FILE = "counts-{}.json"
+CLASS_MAP_FILE = "class_map.csv"  # `mbt preprocess` writes it in its --out, beside the splits
 # Uncompressed by default: deflate saves 1% on JPEG-heavy records and reading them back costs
 # 6x the JPEG decoding a training example needs (docs/benchmarks.md, bench/input_pipeline.py).
 COMPRESSIONS = contract.RECORD_COMPRESSIONS
@@ -287,8 +292,8 @@ class WriteOutcome(beam.PTransform):
                     n=beam.pvalue.AsSingleton(rows), r=beam.pvalue.AsSingleton(read),
                     w=beam.pvalue.AsSingleton(written), k=beam.pvalue.AsDict(kinds))
                 | "WriteCounts" >> beam.io.WriteToText(
-                    os.path.join(self._directory, f"counts-{self._split}"),
-                    file_name_suffix=".json", shard_name_template=""))
+                    os.path.join(self._directory, COUNTS_FILE.format(self._split)),
+                    shard_name_template=""))
 
 
 def write_tfrecords(file_prefix: str, compression: str) -> beam.PTransform:
@@ -354,7 +359,7 @@ def read_outcome(directory: str) -> dict:
     rejected_by_kind."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     total = {"rows": 0, "read": 0, "written": 0, "rejected": 0, "rejected_by_kind": {}}
-    for path in sorted(tf.io.gfile.glob(os.path.join(directory, "counts-*.json"))):
+    for path in sorted(tf.io.gfile.glob(os.path.join(directory, COUNTS_FILE.format("*")))):
         with tf.io.gfile.GFile(path) as f:
             counts = json.loads(f.read())
         counts.setdefault("rows", counts["read"])
@@ -363,3 +368,54 @@ def read_outcome(directory: str) -> dict:
         for kind, n in counts["rejected_by_kind"].items():
             total["rejected_by_kind"][kind] = total["rejected_by_kind"].get(kind, 0) + n
     return total
+
+
+def _split_outputs(patterns) -> Optional[Dict[str, str]]:
+    """{split name: the output folder holding its Split-<name>/} when the files matching
+    `patterns` are every file of such split folders, else None (some other layout, or part
+    of a split). Lists file names only."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from mbt_keras.input_pipeline import list_files  # pylint: disable=import-outside-toplevel
+    matched = {}
+    for path in list_files(patterns):
+        matched.setdefault(os.path.dirname(path), set()).add(path)
+    outputs = {}
+    for folder, files in matched.items():
+        out, name = os.path.split(folder)
+        split = re.fullmatch(SPLIT_FOLDER.format("(.+)"), name)
+        if not split or files != {os.path.join(folder, f) for f in tf.io.gfile.listdir(folder)}:
+            return None
+        outputs[split.group(1)] = out
+    return outputs
+
+
+def split_examples(patterns) -> Optional[int]:
+    """How many examples the record files matching `patterns` hold, from the counts files of
+    the job that wrote them (ExampleGen, `mbt preprocess`): `<out>/Split-<name>/*` counted in
+    `<out>/DeadLetters/counts-<name>.json`, so training sizes its epoch without a pass over
+    the records. None when some matching file is not in such a split folder, the counts file
+    is missing, or the patterns take only part of a split's files (the count is not theirs)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    outputs = _split_outputs(patterns)
+    if outputs is None:
+        return None
+    total = 0
+    for split, out in outputs.items():
+        counts = os.path.join(out, DEAD_LETTERS_DIR, COUNTS_FILE.format(split))
+        if not tf.io.gfile.exists(counts):
+            return None
+        with tf.io.gfile.GFile(counts) as f:
+            total += json.loads(f.read())["written"]
+    return total
+
+
+def split_class_map(patterns) -> Optional[str]:
+    """The class map `mbt preprocess` wrote beside the split folders the record files matching
+    `patterns` fill (`<out>/class_map.csv`), so names need no pass over the records; None
+    when there is none or the files come from several outputs."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    outs = set((_split_outputs(patterns) or {}).values())
+    if len(outs) != 1:
+        return None
+    path = os.path.join(outs.pop(), CLASS_MAP_FILE)
+    return path if tf.io.gfile.exists(path) else None

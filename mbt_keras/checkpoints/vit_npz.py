@@ -6,6 +6,7 @@ bilinearly (aligned corners, as scipy.ndimage.zoom order 1) and tiled over time,
 2D patch kernel inflated to tubelets, the bottleneck tokens taken from the resized
 positional grid. The classifier stays freshly initialised.
 """
+import contextlib
 import logging
 import math
 import re
@@ -39,14 +40,27 @@ def check_npz(path: str, config: ModelConfig) -> None:
         _check_vit(data.files, config, path)
 
 
+@contextlib.contextmanager
 def _open_npz(path: str):
+    """The NpzFile of a local or remote (gs://) `path`, read through tf.io.gfile: inside a
+    Vertex Trainer the ImageNet-21k checkpoint lives in a bucket. Arrays are read on demand
+    (the zip's index first), so checking a 400 MB checkpoint reads kilobytes."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  # not for --help
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile):  # e.g. a text file: numpy would unpickle it
-        data = None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise UserError(f"{path} is not a .npz file (a ViT checkpoint, e.g. ViT-B_16.npz)")
-    return data
+        with tf.io.gfile.GFile(path, "rb") as f:
+            try:
+                data = np.load(f, allow_pickle=False)
+            except (ValueError, EOFError, zipfile.BadZipFile):  # e.g. a text file
+                data = None
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise UserError(f"{path} is not a .npz file (a ViT checkpoint, e.g. "
+                                "ViT-B_16.npz)")
+            with data:
+                yield data
+    except tf.errors.OpError as error:
+        # GCS errors span lines; the message is one (ram:// gives none).
+        why = " ".join((error.message or type(error).__name__).split())
+        raise UserError(f"cannot read {path}: {why}") from None
 
 
 def _check_vit(names, config: ModelConfig, path: str = "the checkpoint") -> None:

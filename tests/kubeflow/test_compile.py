@@ -26,6 +26,10 @@ BEAM_COMPONENTS = ("ClipExampleGen", "StatisticsGen", "SchemaGen", "ExampleValid
 GPU_FLAGS = ["--trainer-machine-type", "a2-highgpu-2g",
              "--trainer-accelerator-type", "NVIDIA_TESLA_A100",
              "--trainer-accelerator-count", "2"]
+# Where a cloud run's steps read the data (local paths are refused).
+CLOUD_DATA = ["--videos", "gs://b/clips", "--labels", "gs://b/labels.csv"]
+CLOUD_SETTINGS = PipelineSettings(videos="gs://b/clips", labels="gs://b/labels.csv",
+                                  class_map="gs://b/class_map.csv")
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +199,7 @@ def test_a_tpu_trainer_gets_the_tpu_vm_spec_and_trains_with_tpu_strategy(tmp_pat
     machine = TrainerMachine(machine_type="ct5lp-hightpu-4t", accelerator_type="TPU_V5_LITEPOD",
                              accelerator_count=4, tpu_topology="2x2")
     settings = kfp_compile.cloud_settings(
-        PipelineSettings(class_map="gs://b/class_map.csv"), target="vertex", bucket="gs://b",
+        CLOUD_SETTINGS, target="vertex", bucket="gs://b",
         project="p", region="us-central1", image=IMAGE, trainer_machine=machine)
     out = kfp_compile.compile_pipeline(settings, str(tmp_path / "tpu.json"), image=IMAGE)
     compiled = json.loads(open(out).read())
@@ -209,7 +213,7 @@ def test_a_tpu_trainer_gets_the_tpu_vm_spec_and_trains_with_tpu_strategy(tmp_pat
 
 
 def test_without_trainer_flags_the_trainer_stays_in_its_pipeline_step(tmp_path):
-    settings = kfp_compile.cloud_settings(PipelineSettings(), target="vertex", bucket="gs://b",
+    settings = kfp_compile.cloud_settings(CLOUD_SETTINGS, target="vertex", bucket="gs://b",
                                           project="p", image=IMAGE)
     out = kfp_compile.compile_pipeline(settings, str(tmp_path / "plain.json"), image=IMAGE)
     compiled = json.loads(open(out).read())
@@ -250,9 +254,11 @@ def test_every_executor_class_the_spec_names_is_importable_from_the_package(comp
 
 
 def _demo_class_map(folder) -> str:
+    """The demo's class map where compile may read it: on a file system URI (ram://, in this
+    process, standing in for gs://)."""
     from components.preprocess.label_files import write_class_map
     from pipeline.demo_data import CLASSES
-    path = str(folder / "class_map.csv")
+    path = f"ram://{folder}/class_map.csv"
     write_class_map({name: index for index, name in enumerate(CLASSES)}, path)
     return path
 
@@ -285,7 +291,7 @@ def test_compile_sizes_the_trainer_and_the_evaluator_by_the_class_map_as_run_doe
     flags builds the same Evaluator and Trainer configuration."""
     from pipeline.pipeline import create_pipeline
     flags = ["--preset", "mbt-micro", "--class-map", _demo_class_map(tmp_path),
-             "--pipeline-root", str(tmp_path / "root")]
+             "--pipeline-root", str(tmp_path / "root"), *CLOUD_DATA]
     out = tmp_path / "spec.json"
     assert mbt_main(["pipeline", "compile", "--out", str(out), "--bucket", "gs://b",
                      *flags]) == 0
@@ -305,11 +311,27 @@ def test_compile_sizes_the_trainer_and_the_evaluator_by_the_class_map_as_run_doe
 
 
 def test_compile_refuses_a_class_map_it_cannot_read_naming_it_and_the_flag(tmp_path, capsys):
-    missing = tmp_path / "nowhere" / "class_map.csv"
+    missing = f"ram://{tmp_path}/nowhere/class_map.csv"
     out = tmp_path / "spec.json"
     assert mbt_main(["pipeline", "compile", "--out", str(out), "--bucket", "gs://b",
-                     "--class-map", str(missing)]) == 2
+                     "--class-map", missing, *CLOUD_DATA]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"mbt pipeline compile: error: --class-map: cannot read {missing}")
     assert line.endswith("give the count with --set num_classes=N")
+    assert not out.exists()
+
+
+def test_compile_refuses_local_inputs_in_one_line_naming_each_flag(tmp_path, capsys):
+    """A cloud Trainer cannot read the laptop's ViT checkpoint, nor the ExampleGen its videos:
+    compile says so before it writes a spec, not the Trainer after hours of provisioning."""
+    out = tmp_path / "spec.json"
+    npz = str(tmp_path / "ViT-B_16.npz")
+    assert mbt_main(["pipeline", "compile", "--out", str(out), "--bucket", "gs://b",
+                     "--videos", "gs://b/clips", "--labels", str(tmp_path / "labels.csv"),
+                     "--class-map", "gs://b/class_map.csv", "--pretrained", npz]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"mbt pipeline compile: error: --labels {tmp_path}/labels.csv "
+                           f"--pretrained {npz}: local paths, which the compiled pipeline's "
+                           "steps cannot read")
+    assert line.endswith("give the gs:// URI")
     assert not out.exists()

@@ -19,6 +19,7 @@ from mbt_keras.checkpoints import flax_msgpack, scenic_import, vit_npz
 from mbt_keras.checkpoints.scenic_names import model_weights, vit_block_names
 from mbt_keras.config import from_preset
 from mbt_keras.model import build_model
+from mbt_keras.user_error import UserError
 from pipeline import cli
 
 VIT_NAMES = ("LayerNorm_0", "MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3")
@@ -372,6 +373,27 @@ def test_vit_init_inflates_tubelets_and_keeps_the_classifier_fresh(tiny_vit, ker
         np.testing.assert_array_equal(old, new)
     assert "init     output_projection/kernel [32,5]" in report
     assert any(line.startswith("resized  embedding/kernel") and kernel_init in line for line in report)
+
+
+def test_vit_init_reads_the_npz_from_a_file_system_uri_as_from_a_local_path(tiny_vit):
+    """Inside a Vertex Trainer the ImageNet-21k checkpoint is on gs://; TensorFlow's ram://
+    stands in for it (tf.io.gfile, as gs:// is read)."""
+    path, _ = tiny_vit
+    uri = "ram://vit_init/ViT-micro.npz"
+    tf.io.gfile.makedirs("ram://vit_init")
+    tf.io.gfile.copy(path, uri, overwrite=True)
+    config = from_preset("mbt-micro")
+    vit_npz.check_npz(uri, config)
+    models = []
+    for _ in range(2):
+        keras.utils.set_random_seed(0)  # the classifier keeps its initial weights
+        models.append(build_model(config))
+    reports = [vit_npz.init_from_vit(m, config, p) for m, p in zip(models, (path, uri))]
+    assert reports[0] == reports[1]
+    for local, remote in zip(*(m.get_weights() for m in models)):
+        np.testing.assert_array_equal(local, remote)
+    with pytest.raises(UserError, match="^cannot read ram://vit_init/missing.npz: "):
+        vit_npz.check_npz("ram://vit_init/missing.npz", config)
 
 
 def test_vit_init_rejects_a_different_depth(tiny_vit):

@@ -1,10 +1,13 @@
 """The exported signatures compute what the trainer's evaluation computes."""
+import os
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
-from mbt_keras import contract, input_pipeline, training
+from mbt_keras import contract, input_pipeline, strategy, training
 from mbt_keras.config import from_preset
 from mbt_keras.export import export_saved_model, uniform_frame_indices
 from mbt_keras.model import build_model
@@ -35,6 +38,59 @@ def test_examples_signature_scores_and_labels_match_the_trainer_evaluation(expor
     dense = signatures[contract.SIG_LABELS](examples=serialized)[contract.LABEL_KEY]
     np.testing.assert_array_equal(dense, labels)
     assert dense.numpy().sum(axis=1).min() >= 1
+
+
+def _graph_nodes(export_dir):
+    """Every node of the SavedModel's graph, those of the functions its signatures call too."""
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        [meta_graph] = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs
+    graph = meta_graph.graph_def
+    return list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+
+
+def _dtypes(node):
+    return {a.type for a in node.attr.values()} | {t for a in node.attr.values()
+                                                   for t in a.list.type}
+
+
+def test_a_model_trained_in_bfloat16_exports_a_float32_graph_with_its_trained_weights(tmp_path):
+    """After TPU training (mixed_bfloat16) serving and TFMA run on CPUs: the export computes
+    in float32 and scores as the float32 model with the trained weights does, and the
+    process's dtype policy is left as it was."""
+    keras.utils.set_random_seed(4)
+    with strategy.kept_dtype_policy("mixed_bfloat16"):
+        model = build_model(CONFIG)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    path = write_clips(tmp_path / "eval.tfrecord.gz", 4, 4, seconds=2.0)
+    inputs, labels = next(iter(input_pipeline.eval_dataset(path, CONFIG, batch_size=4, views=1)))
+    inputs = {k: v[:, 0] for k, v in inputs.items()}
+    initial = model.get_weights()
+    optimizer = keras.optimizers.SGD(1.0)
+    for _ in range(2):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(training.training_loss(labels, model(inputs, training=True),
+                                                         CONFIG))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                      model.trainable_variables))
+    assert any(not np.array_equal(a, b) for a, b in zip(initial, model.get_weights()))
+
+    export_dir = export_saved_model(model, CONFIG, NAMES, str(tmp_path / "1"))
+    assert keras.mixed_precision.global_policy().name == "float32"
+    nodes = _graph_nodes(export_dir)
+    assert not [n.name for n in nodes if tf.bfloat16.as_datatype_enum in _dtypes(n)]
+    matmuls = [n for n in nodes if n.op in ("MatMul", "BatchMatMulV2", "Einsum")]
+    assert matmuls and {n.attr["T"].type for n in matmuls} == {tf.float32.as_datatype_enum}
+
+    float32 = build_model(CONFIG)
+    float32.set_weights(model.get_weights())
+    expected, _ = training.scores_and_labels(CONFIG, float32(inputs)[:, tf.newaxis], labels)
+    serialized = tf.constant(list(tf.data.TFRecordDataset(path, compression_type="GZIP")
+                                  .as_numpy_iterator()))
+    scores = tf.saved_model.load(export_dir).signatures[contract.SIG_EXAMPLES](
+        examples=serialized)[contract.OUT_SCORES]
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    in_bfloat16, _ = training.scores_and_labels(CONFIG, model(inputs)[:, tf.newaxis], labels)
+    assert not np.allclose(in_bfloat16, expected, atol=1e-4)  # the two can be told apart
 
 
 def test_serving_picks_num_frames_at_a_stride_and_windows_the_audio(exported):

@@ -166,9 +166,8 @@ def test_input_pipelines_read_disjoint_shards(records):
     assert ids(0) == [0, 2, 0] and ids(1) == [1, 3, 1]
 
 
-def test_class_names_and_count_come_from_the_records(records):
+def test_class_names_come_from_the_records(records):
     assert input_pipeline.class_names(records["long"]) == [f"class_{i}" for i in range(4)]
-    assert input_pipeline.count_examples([records["long"], records["short"]]) == 8
     with pytest.raises(FileNotFoundError, match="no TFRecord files"):
         input_pipeline.list_files("/nonexistent/*.gz")
 
@@ -211,7 +210,7 @@ def test_version_1_gzip_records_read_like_version_2_plain_records(tmp_path):
     assert input_pipeline.compression_type(new) == ""
     names = [f"class_{i}" for i in range(4)]
     assert input_pipeline.class_names(old) == input_pipeline.class_names(new) == names
-    assert input_pipeline.count_examples([old, new]) == 8
+    assert [sum(1 for _ in input_pipeline.read_tfrecords(f)) for f in (old, new)] == [4, 4]
     x_old, y_old = _first_batch(input_pipeline.eval_dataset(old, MICRO, 4, views=2))
     x_new, y_new = _first_batch(input_pipeline.eval_dataset(new, MICRO, 4, views=2))
     for key in x_old:

@@ -121,10 +121,22 @@ def test_strategy_follows_tf_config(monkeypatch):
     assert strategies.set_precision(default) == "float32"
 
 
+def test_an_epoch_needs_steps_per_epoch_or_the_number_of_examples():
+    assert training.epoch_steps(training.TrainConfig(batch_size=4, steps_per_epoch=5), 99) == 5
+    assert training.epoch_steps(training.TrainConfig(batch_size=4), 10) == 2
+    assert training.epoch_steps(training.TrainConfig(batch_size=64), 10) == 1
+    with pytest.raises(UserError, match="steps_per_epoch is 0 and the number of training "
+                                        "examples is unknown"):
+        training.epoch_steps(training.TrainConfig(batch_size=4), None)
+    with pytest.raises(UserError, match="holds no examples"):
+        training.epoch_steps(training.TrainConfig(batch_size=4), 0)
+
+
 def test_training_writes_checkpoints_history_and_tensorboard(tmp_path, records):
     train_config = training.TrainConfig(epochs=2, batch_size=4, base_learning_rate=0.1)
     model, history = training.train(MICRO.replace(num_classes=6), train_config,
-                                    str(tmp_path), records, eval_data=records, verbose=False)
+                                    str(tmp_path), records, num_examples=8, eval_data=records,
+                                    verbose=False)
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(np.isfinite(h["loss"]) and 0.0 <= h["val_mAP"] <= 1.0 for h in history)
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
@@ -133,9 +145,13 @@ def test_training_writes_checkpoints_history_and_tensorboard(tmp_path, records):
         for event in tf.compat.v1.train.summary_iterator(path):
             tags.update(v.tag for v in event.summary.value)
     assert {"loss", "learning_rate", "val_mAP"} <= tags
-    # A second call finds the run finished and trains nothing more.
-    _, again = training.train(MICRO.replace(num_classes=6), train_config, str(tmp_path),
-                              records, verbose=False)
+    # A second call finds the run finished and trains nothing more. The run sets its
+    # precision (float32 on CPU) process-wide, then gives the caller back its own policy.
+    with strategies.kept_dtype_policy("mixed_bfloat16"):
+        model, again = training.train(MICRO.replace(num_classes=6), train_config,
+                                      str(tmp_path), records, num_examples=8, verbose=False)
+        assert model.dtype_policy.name == "float32"
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     assert again == []
 
 

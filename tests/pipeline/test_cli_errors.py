@@ -14,7 +14,7 @@ exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC 
 | flops | unknown preset; --plot in a missing folder; --plot a .txt; --logdir a file | the preset; the path |
 | make-demo-data | out is a file; out inside a file (the OS's error); --clips 0; --seed -1 | the path; the value |
 | preprocess | missing label file; a video as label file; --videos a file; --fps 0; --splits without buckets; --out in use | the path; the value |
-| train | no file matches --data; a text file as --data; TFRecords of something else; --batch-size 0; a text file as --init-checkpoint; unknown preset; a file as --model-dir | the glob; the path; the value |
+| train | no file matches --data; a text file as --data; TFRecords of something else; --batch-size 0; a text file as --init-checkpoint; unknown preset; a file as --model-dir; records with no counts file and no --steps-per-epoch | the glob; the path; the value; the flag |
 | serve | missing --model-base; a file as --model-base; --port 70000; a port in use; --poll-seconds 0 | the path; the port; the value |
 | predict | missing video; a text file as video; a server nobody listens on; a text file or an empty folder as --saved-model; --batch-size 0; --out not .csv/.json | the path; the server; the value |
 | infer | missing --videos; a folder as --listing; a text file as --model; --batch-size 0; --hop without --timeline | the path; the value |
@@ -22,7 +22,7 @@ exist, `text` is a text file, `folder` an empty folder, `clip` a real H.264/AAC 
 | init-from-vit | missing .npz; a text file as .npz; a ViT of another depth; --num-classes 0; --out not .keras | the path; the value |
 | import-scenic | missing checkpoint; a text file as checkpoint; the preset's fusion layer deeper than the checkpoint (the issue's case); --fusion-layer -1; --fusion-layer past the last layer; missing --class-labels | the path; the value |
 | pipeline run | missing --labels; a video as --labels; a file as --videos; --epochs -1; unknown preset; --min-metric 2 | the path; the value |
-| pipeline compile | --max-damaged-fraction 2; --out in a missing folder; unknown preset; --trainer-accelerator-count -1 | the value; the path |
+| pipeline compile | --max-damaged-fraction 2; --out in a missing folder; unknown preset; --trainer-accelerator-count -1; a local --pretrained | the value; the path |
 | pipeline submit | missing spec; a text file as spec; JSON that is no compiled spec; --bucket not gs:// | the path; the value |
 | demo | --out a file; --clips below one eval clip per class; --port 70000; a port in use; unknown preset; --epochs 0 | the path; the value |
 
@@ -77,6 +77,7 @@ CASES = [
      "{text}"),
     ("train --data {records} --model-dir {out} --preset nope", "'nope'"),
     ("train --data {records} --model-dir {text}", "{text}"),
+    ("train --data {records} --model-dir {out}", "--steps-per-epoch"),
     ("serve --model-base {missing} --port 0", "{missing}"),
     ("serve --model-base {text} --port 0", "{text}"),
     ("serve --model-base {folder} --port 70000", "--port 70000"),
@@ -125,6 +126,9 @@ CASES = [
     ("pipeline compile --out {out}.json --bucket gs://b --preset nope", "'nope'"),
     ("pipeline compile --out {out}.json --bucket gs://b --trainer-accelerator-count -1",
      "--trainer-accelerator-count -1"),
+    ("pipeline compile --out {out}.json --bucket gs://b --videos gs://b/clips --labels "
+     "gs://b/labels.csv --class-map gs://b/class_map.csv --pretrained {vit}",
+     "--pretrained {vit}: a local path"),
     ("pipeline submit {missing} --project p --region r --bucket gs://b", "{missing}"),
     ("pipeline submit {text} --project p --region r --bucket gs://b", "{text}"),
     ("pipeline submit {labels_json} --project p --region r --bucket gs://b", "{labels_json}"),

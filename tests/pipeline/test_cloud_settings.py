@@ -22,6 +22,9 @@ DATAFLOW_PREPROCESS = [
     "--out", "gs://my-bucket/records", "--image", IMAGE,
     "--beam-arg=--runner=DataflowRunner", "--beam-arg=--project=my-project",
     "--beam-arg=--region=us-central1", "--beam-arg=--temp_location=gs://my-bucket/tmp"]
+# A cloud run reads its inputs from a bucket (local paths are refused).
+CLOUD_DATA = PipelineSettings(videos="gs://b/clips", labels="gs://b/labels.csv",
+                              class_map="gs://b/class_map.csv")
 
 
 def _preprocess_options(argv):
@@ -92,7 +95,7 @@ def test_the_compiled_pipeline_and_mbt_preprocess_share_one_set_of_dataflow_args
                     "--temp_location=gs://b/tmp", f"--sdk_container_image={IMAGE}",
                     "--experiments=use_runner_v2", "--sdk_location=container",
                     "--no_save_main_session")
-    settings = kfp_compile.cloud_settings(PipelineSettings(), target="vertex", bucket="gs://b",
+    settings = kfp_compile.cloud_settings(CLOUD_DATA, target="vertex", bucket="gs://b",
                                           project="p", region="r", image=IMAGE)
     assert settings.beam_args == dataflow_beam_args(
         project="p", region="r", temp_location="gs://b/mbt/tmp", image=IMAGE)
@@ -117,6 +120,6 @@ def test_tf_serving_manifest_reads_where_the_compiled_pusher_writes():
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     base = next(a.split("=", 1)[1] for a in container["args"]
                 if a.startswith("--model_base_path="))
-    settings = kfp_compile.cloud_settings(PipelineSettings(), target="vertex",
+    settings = kfp_compile.cloud_settings(CLOUD_DATA, target="vertex",
                                           bucket="gs://BUCKET", project="p", image=IMAGE)
     assert base == settings.push_dir
