@@ -127,7 +127,8 @@ def test_training_writes_checkpoints_history_and_tensorboard(tmp_path, records):
                                     str(tmp_path), records, eval_data=records, verbose=False)
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(np.isfinite(h["loss"]) and 0.0 <= h["val_mAP"] <= 1.0 for h in history)
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    # Checkpoints are numbered by step: 2 epochs of 8 clips // 4.
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
     tags = set()
     for path in glob.glob(str(tmp_path / "logs" / "events.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
@@ -155,7 +156,7 @@ def test_gradient_clipping_bounds_the_first_update(tmp_path, records):
         trainer = training.Trainer(MICRO.replace(num_classes=6), train_config,
                                    str(tmp_path / str(clip_norm)), 1)
         before = [np.array(v) for v in trainer.model.trainable_variables]
-        trainer.fit(lambda ctx: input_pipeline.train_dataset(
+        trainer.fit(lambda ctx, skip: input_pipeline.train_dataset(
             records, trainer.config, 4, augment_inputs=False, mixup_alpha=0.0, input_context=ctx),
             verbose=False)
         after = [np.array(v) for v in trainer.model.trainable_variables]
@@ -181,7 +182,7 @@ def test_the_step_applies_the_batchs_flip_jitter_and_mixup_plan(tmp_path, record
     for name, batch in (("step", (x, y, plan)), ("host", (x_host, y_host))):
         keras.utils.set_random_seed(0)
         trainer = training.Trainer(config, train_config, str(tmp_path / name), 1)
-        loss = float(trainer.train_step(iter(tf.data.Dataset.from_tensors(batch))))
+        loss = float(trainer.train_steps(iter(tf.data.Dataset.from_tensors(batch)))["loss"][0])
         updated.append((loss, [np.array(v) for v in trainer.model.trainable_variables]))
     assert updated[0][0] == pytest.approx(updated[1][0], rel=1e-4)
     for step_weights, host_weights in zip(updated[0][1], updated[1][1]):
