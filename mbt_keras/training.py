@@ -324,14 +324,22 @@ class Trainer:
         return self._steps_fn(iterator, tf.constant(steps), tf.constant(save_due))
 
     def _replica_scores(self, inputs, labels):
-        """(scores, labels) of this replica's clips: views folded into the batch, their
-        logits averaged per clip. Sizes are explicit: a replica's share may be empty."""
+        """(scores, labels, valid) of every replica's clips, gathered on each: views folded
+        into the batch, their logits averaged per clip. A replica's share may be smaller or
+        empty (the last batch) and gathering needs one shape, so each pads its share to the
+        largest and marks its rows valid."""
         shape = tf.shape(next(iter(inputs.values())))
         clips, views = shape[0], shape[1]
         flat = {k: tf.reshape(v, tf.concat([[clips * views], tf.shape(v)[2:]], 0))
                 for k, v in inputs.items()}
         logits = self.model(flat, training=False)
-        return scores_and_labels(self.config, tf.reshape(logits, [clips, views, -1]), labels)
+        logits = tf.reshape(logits, [clips, views, sum(self.config.num_classes)])
+        scores, labels = scores_and_labels(self.config, logits, labels)
+        context = tf.distribute.get_replica_context()
+        padding = tf.reduce_max(context.all_gather(clips[None], axis=0)) - clips
+        return tuple(context.all_gather(tf.pad(t, [[0, padding]] + [[0, 0]] * (t.shape.rank - 1)),
+                                        axis=0)
+                     for t in (scores, labels, tf.ones([clips])))
 
     def evaluate(self, data) -> dict:
         """Metrics over evaluation clips ([B, V, ...] inputs, [B, C] labels): each replica
@@ -342,11 +350,13 @@ class Trainer:
                        if isinstance(data, tf.data.Dataset)
                        else self.strategy.distribute_datasets_from_function(data))
         if self._eval_fn is None:
+            # Shapes relaxed: a batch whose share is statically empty would not trace.
             @tf.function(reduce_retracing=True)
             def gathered(inputs, labels):
-                scores, labels = self.strategy.run(self._replica_scores, args=(inputs, labels))
-                return (self.strategy.gather(scores, axis=0),
-                        self.strategy.gather(labels, axis=0))
+                per_replica = self.strategy.run(self._replica_scores, args=(inputs, labels))
+                scores, labels, valid = (self.strategy.experimental_local_results(t)[0]
+                                         for t in per_replica)
+                return tf.boolean_mask(scores, valid > 0), tf.boolean_mask(labels, valid > 0)
             self._eval_fn = gathered
         scores, labels = [], []
         for inputs, y in distributed:
