@@ -213,9 +213,10 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                              name="step_in_epoch")
-        self.checkpoint = tf.train.Checkpoint(
-            model=self.model, epoch=self.epoch, step_in_epoch=self.step_in_epoch,
-            **{OPTIMIZER_CHECKPOINT_KEYS[train_config.optimizer]: self.optimizer})
+        self._epoch_state = {"model": self.model, "epoch": self.epoch,
+                             OPTIMIZER_CHECKPOINT_KEYS[train_config.optimizer]: self.optimizer}
+        self.checkpoint = tf.train.Checkpoint(step_in_epoch=self.step_in_epoch,
+                                              **self._epoch_state)
         # Every worker saves (saving may run collectives); only the chief keeps its files.
         self.checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
         self._scratch = None if self.chief else os.path.join(
@@ -252,7 +253,10 @@ class Trainer:
                     "with another optimizer, or with Keras' SGD before the Trainer took "
                     "Scenic's momentum, whose velocity means something else; resume with the "
                     "settings that wrote it, or train into a new model directory")
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            # Checkpoints from before step checkpoints were written at epoch ends only.
+            checkpoint = (self.checkpoint if "step_in_epoch" in saved
+                          else tf.train.Checkpoint(**self._epoch_state))
+            checkpoint.restore(latest).assert_existing_objects_matched()
         return self._global_step(int(self.epoch.numpy()), int(self.step_in_epoch.numpy()))
 
     def _global_step(self, epoch: int, step_in_epoch: int) -> int:

@@ -1,6 +1,6 @@
 """`mbt train`: train outside TFX from TFRecord globs, with the same library calls as
 the TFX Trainer's run_fn (checkpoints and TensorBoard logs under --model-dir; a
-rerun with the same --model-dir resumes from the last epoch)."""
+rerun with the same --model-dir resumes from the last checkpoint, mid-epoch included)."""
 import argparse
 import dataclasses
 import json
@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--learning-rate", type=float, default=0.5,
                         help="base learning rate at batch 64 (scaled by batch/64)")
     parser.add_argument("--steps-per-epoch", type=int, default=0)
+    parser.add_argument("--steps-per-execution", type=int,
+                        help="training steps per call on the accelerator (default 1)")
+    parser.add_argument("--save-interval-steps", type=int,
+                        help="checkpoint every N steps as well as each epoch")
+    parser.add_argument("--save-interval-minutes", type=float,
+                        help="checkpoint at least every M minutes (default 30; 0: off)")
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--export-dir", help="write the SavedModel here after training")
     parser.add_argument("--init-checkpoint", help="ViT checkpoint to initialise from")
@@ -36,10 +42,13 @@ def run(args) -> int:
 
     # Everything the user gave is checked before a model is built.
     config = from_preset(args.preset, **parse_assignments(args.set))
+    given = {"steps_per_execution": args.steps_per_execution,
+             "save_interval_steps": args.save_interval_steps,
+             "save_interval_minutes": args.save_interval_minutes}
     train_config = training.TrainConfig.from_dict({
         "epochs": args.epochs, "batch_size": args.batch_size,
         "base_learning_rate": args.learning_rate, "steps_per_epoch": args.steps_per_epoch,
-        **parse_assignments(args.train_set)})
+        **{k: v for k, v in given.items() if v is not None}, **parse_assignments(args.train_set)})
     output_folder(args.model_dir, "--model-dir")
     if args.export_dir:
         output_folder(args.export_dir, "--export-dir")

@@ -196,9 +196,11 @@ def _train_command(data, model_dir, epochs):
 
 
 def test_rerun_resumes_from_the_last_checkpoint_after_sigkill(tmp_path, records):
+    """`mbt train --save-interval-steps 1`: killed at any point, the rerun goes on from the
+    step it had reached, mid-epoch too."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     epochs = 40
-    command = _train_command(records, tmp_path, epochs)
+    command = _train_command(records, tmp_path, epochs) + ["--save-interval-steps", "1"]
     first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     index = tmp_path / "checkpoints" / "checkpoint"
@@ -208,14 +210,15 @@ def test_rerun_resumes_from_the_last_checkpoint_after_sigkill(tmp_path, records)
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert first.returncode == -signal.SIGKILL, "training ended before it could be killed"
-    # Checkpoints are numbered by step; with no interval set, one each epoch of 2 steps.
+    # Checkpoints are numbered by step, here one each step; epochs have 2 steps.
     saved = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).rsplit("-", 1)[1])
-    assert 2 <= saved < 2 * epochs and saved % 2 == 0
+    assert 1 <= saved < 2 * epochs
 
     rerun = subprocess.run([c for c in command if c != "--quiet"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=240)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"resuming at step {saved} (epoch {saved // 2 + 1}, step 0 of 2)" in rerun.stdout
+    assert f"resuming at step {saved} (epoch {saved // 2 + 1}, step {saved % 2} of 2)" \
+        in rerun.stdout
     epochs_run = [line for line in rerun.stdout.splitlines() if line.startswith("epoch ")]
     assert epochs_run[0] == f"epoch {saved // 2 + 1}/{epochs}"
     assert len(epochs_run) == epochs - saved // 2
@@ -297,6 +300,17 @@ def test_a_checkpoint_of_another_optimizer_is_not_resumed(tmp_path, records):
     old_sgd.save(str(tmp_path / "checkpoints" / "ckpt"))
     with pytest.raises(UserError, match="Keras' SGD before the Trainer took Scenic's momentum"):
         trainer().restore()
+
+
+def test_a_checkpoint_from_before_step_checkpoints_resumes_at_its_epochs_end(tmp_path):
+    """Checkpoints written at epoch ends only (model, epoch, optimizer; no step in the
+    epoch) still resume, at the start of the next epoch."""
+    train_config = training.TrainConfig(epochs=3, batch_size=4, steps_per_epoch=5)
+    old = training.Trainer(MICRO, train_config, str(tmp_path), 5)
+    old.epoch.assign(2)
+    tf.train.Checkpoint(model=old.model, epoch=old.epoch, momentum=old.optimizer).save(
+        str(tmp_path / "checkpoints" / "ckpt"))
+    assert training.Trainer(MICRO, train_config, str(tmp_path), 5).restore() == 10
 
 
 def test_optimizer_choice_is_validated_and_built():
