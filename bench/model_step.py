@@ -45,7 +45,7 @@ def train_step_time(config, batch, steps, jit):
     with tempfile.TemporaryDirectory() as model_dir:
         trainer = training.Trainer(config, train_config, model_dir, steps)
         batches = iter(tf.data.Dataset.from_tensors((x, labels)).repeat())
-        return seconds_per_call(lambda: trainer.train_step(batches), steps)
+        return seconds_per_call(lambda: trainer.train_steps(batches), steps)
 
 
 def forward_time(config, steps, jit):

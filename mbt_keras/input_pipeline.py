@@ -296,7 +296,7 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
                   augment_inputs: bool = True, mixup_alpha: float = 0.3,
                   modality_mixup: bool = False, shuffle_buffer: int = 64, repeat: bool = True,
                   input_context: tf.distribute.InputContext = None, seed=None,
-                  augment_on: str = "host"):
+                  augment_on: str = "host", skip_batches: int = 0):
     """Batches of ({'rgb': [B,F,S,S,3], 'spec': [B,T,M]}, labels [B, C]) for training
     (labels {'rgb': [B, C], 'spec': [B, C]} once modality mixup has mixed them per input).
 
@@ -307,7 +307,8 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
     (`padded_crops`): batches are (inputs, labels, plan) for `augment.apply_plan` in the
     training step, which resizes the crops to image_size and scales them to [0, 1] first
     (plain (inputs, labels) in [0, 1] when there is nothing else to apply). Building it tunes
-    the process's allocator for record-sized buffers (`host_memory`).
+    the process's allocator for record-sized buffers (`host_memory`). `skip_batches`: the
+    clips of that many batches are left out before they are decoded (a resumed epoch).
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling={sampling!r}: expected one of {SAMPLINGS}")
@@ -322,6 +323,7 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    dataset = dataset.skip(skip_batches * per_replica)
     # The crops' resize goes to the step with the rest of the plan it comes with.
     pad_crops = augment_on == "step" and augment_inputs and "rgb" in config.modalities
     bound = crop_bound(patterns) if pad_crops else None

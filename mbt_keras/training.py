@@ -7,13 +7,16 @@ of those; each replica clips the gradient of its own mean loss before the replic
 them; SGD momentum is Scenic's (mbt_keras/momentum.py).
 
 A custom `strategy.run` step rather than `model.fit`: with Keras 3 on TF 2.16,
-`fit` fails under MultiWorkerMirroredStrategy while this loop works (STACK.md).
-Checkpoints (model, optimizer, epoch) are written every epoch and a rerun resumes from the
-last.
+`fit` fails under MultiWorkerMirroredStrategy while this loop works (STACK.md). As Keras'
+`steps_per_execution`, one call runs several steps in a loop on the device, so an
+accelerator does not idle while the host dispatches each step. Evaluation runs on every
+replica too. Checkpoints (model, optimizer, epoch, step in the epoch) are written every
+epoch and every `save_interval_steps` steps or `save_interval_minutes` minutes; a rerun
+resumes from the last, mid-epoch included.
 """
 import dataclasses
 import os
-import shutil
+import time
 from typing import Callable, Optional, Union
 
 import keras
@@ -62,6 +65,9 @@ class TrainConfig:
     steps_per_epoch: int = 0             # 0: number of training examples // batch_size
     shuffle_buffer: int = 64
     jit_compile: bool = False            # XLA-compile each replica's step (as TPUStrategy does)
+    steps_per_execution: int = 1         # steps per call of the step function (Keras' name)
+    save_interval_steps: int = 0         # checkpoint every this many steps too (0: epochs only)
+    save_interval_minutes: float = 30.0  # and at least this often (0: off), for preemptible VMs
     float16: bool = False                # mixed float16 on GPU (bfloat16 is automatic on TPU)
     seed: Optional[int] = None           # initial weights, dropout and data order: a rerun repeats
 
@@ -81,7 +87,12 @@ class TrainConfig:
                  f"expected one of {input_pipeline.AUGMENT_PLACES}"),
                 ("eval_views", self.eval_views >= 1, "must be >= 1"),
                 ("steps_per_epoch", self.steps_per_epoch >= 0, "must be >= 0 (0: one pass)"),
-                ("shuffle_buffer", self.shuffle_buffer >= 1, "must be >= 1")):
+                ("shuffle_buffer", self.shuffle_buffer >= 1, "must be >= 1"),
+                ("steps_per_execution", self.steps_per_execution >= 1, "must be >= 1"),
+                ("save_interval_steps", self.save_interval_steps >= 0,
+                 "must be >= 0 (0: each epoch only)"),
+                ("save_interval_minutes", self.save_interval_minutes >= 0,
+                 "must be >= 0 (0: off)")):
             if not ok:
                 raise UserError(f"TrainConfig.{field}={getattr(self, field)!r}: {why}")
 
@@ -199,9 +210,12 @@ class Trainer:
             self.optimizer = optimizer
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.checkpoint = tf.train.Checkpoint(
-            model=self.model, epoch=self.epoch,
-            **{OPTIMIZER_CHECKPOINT_KEYS[train_config.optimizer]: self.optimizer})
+            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                             name="step_in_epoch")
+        self._epoch_state = {"model": self.model, "epoch": self.epoch,
+                             OPTIMIZER_CHECKPOINT_KEYS[train_config.optimizer]: self.optimizer}
+        self.checkpoint = tf.train.Checkpoint(step_in_epoch=self.step_in_epoch,
+                                              **self._epoch_state)
         # Every worker saves (saving may run collectives); only the chief keeps its files.
         self.checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
         self._scratch = None if self.chief else os.path.join(
@@ -222,11 +236,11 @@ class Trainer:
                             if jit and whole else self._replica_step)
         self._gradients_fn = (tf.function(self._loss_and_gradients, jit_compile=True)
                               if jit and not whole else self._loss_and_gradients)
-        self._step_fn = None
-        self._predict_fn = None
+        self._steps_fn = None
+        self._eval_fn = None
 
     def restore(self) -> int:
-        """Restore the newest checkpoint of the chief's directory; returns the epoch reached."""
+        """Restore the newest checkpoint of the chief's directory; returns the steps trained."""
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest:
             key = OPTIMIZER_CHECKPOINT_KEYS[self.train_config.optimizer]
@@ -238,8 +252,14 @@ class Trainer:
                     "with another optimizer, or with Keras' SGD before the Trainer took "
                     "Scenic's momentum, whose velocity means something else; resume with the "
                     "settings that wrote it, or train into a new model directory")
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        return int(self.epoch.numpy())
+            # Checkpoints from before step checkpoints were written at epoch ends only.
+            checkpoint = (self.checkpoint if "step_in_epoch" in saved
+                          else tf.train.Checkpoint(**self._epoch_state))
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        return self._global_step(int(self.epoch.numpy()), int(self.step_in_epoch.numpy()))
+
+    def _global_step(self, epoch: int, step_in_epoch: int) -> int:
+        return epoch * self.steps_per_epoch + step_in_epoch
 
     def _loss_and_gradients(self, inputs, labels, plan=None):
         """This replica's mean loss and its gradient, clipped here as Scenic clips on each
@@ -266,67 +286,158 @@ class Trainer:
         """Scenic's train_step on this replica's batch; the optimizer applies the replicas'
         mean gradient."""
         loss, grads = self._gradients_fn(inputs, labels, plan)
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        if replicas > 1 and isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Keras' LossScaleOptimizer checks one replica's gradients before they are summed
+            # (replica 0's under merge_call, each its own without): an overflow elsewhere would
+            # reach the weights, or the replicas would part ways. With the replicas' flags
+            # summed, every replica sees a non-finite gradient when one has, and all skip.
+            overflows = context.all_reduce(
+                tf.distribute.ReduceOp.SUM,
+                tf.cast(tf.logical_not(self.optimizer.check_finite(grads)), tf.float32))
+            poison = tf.where(overflows > 0, float("nan"), 0.0)
+            grads = [g + tf.cast(poison, g.dtype) for g in grads]
         # The optimizer sums the replicas' gradients; 1/N of each makes that their mean.
-        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         self.optimizer.apply_gradients(zip([g / replicas for g in grads],
                                            self.model.trainable_variables))
         return loss
 
-    def train_step(self, iterator):
-        if self._step_fn is None:
+    def train_steps(self, iterator, steps: int = 1, save_due: bool = False) -> dict:
+        """`steps` of Scenic's step in one call, a loop inside one tf.function, so the host
+        is not between steps. Returns each step's loss (mean over replicas) and learning
+        rate, and `save`: whether any worker's clock asked for a checkpoint (`save_due`), so
+        that all workers save together."""
+        if self._steps_fn is None:
             @tf.function
-            def step(iterator):
-                batch = next(iterator)   # (inputs, labels) or (inputs, labels, plan)
-                losses = self.strategy.run(self._replica_fn, args=tuple(batch))
-                return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
-            self._step_fn = step
-        return self._step_fn(iterator)
+            def run(iterator, steps, save_due):
+                losses = tf.TensorArray(tf.float32, size=steps)
+                rates = tf.TensorArray(tf.float32, size=steps)
+                for i in tf.range(steps):
+                    rates = rates.write(i, tf.cast(self.optimizer.learning_rate, tf.float32))
+                    batch = next(iterator)   # (inputs, labels) or (inputs, labels, plan)
+                    per_replica = self.strategy.run(self._replica_fn, args=tuple(batch))
+                    losses = losses.write(i, self.strategy.reduce(
+                        tf.distribute.ReduceOp.MEAN, per_replica, axis=None))
+                asked = self.strategy.run(lambda: tf.cast(save_due, tf.float32))
+                return {"loss": losses.stack(), "learning_rate": rates.stack(),
+                        "save": self.strategy.reduce(tf.distribute.ReduceOp.SUM, asked,
+                                                     axis=None) > 0}
+            self._steps_fn = run
+        return self._steps_fn(iterator, tf.constant(steps), tf.constant(save_due))
 
-    def evaluate(self, dataset) -> dict:
-        """Metrics over a [B, V, ...] eval dataset, views folded into the batch and
-        their logits averaged per clip; runs on this task's host, un-replicated."""
-        if self._predict_fn is None:
-            @tf.function
-            def predict(inputs):
-                views = tf.shape(next(iter(inputs.values())))[1]
-                flat = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
-                        for k, v in inputs.items()}
-                logits = self.model(flat, training=False)
-                return tf.reshape(logits, [-1, views, logits.shape[-1]])
-            self._predict_fn = predict
+    def _replica_scores(self, inputs, labels):
+        """(scores, labels, valid) of every replica's clips, gathered on each: views folded
+        into the batch, their logits averaged per clip. A replica's share may be smaller or
+        empty (the last batch) and gathering needs one shape, so each pads its share to the
+        largest and marks its rows valid."""
+        shape = tf.shape(next(iter(inputs.values())))
+        clips, views = shape[0], shape[1]
+        flat = {k: tf.reshape(v, tf.concat([[clips * views], tf.shape(v)[2:]], 0))
+                for k, v in inputs.items()}
+        logits = self.model(flat, training=False)
+        logits = tf.reshape(logits, [clips, views, sum(self.config.num_classes)])
+        scores, labels = scores_and_labels(self.config, logits, labels)
+        context = tf.distribute.get_replica_context()
+        padding = tf.reduce_max(context.all_gather(clips[None], axis=0)) - clips
+        return tuple(context.all_gather(tf.pad(t, [[0, padding]] + [[0, 0]] * (t.shape.rank - 1)),
+                                        axis=0)
+                     for t in (scores, labels, tf.ones([clips])))
+
+    def evaluate(self, data) -> dict:
+        """Metrics over evaluation clips ([B, V, ...] inputs, [B, C] labels): each replica
+        scores its share and every worker gathers all scores, so no worker waits in a
+        collective the others skip. `data`: a dataset of global batches, or a function
+        input_context -> this replica's batches (each worker reading its shard)."""
+        distributed = (self.strategy.experimental_distribute_dataset(data)
+                       if isinstance(data, tf.data.Dataset)
+                       else self.strategy.distribute_datasets_from_function(data))
+        if self._eval_fn is None:
+            # Shapes relaxed: a batch whose share is statically empty would not trace.
+            @tf.function(reduce_retracing=True)
+            def gathered(inputs, labels):
+                per_replica = self.strategy.run(self._replica_scores, args=(inputs, labels))
+                scores, labels, valid = (self.strategy.experimental_local_results(t)[0]
+                                         for t in per_replica)
+                return tf.boolean_mask(scores, valid > 0), tf.boolean_mask(labels, valid > 0)
+            self._eval_fn = gathered
         scores, labels = [], []
-        for inputs, y in dataset:
-            s, y = scores_and_labels(self.config, self._predict_fn(inputs), y)
+        for inputs, y in distributed:
+            s, y = self._eval_fn(inputs, y)
             scores.append(s.numpy())
             labels.append(y.numpy())
         return evaluation_metrics(self.config, np.concatenate(scores), np.concatenate(labels))
 
-    def fit(self, train_dataset_fn, eval_dataset=None, verbose: bool = True) -> list:
-        """Train up to train_config.epochs, resuming from the last checkpoint; per-epoch history."""
-        start = self.restore()
-        if verbose and self.chief and start:
-            print(f"resuming from epoch {start} (step {int(self.optimizer.iterations.numpy())})",
-                  flush=True)
-        dataset = self.strategy.distribute_datasets_from_function(train_dataset_fn)
-        iterator = iter(dataset)
+    def _call_size(self, epoch: int, step: int) -> int:
+        """Steps of the next call: steps_per_execution, cut at the epoch's end and at the
+        next save_interval_steps checkpoint."""
+        cfg = self.train_config
+        steps = min(cfg.steps_per_execution, self.steps_per_epoch - step)
+        if cfg.save_interval_steps:
+            done = self._global_step(epoch, step)
+            steps = min(steps, cfg.save_interval_steps - done % cfg.save_interval_steps)
+        return steps
+
+    def fit(self, train_dataset_fn, eval_data=None, verbose: bool = True) -> list:
+        """Train up to train_config.epochs, resuming from the last checkpoint; per-epoch history.
+
+        Each epoch reads a stream of its own, `train_dataset_fn(input_context, skip)`: the
+        pipeline's per-replica batches after its first `skip`, those a resumed epoch had
+        trained. A seeded run draws epoch e's order and augmentation from seed + e,
+        so the epoch's stream is rebuilt without replaying the epochs before it.
+        `eval_data`: what `evaluate` takes."""
+        cfg = self.train_config
+        done = self.restore()
+        start, skip = int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
+        if verbose and self.chief and done:
+            print(f"resuming at step {done} (epoch {start + 1}, step {skip} of "
+                  f"{self.steps_per_epoch})", flush=True)
         history = []
-        for epoch in range(start, self.train_config.epochs):
+        last_save = time.monotonic()
+        for epoch in range(start, cfg.epochs):
             if verbose and self.chief:
-                print(f"epoch {epoch + 1}/{self.train_config.epochs}", flush=True)
+                print(f"epoch {epoch + 1}/{cfg.epochs}", flush=True)
+            first = skip if epoch == start else 0
+            if cfg.seed is not None:
+                tf.random.set_seed(cfg.seed + epoch)
+            # A pipeline hands each step one batch per replica of its worker.
+            iterator = iter(self.strategy.distribute_datasets_from_function(
+                lambda context: train_dataset_fn(context, first * context.num_replicas_in_sync
+                                                 // context.num_input_pipelines)))
             progbar = keras.utils.Progbar(self.steps_per_epoch,
                                           verbose=1 if verbose and self.chief else 0,
                                           stateful_metrics=["lr"])
-            losses = []
-            for step in range(self.steps_per_epoch):
-                losses.append(float(self.train_step(iterator)))
-                progbar.update(step + 1, [("loss", losses[-1]),
-                                          ("lr", float(self.optimizer.learning_rate))])
+            if first:
+                progbar.update(first)
+            losses, step = [], first
+            while step < self.steps_per_epoch:
+                steps = self._call_size(epoch, step)
+                due = (cfg.save_interval_minutes > 0 and
+                       time.monotonic() - last_save >= 60 * cfg.save_interval_minutes)
+                result = self.train_steps(iterator, steps, due)
+                step += steps
+                self.step_in_epoch.assign(step)
+                call_losses = result["loss"].numpy().tolist()
+                losses.extend(call_losses)
+                loss, rate = float(np.mean(call_losses)), float(result["learning_rate"][-1])
+                progbar.update(step, [("loss", loss), ("lr", rate)])
+                global_step = self._global_step(epoch, step)
+                with self.writer.as_default(step=global_step):
+                    tf.summary.scalar("batch_loss", loss)
+                    tf.summary.scalar("batch_learning_rate", rate)
+                on_interval = (cfg.save_interval_steps and
+                               global_step % cfg.save_interval_steps == 0)
+                if step < self.steps_per_epoch and (on_interval or bool(result["save"])):
+                    self.manager.save(checkpoint_number=global_step)
+                    last_save = time.monotonic()
             self.epoch.assign(epoch + 1)
-            self.manager.save(checkpoint_number=epoch + 1)
-            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
+            self.step_in_epoch.assign(0)
+            self.manager.save(checkpoint_number=self._global_step(epoch + 1, 0))
+            last_save = time.monotonic()
+            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else np.nan,
                       "learning_rate": float(self.optimizer.learning_rate)}
-            if eval_dataset is not None and self.chief:
-                record.update({f"val_{k}": v for k, v in self.evaluate(eval_dataset).items()})
+            if eval_data is not None:
+                record.update({f"val_{k}": v for k, v in self.evaluate(eval_data).items()})
             with self.writer.as_default(step=epoch + 1):
                 for key, value in record.items():
                     if key != "epoch":
@@ -335,8 +446,8 @@ class Trainer:
             if verbose and self.chief:
                 print(" ".join(f"{k}={v:.4g}" for k, v in record.items()), flush=True)
             history.append(record)
-        if self._scratch:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+        if self._scratch and tf.io.gfile.exists(self._scratch):  # gs:// under a cloud run
+            tf.io.gfile.rmtree(self._scratch)
         return history
 
 
@@ -363,28 +474,35 @@ def train(config: ModelConfig, train_config: TrainConfig, model_dir: str,
           eval_data=None, strategy: tf.distribute.Strategy = None,
           init_fn: Callable[[keras.Model], None] = None, log_dir: str = None,
           verbose: bool = True):
-    """Train on TFRecord globs (or a function input_context -> per-replica batches);
-    returns (model, history). An epoch is steps_per_epoch steps, else `num_examples` (the
-    training set's size, e.g. `transform.split_examples`) // batch_size. Evaluation data:
-    TFRecord globs or a [B, V, ...] dataset. TensorBoard logs go to log_dir (default
-    <model_dir>/logs). Keras' global dtype policy, which the run sets for its precision, is
-    the caller's again afterwards."""
+    """Train on TFRecord globs (or a function input_context -> per-replica batches, one
+    epoch's stream); returns (model, history). An epoch is steps_per_epoch steps, else
+    `num_examples` (the training set's size, e.g. `transform.split_examples`) // batch_size.
+    Evaluation data: TFRecord globs or a dataset of [B, V, ...] global batches. TensorBoard
+    logs go to log_dir (default <model_dir>/logs). Keras' global dtype policy, which the run
+    sets for its precision, is the caller's again afterwards."""
     cfg = train_config
     steps = epoch_steps(cfg, num_examples)
     strategy = strategy or tf.distribute.get_strategy()
     if callable(train_data):
-        dataset_fn = train_data
+        def dataset_fn(input_context, skip):
+            return train_data(input_context).skip(skip)
     else:
-        def dataset_fn(input_context):
+        def dataset_fn(input_context, skip):
+            # Without a seed every start draws a new order: there is no position to return
+            # to, and skipping would only read records.
             return input_pipeline.train_dataset(
                 train_data, config, cfg.batch_size, sampling=cfg.sampling,
                 augment_inputs=cfg.augment, mixup_alpha=cfg.mixup_alpha if cfg.augment else 0.0,
                 modality_mixup=cfg.modality_mixup, shuffle_buffer=cfg.shuffle_buffer,
-                input_context=input_context, seed=cfg.seed, augment_on=cfg.augment_on)
+                input_context=input_context, seed=cfg.seed, augment_on=cfg.augment_on,
+                skip_batches=skip if cfg.seed is not None else 0)
+    eval_source = eval_data
     if eval_data is not None and not isinstance(eval_data, tf.data.Dataset):
-        eval_data = input_pipeline.eval_dataset(eval_data, config, cfg.batch_size,
-                                                views=cfg.eval_views)
+        def eval_source(input_context):
+            return input_pipeline.eval_dataset(
+                eval_data, config, input_context.get_per_replica_batch_size(cfg.batch_size),
+                views=cfg.eval_views, input_context=input_context)
     with strategies.kept_dtype_policy():
         trainer = Trainer(config, cfg, model_dir, steps, strategy, init_fn, log_dir)
-        history = trainer.fit(dataset_fn, eval_data, verbose=verbose)
+        history = trainer.fit(dataset_fn, eval_source, verbose=verbose)
     return trainer.model, history

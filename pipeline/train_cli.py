@@ -1,9 +1,9 @@
 """`mbt train`: train outside TFX from TFRecord globs, with the same library calls as
 the TFX Trainer's run_fn (checkpoints and TensorBoard logs under --model-dir; a
-rerun with the same --model-dir resumes from the last epoch). Every path may be local or a
-tf.io.gfile URI (gs://). An epoch is --steps-per-epoch steps, else one pass over the
-examples that `mbt preprocess` counted for the split --data names; the export's class names
-come from its class_map.csv (else from the records' label names, a pass over them)."""
+rerun with the same --model-dir resumes from the last checkpoint, mid-epoch included). Every
+path may be local or a tf.io.gfile URI (gs://). An epoch is --steps-per-epoch steps, else one
+pass over the examples that `mbt preprocess` counted for the split --data names; the export's
+class names come from its class_map.csv (else from the records' label names, a pass over them)."""
 import argparse
 import dataclasses
 import json
@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--steps-per-epoch", type=int, default=0,
                         help="default: examples / batch size, the examples as mbt preprocess "
                         "counted them (--data: every file of its Split-<name>/ folder)")
+    parser.add_argument("--steps-per-execution", type=int,
+                        help="training steps per call on the accelerator (default 1)")
+    parser.add_argument("--save-interval-steps", type=int,
+                        help="checkpoint every N steps as well as each epoch")
+    parser.add_argument("--save-interval-minutes", type=float,
+                        help="checkpoint at least every M minutes (default 30; 0: off)")
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--export-dir", help="write the SavedModel here after training")
     parser.add_argument("--init-checkpoint", help="ViT checkpoint to initialise from")
@@ -44,10 +50,13 @@ def run(args) -> int:
 
     # Everything the user gave is checked before a model is built.
     config = from_preset(args.preset, **parse_assignments(args.set))
+    given = {"steps_per_execution": args.steps_per_execution,
+             "save_interval_steps": args.save_interval_steps,
+             "save_interval_minutes": args.save_interval_minutes}
     train_config = training.TrainConfig.from_dict({
         "epochs": args.epochs, "batch_size": args.batch_size,
         "base_learning_rate": args.learning_rate, "steps_per_epoch": args.steps_per_epoch,
-        **parse_assignments(args.train_set)})
+        **{k: v for k, v in given.items() if v is not None}, **parse_assignments(args.train_set)})
     output_folder(args.model_dir, "--model-dir")
     if args.export_dir:
         output_folder(args.export_dir, "--export-dir")

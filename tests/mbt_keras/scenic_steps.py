@@ -3,7 +3,7 @@ the project's importer and the Trainer's own step, and measures how far each ste
 
 `python -m tests.mbt_keras.scenic_steps OUT.json` replays every run, the `_2replicas` ones
 under MirroredStrategy over two logical CPU devices (which must be made before TensorFlow
-starts, hence a process of its own), each also with `TrainConfig.jit_compile`, and writes
+starts, hence a process of its own), in each of the VARIANTS, and writes
 {run: {variant: measures}} to OUT.json for tests/mbt_keras/test_scenic_steps.py.
 """
 import json
@@ -17,6 +17,10 @@ DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "scenic_train_steps")
 RUNS = sorted(d for d in os.listdir(DATA) if os.path.isdir(os.path.join(DATA, d)))
 HEADS = {"multilabel": "multilabel", "singlelabel": "singlelabel", "verb_noun": "verb_noun"}
+# (TrainConfig.jit_compile, TrainConfig.steps_per_execution) of each replay: as `mbt train`
+# runs by default (one step per call), and as on a TPU: XLA and 3 steps per call (calls of 3,
+# 3 and 2 steps; the loop is the same code for any number, XLA per replica the same for any).
+VARIANTS = {"graph": (False, 1), "xla_3_per_call": (True, 3)}
 # The reference model's inputs (README there): rgb in [-1, 1] as given, spectrogram channel 0
 # unnormalised, no dropout or stochastic depth.
 INPUTS = dict(num_frames=4, image_size=32, spec_frames=64, mel_bins=32, rgb_scale="unit",
@@ -39,7 +43,7 @@ def model_config(settings: dict, params: dict):
                                            **INPUTS)
 
 
-def train_config(settings: dict, jit_compile: bool):
+def train_config(settings: dict, jit_compile: bool, steps_per_execution: int = 1):
     """The run's settings as a TrainConfig (Scenic's base_learning_rate is the peak; ours is
     the peak at batch 64)."""
     from mbt_keras import schedule, training
@@ -51,7 +55,7 @@ def train_config(settings: dict, jit_compile: bool):
         label_smoothing=settings["label_smoothing"] or 0.0,
         clip_norm=settings["max_grad_norm"] or 0.0, mixup_alpha=settings.get("mixup", 0.0),
         modality_mixup=settings.get("mixmod", False), augment=False, seed=0,
-        jit_compile=jit_compile)
+        jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
 
 def step_batches(settings, trace, batches, replicas: int):
@@ -89,9 +93,10 @@ def relative(ours, theirs) -> float:
                  max(np.max(np.abs(theirs)), 1e-30))
 
 
-def replay(run: str, jit_compile: bool = False) -> dict:
-    """Imports checkpoint_0, runs the run's steps with Trainer.train_step and measures the
-    losses, learning rates, final weights and evaluation logits against Scenic's."""
+def replay(run: str, jit_compile: bool = False, steps_per_execution: int = 1) -> dict:
+    """Imports checkpoint_0, runs the run's steps with Trainer.train_steps, in calls of
+    steps_per_execution steps, and measures the losses, learning rates, final weights and
+    evaluation logits against Scenic's."""
     import tensorflow as tf
     from mbt_keras import training
     from mbt_keras.checkpoints import flax_msgpack, scenic_import
@@ -105,15 +110,18 @@ def replay(run: str, jit_compile: bool = False) -> dict:
     strategy = (tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
                 if replicas > 1 else tf.distribute.get_strategy())
     with tempfile.TemporaryDirectory() as model_dir:
-        trainer = training.Trainer(config, train_config(settings, jit_compile), model_dir,
-                                   settings["steps"], strategy,
-                                   init_fn=lambda model: scenic_import.load_params(model, params))
+        trainer = training.Trainer(
+            config, train_config(settings, jit_compile, steps_per_execution), model_dir,
+            settings["steps"], strategy,
+            init_fn=lambda model: scenic_import.load_params(model, params))
         iterator = iter(strategy.distribute_datasets_from_function(
             step_batches(settings, trace, batches, replicas)))
         losses, rates = [], []
-        for _ in range(settings["steps"]):
-            rates.append(float(trainer.optimizer.learning_rate))
-            losses.append(float(trainer.train_step(iterator)))
+        for first in range(0, settings["steps"], steps_per_execution):
+            result = trainer.train_steps(
+                iterator, min(steps_per_execution, settings["steps"] - first))
+            losses.extend(result["loss"].numpy().tolist())
+            rates.extend(result["learning_rate"].numpy().tolist())
         final = scenic_import.scenic_layout(
             flax_msgpack.read_params(os.path.join(DATA, run, "final", "checkpoint_0"))[0])
         weights = {name: relative(variable.numpy(), final[name])
@@ -131,8 +139,8 @@ def main(out: str) -> int:
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    results = {run: {variant: replay(run, jit_compile=variant == "xla")
-                     for variant in ("graph", "xla")} for run in RUNS}
+    results = {run: {variant: replay(run, jit, per_call)
+                     for variant, (jit, per_call) in VARIANTS.items()} for run in RUNS}
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     return 0

@@ -1,5 +1,6 @@
 """Two real worker processes on localhost train mbt-micro under MultiWorkerMirroredStrategy
-and end with the weights of a single-process run on the same global batch."""
+and end with the weights of a single-process run on the same global batch; both evaluate,
+each its share of the clips, and report the single process's metrics."""
 import json
 import os
 import socket
@@ -33,7 +34,7 @@ def _start(model_dir, out, tf_config=None):
 
 def _finish(process):
     try:
-        output, _ = process.communicate(timeout=150)
+        output, _ = process.communicate(timeout=400)
     except subprocess.TimeoutExpired:
         process.kill()
         output, _ = process.communicate()
@@ -42,7 +43,7 @@ def _finish(process):
 
 def _weights(path):
     data = np.load(path)
-    return data, [data[f"arr_{i}"] for i in range(len(data.files) - 3)]
+    return data, [data[f"arr_{i}"] for i in range(len(data.files) - 4)]
 
 
 def test_two_workers_match_each_other_and_a_single_process(tmp_path):
@@ -64,6 +65,12 @@ def test_two_workers_match_each_other_and_a_single_process(tmp_path):
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
     assert float(w0_meta["loss"]) == float(w1_meta["loss"])
     np.testing.assert_allclose(float(w0_meta["loss"]), float(single_meta["loss"]), rtol=1e-5)
+    # Both workers evaluated (worker 1 too: it does not wait in the next step's collective
+    # while the chief evaluates alone) and gathered the single process's metric.
+    assert 0.0 < float(single_meta["val_mAP"]) < 1.0
+    assert float(w0_meta["val_mAP"]) == float(w1_meta["val_mAP"])
+    np.testing.assert_allclose(float(w0_meta["val_mAP"]), float(single_meta["val_mAP"]),
+                               rtol=1e-6)
     # Training moved the weights away from the shared initialisation.
     assert float(single_meta["moved"]) > 1e-3
     # Only the chief (worker 0) keeps checkpoints; worker 1's scratch copy is removed.

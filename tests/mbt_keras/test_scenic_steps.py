@@ -3,7 +3,8 @@ Scenic (tests/data/scenic_train_steps, README there) is replayed with the projec
 and the Trainer's own step, and its loss, learning rate, weights after the last step and
 evaluation logits equal Scenic's (relative difference <= 1e-5; each array's difference is
 taken relative to its largest magnitude). Every run is replayed twice: as `mbt train` steps
-by default and with `TrainConfig.jit_compile` (XLA, as TPUStrategy compiles the step)."""
+by default, and with `TrainConfig.jit_compile` (XLA, as TPUStrategy compiles the step) and
+`TrainConfig.steps_per_execution=3` (several steps in one call, as on a TPU)."""
 import json
 import os
 import subprocess
@@ -37,7 +38,7 @@ def test_reference_data_holds_every_kind_of_run():
     assert any(s["fusion_layer"] == 3 and not s["use_bottleneck"] for s in settings)
 
 
-@pytest.mark.parametrize("variant", ["graph", "xla"])
+@pytest.mark.parametrize("variant", list(scenic_steps.VARIANTS))
 @pytest.mark.parametrize("run", scenic_steps.RUNS)
 def test_trainer_steps_equal_scenics(replays, run, variant):
     measured = replays[run][variant]

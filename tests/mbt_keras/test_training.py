@@ -139,7 +139,8 @@ def test_training_writes_checkpoints_history_and_tensorboard(tmp_path, records):
                                     verbose=False)
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(np.isfinite(h["loss"]) and 0.0 <= h["val_mAP"] <= 1.0 for h in history)
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    # Checkpoints are numbered by step: 2 epochs of 8 clips // 4.
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
     tags = set()
     for path in glob.glob(str(tmp_path / "logs" / "events.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
@@ -171,7 +172,7 @@ def test_gradient_clipping_bounds_the_first_update(tmp_path, records):
         trainer = training.Trainer(MICRO.replace(num_classes=6), train_config,
                                    str(tmp_path / str(clip_norm)), 1)
         before = [np.array(v) for v in trainer.model.trainable_variables]
-        trainer.fit(lambda ctx: input_pipeline.train_dataset(
+        trainer.fit(lambda ctx, skip: input_pipeline.train_dataset(
             records, trainer.config, 4, augment_inputs=False, mixup_alpha=0.0, input_context=ctx),
             verbose=False)
         after = [np.array(v) for v in trainer.model.trainable_variables]
@@ -197,7 +198,7 @@ def test_the_step_applies_the_batchs_flip_jitter_and_mixup_plan(tmp_path, record
     for name, batch in (("step", (x, y, plan)), ("host", (x_host, y_host))):
         keras.utils.set_random_seed(0)
         trainer = training.Trainer(config, train_config, str(tmp_path / name), 1)
-        loss = float(trainer.train_step(iter(tf.data.Dataset.from_tensors(batch))))
+        loss = float(trainer.train_steps(iter(tf.data.Dataset.from_tensors(batch)))["loss"][0])
         updated.append((loss, [np.array(v) for v in trainer.model.trainable_variables]))
     assert updated[0][0] == pytest.approx(updated[1][0], rel=1e-4)
     for step_weights, host_weights in zip(updated[0][1], updated[1][1]):
@@ -211,9 +212,11 @@ def _train_command(data, model_dir, epochs):
 
 
 def test_rerun_resumes_from_the_last_checkpoint_after_sigkill(tmp_path, records):
+    """`mbt train --save-interval-steps 1`: killed at any point, the rerun goes on from the
+    step it had reached, mid-epoch too."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     epochs = 40
-    command = _train_command(records, tmp_path, epochs)
+    command = _train_command(records, tmp_path, epochs) + ["--save-interval-steps", "1"]
     first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     index = tmp_path / "checkpoints" / "checkpoint"
@@ -223,18 +226,75 @@ def test_rerun_resumes_from_the_last_checkpoint_after_sigkill(tmp_path, records)
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert first.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    # Checkpoints are numbered by step, here one each step; epochs have 2 steps.
     saved = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).rsplit("-", 1)[1])
-    assert 1 <= saved < epochs
+    assert 1 <= saved < 2 * epochs
 
     rerun = subprocess.run([c for c in command if c != "--quiet"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=240)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"resuming from epoch {saved} (step {2 * saved})" in rerun.stdout
+    assert f"resuming at step {saved} (epoch {saved // 2 + 1}, step {saved % 2} of 2)" \
+        in rerun.stdout
     epochs_run = [line for line in rerun.stdout.splitlines() if line.startswith("epoch ")]
-    assert epochs_run[0] == f"epoch {saved + 1}/{epochs}"
-    assert len(epochs_run) == epochs - saved
+    assert epochs_run[0] == f"epoch {saved // 2 + 1}/{epochs}"
+    assert len(epochs_run) == epochs - saved // 2
     summary = json.loads((tmp_path / "config.json").read_text())
     assert summary["history"][-1]["epoch"] == epochs
+
+
+def _six_batches(input_context):
+    """Six different batches of 2 clips per epoch, in order: a resumed epoch that took the
+    wrong ones would end elsewhere."""
+    rng = np.random.default_rng(0)
+    features = {"rgb": rng.random((12, 2, 32, 32, 3), dtype=np.float32),
+                "spec": rng.normal(-4.0, 3.0, (12, 96, 128)).astype(np.float32)}
+    labels = (rng.random((12, 4)) < 0.4).astype(np.float32)
+    return tf.data.Dataset.from_tensor_slices((features, labels)).batch(2).repeat()
+
+
+def test_a_run_stopped_mid_epoch_resumes_there_and_ends_as_a_run_never_stopped(tmp_path):
+    """Calls of 3 steps, a checkpoint every 4 steps and each epoch of 6: the calls are cut to
+    3+1+2 | 2+3+1 so that each checkpoint falls between calls. Epoch 2's data runs out at
+    its 5th step (step 11), after steps 9 and 10 ran: the rerun restarts from step 8 (lost 2
+    <= 4 steps), skips the 2 batches epoch 2 had trained, and ends with the weights of a run
+    never stopped."""
+    train_config = training.TrainConfig(
+        epochs=2, batch_size=2, steps_per_epoch=6, steps_per_execution=3,
+        save_interval_steps=4, warmup_epochs=0.0, augment=False, mixup_alpha=0.0, seed=0)
+    whole, _ = training.train(MICRO, train_config, str(tmp_path / "whole"), _six_batches,
+                              verbose=False)
+    epochs = []
+
+    def stopping_in_epoch_2(input_context):
+        epochs.append(len(epochs) + 1)
+        return _six_batches(input_context).take(4 if len(epochs) == 2 else 6)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(tf.errors.OutOfRangeError):
+        training.train(MICRO, train_config, str(stopped), stopping_in_epoch_2, verbose=False)
+    numbers = sorted(int(p.name[len("ckpt-"):-len(".index")])
+                     for p in (stopped / "checkpoints").glob("ckpt-*.index"))
+    assert numbers == [4, 6, 8]
+    resumed, history = training.train(MICRO, train_config, str(stopped), _six_batches,
+                                      verbose=False)
+    assert [h["epoch"] for h in history] == [2]
+    for a, b in zip(whole.weights, resumed.weights):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-7)
+
+
+def test_a_seeded_epoch_resumed_after_k_batches_reads_the_clips_that_followed(records):
+    """The TFRecord stream of a resumed epoch leaves out its trained batches' clips before
+    decoding them, and goes on in the order of the epoch's full stream."""
+    config = MICRO.replace(num_classes=6)
+
+    def labels(skip):
+        tf.random.set_seed(3)
+        dataset = input_pipeline.train_dataset(records, config, 2, augment_inputs=False,
+                                               mixup_alpha=0.0, shuffle_buffer=8, seed=3,
+                                               skip_batches=skip)
+        return [y.numpy().argmax(-1).tolist() for _, y in dataset.take(6 - skip)]
+    full = labels(0)
+    assert labels(3) == full[3:]
+    assert full[:3] != full[3:]
 
 
 def test_a_checkpoint_of_another_optimizer_is_not_resumed(tmp_path, records):
@@ -256,6 +316,17 @@ def test_a_checkpoint_of_another_optimizer_is_not_resumed(tmp_path, records):
     old_sgd.save(str(tmp_path / "checkpoints" / "ckpt"))
     with pytest.raises(UserError, match="Keras' SGD before the Trainer took Scenic's momentum"):
         trainer().restore()
+
+
+def test_a_checkpoint_from_before_step_checkpoints_resumes_at_its_epochs_end(tmp_path):
+    """Checkpoints written at epoch ends only (model, epoch, optimizer; no step in the
+    epoch) still resume, at the start of the next epoch."""
+    train_config = training.TrainConfig(epochs=3, batch_size=4, steps_per_epoch=5)
+    old = training.Trainer(MICRO, train_config, str(tmp_path), 5)
+    old.epoch.assign(2)
+    tf.train.Checkpoint(model=old.model, epoch=old.epoch, momentum=old.optimizer).save(
+        str(tmp_path / "checkpoints" / "ckpt"))
+    assert training.Trainer(MICRO, train_config, str(tmp_path), 5).restore() == 10
 
 
 def test_optimizer_choice_is_validated_and_built():
