@@ -22,8 +22,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.fusion_proof import (GROUPS, add_recipe_arguments, group_accuracy,  # noqa: E402
-                                make_records, train_variant)
+from bench.fusion_proof import GROUPS, add_recipe_arguments, trained_variants  # noqa: E402
 from components import attention_maps  # noqa: E402
 from mbt_keras import attention_rollout, input_pipeline  # noqa: E402
 from mbt_keras.model import build_attention_model  # noqa: E402
@@ -75,19 +74,9 @@ def main(argv=None):
     add_recipe_arguments(parser)
     parser.add_argument("--variants", nargs="+", default=["vanilla", "bottleneck"])
     args = parser.parse_args(argv)
-    records = make_records(args.work_dir, args.clips)
-    train_files = os.path.join(records, "Split-train", "*")
-    eval_files = os.path.join(records, "Split-eval", "*")
-    class_names = input_pipeline.class_names(train_files)
-    rows = []
-    for name in args.variants:
-        model, config, history, seconds = train_variant(name, args, train_files, class_names)
-        accuracy = group_accuracy(model, input_pipeline.eval_dataset(eval_files, config, 16),
-                                  class_names)
-        found = measure(model, config, eval_files, class_names)
-        print(name, accuracy, f"final train loss {history[-1]['loss']:.3f}", f"{seconds:.0f} s",
-              flush=True)
-        rows.append((name, config, accuracy, found))
+    rows = [(name, config, accuracy, measure(model, config, eval_files, class_names))
+            for name, model, config, accuracy, _, eval_files, class_names
+            in trained_variants(args)]
     print("\n| fusion | class group | eval clips | disc area | RGB rollout mass in disc | "
           "ratio (1 = uniform) | group accuracy |")
     print("|---|---|---|---|---|---|---|")

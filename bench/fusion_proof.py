@@ -115,24 +115,30 @@ def train_variant(name, args, train_files, class_names):
     return model, config, history, time.time() - began
 
 
+def trained_variants(args):
+    """Yields (name, model, config, group accuracy, seconds, eval files, class names) of each
+    of `args.variants` trained on the demo records (make_records) with the recipe of `args`."""
+    records = make_records(args.work_dir, args.clips)
+    train_files = os.path.join(records, "Split-train", "*")
+    eval_files = os.path.join(records, "Split-eval", "*")
+    class_names = input_pipeline.class_names(train_files)
+    for name in args.variants:
+        model, config, history, seconds = train_variant(name, args, train_files, class_names)
+        accuracy = group_accuracy(model, input_pipeline.eval_dataset(eval_files, config, 16),
+                                  class_names)
+        print(name, accuracy, f"final train loss {history[-1]['loss']:.3f}", f"{seconds:.0f} s",
+              flush=True)
+        yield name, model, config, accuracy, seconds, eval_files, class_names
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_arguments(parser)
     parser.add_argument("--variants", nargs="+", default=["late", "cross", "bottleneck"],
                         choices=list(VARIANTS))
     args = parser.parse_args(argv)
-    records = make_records(args.work_dir, args.clips)
-    train_files = os.path.join(records, "Split-train", "*")
-    eval_files = os.path.join(records, "Split-eval", "*")
-    class_names = input_pipeline.class_names(train_files)
-    rows = []
-    for name in args.variants:
-        model, config, history, seconds = train_variant(name, args, train_files, class_names)
-        accuracy = group_accuracy(model, input_pipeline.eval_dataset(eval_files, config, 16),
-                                  class_names)
-        rows.append((name, accuracy, seconds))
-        print(name, accuracy, f"final train loss {history[-1]['loss']:.3f}", f"{seconds:.0f} s",
-              flush=True)
+    rows = [(name, accuracy, seconds)
+            for name, _, _, accuracy, seconds, _, _ in trained_variants(args)]
     print("\n| fusion | visual | audio | relation (needs both) | all | train time |")
     print("|---|---|---|---|---|---|")
     for name, acc, seconds in rows:
