@@ -420,7 +420,9 @@ class Trainer:
                 call_losses = result["loss"].numpy().tolist()
                 losses.extend(call_losses)
                 loss, rate = float(np.mean(call_losses)), float(result["learning_rate"][-1])
-                progbar.update(step, [("loss", loss), ("lr", rate)])
+                # Keras' Progbar shows its last update as given: the epoch's mean, as fit's.
+                shown = float(np.mean(losses)) if step >= self.steps_per_epoch else loss
+                progbar.update(step, [("loss", shown), ("lr", rate)])
                 global_step = self._global_step(epoch, step)
                 with self.writer.as_default(step=global_step):
                     tf.summary.scalar("batch_loss", loss)
