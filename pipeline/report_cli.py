@@ -88,6 +88,7 @@ def run(args) -> int:
     in_range(args.attention_clips, "--attention-clips", low=0)
     from components import eval_report
     from pipeline import run_record
+    from serving.model_versions import numeric_versions
 
     record = run_record.read(args.run_dir, args.metadata_path)
     evaluation = newest_output(args.run_dir, "Evaluator", "evaluation")
@@ -125,8 +126,7 @@ def run(args) -> int:
         print(f"this run:     {'pushed' if os.listdir(pushed_model) else 'not pushed'} by the Pusher"
               f"{' (newest push: ' + record.pushed + ')' if record.pushed else ''}")
     model_dir = push_dir(args, record)
-    versions = sorted(int(v) for v in os.listdir(model_dir) if v.isdigit()) if os.path.isdir(
-        model_dir) else []
+    versions = numeric_versions(model_dir)  # the versions a server would load (gs:// too)
     print(f"serving:      {os.path.join(model_dir, str(versions[-1]))} (serving version "
           f"{versions[-1]})" if versions else f"serving:      nothing in {model_dir}")
     attention = write_attention_maps(args.run_dir, log_dir, names, args.attention_clips,
