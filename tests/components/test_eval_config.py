@@ -159,6 +159,8 @@ def test_report_prints_metrics_blessing_push_and_logs(models, eval_data, tmp_pat
     (run_dir / "Trainer" / "model_run" / "5").mkdir(parents=True)
     (run_dir / "Pusher" / "pushed_model" / "8").mkdir(parents=True)
     (tmp_path / "serving" / "mbt" / "1").mkdir(parents=True)
+    (tmp_path / "serving" / "mbt" / "1" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "serving" / "mbt" / "2").mkdir()  # a push still being copied: no saved_model.pb
     parser = argparse.ArgumentParser()
     report_cli.add_arguments(parser)
     args = parser.parse_args([str(run_dir), "--serving-base", str(tmp_path / "serving"),
