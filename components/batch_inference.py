@@ -113,6 +113,7 @@ def prediction_row(record: ClipRecord, row, class_names: List[str]) -> dict:
 
 
 class _PredictFn(AccountedFn):
+    unit = "window"
 
     def __init__(self, saved_model: str, windows: WindowFn, classifier: ClassifierFn,
                  missing_audio: str, progress: bool, batch_size: int):
@@ -125,29 +126,6 @@ class _PredictFn(AccountedFn):
     def setup(self):
         self._model = self._shared.acquire(
             functools.partial(_Model, self._classifier, self._saved_model), tag=self._saved_model)
-
-    def process(self, record: ClipRecord):
-        """AccountedFn's accounting (its _rejection: storage errors propagate), with each row
-        going out as soon as it is classified, so a video's rows are never all held (a
-        2-hour film at --hop 1: 7200 rows of every class's score). A video that fails
-        partway is a dead letter that says how many of its rows went out before the
-        failure."""
-        self._count("read")
-        first, rows = None, 0
-        try:
-            for row in self._convert(record):
-                first, rows = first or row, rows + 1
-                yield row
-        except Exception as error:  # pylint: disable=broad-except  # never crash the job
-            kind, reason = self._rejection(record, error)
-            written = f" ({rows} window(s) written before)" if rows else ""
-            yield from self._reject(record, kind, reason + written)
-            return
-        self._count(self._done)
-        self._count("windows", rows)
-        if self._progress:
-            print(f"[{self._done}] {self._describe(record, (first, rows))}", flush=True)
-        yield beam.pvalue.TaggedOutput(VIDEOS, record.clip_id)
 
     def _convert(self, record: ClipRecord):
         """The video's rows (prediction_row), as they are classified."""
@@ -167,12 +145,15 @@ class _PredictFn(AccountedFn):
         if not rows:
             raise ClipError("too_short", f"{record.uri} has no window to classify")
 
-    def _describe(self, record, outputs) -> str:
-        first, rows = outputs
+    def _describe(self, record, first, emitted) -> str:
         best = first["top_k"][0]
         silence = "" if first["has_audio"] else "  (no audio: predicted on silence)"
         return (f"{record.row or record.uri}: {best['label']} {best['score']:.3f} "
-                f"({rows} window(s)){silence}")
+                f"({emitted} window(s)){silence}")
+
+    def _accepted(self, record, emitted):
+        self._count("windows", emitted)
+        yield beam.pvalue.TaggedOutput(VIDEOS, record.clip_id)
 
 
 class VideosToPredictions(beam.PTransform):

@@ -86,11 +86,14 @@ def where(record: ClipRecord) -> str:
 
 class AccountedFn(beam.DoFn):
     """Base DoFn of the jobs that account for every ClipRecord (preprocessing, batch
-    inference): `_convert(record)` returns its outputs, or raises ClipError (a dead letter of
+    inference): `_convert(record)` yields its outputs, or raises ClipError (a dead letter of
     that kind), an error of the storage or runtime (retryable.is_retryable: it propagates, so
     the runner retries the bundle) or anything else (`internal`: the job still does not
-    crash). Counters in `namespace`: read, `done`, rejected and rejected_<kind>; read = done +
-    rejected."""
+    crash). Outputs go out as they are yielded, so a long video's are never all held; one
+    that fails partway is a dead letter saying how many went out before. Counters in
+    `namespace`: read, `done`, rejected and rejected_<kind>; read = done + rejected."""
+
+    unit = "output"  # what the dead letter of a record failing partway counts
 
     def __init__(self, namespace: str, done: str, progress: bool):
         self._namespace, self._done, self._progress = namespace, done, progress
@@ -103,15 +106,20 @@ class AccountedFn(beam.DoFn):
 
     def process(self, record: ClipRecord):
         self._count("read")
+        first, emitted = None, 0
         try:
-            outputs = self._convert(record)
+            for output in self._convert(record):
+                first, emitted = output if first is None else first, emitted + 1
+                yield output
         except Exception as error:  # pylint: disable=broad-except  # never crash the job
-            yield from self._reject(record, *self._rejection(record, error))
+            kind, reason = self._rejection(record, error)
+            before = f" ({emitted} {self.unit}(s) written before)" if emitted else ""
+            yield from self._reject(record, kind, reason + before)
             return
         self._count(self._done)
         if self._progress:
-            print(f"[{self._done}] {self._describe(record, outputs)}", flush=True)
-        yield from outputs
+            print(f"[{self._done}] {self._describe(record, first, emitted)}", flush=True)
+        yield from self._accepted(record, emitted)
 
     def _rejection(self, record: ClipRecord, error: Exception) -> Tuple[str, str]:
         """(kind, reason) of the dead letter `error` makes of `record`: a ClipError's kind,
@@ -123,8 +131,13 @@ class AccountedFn(beam.DoFn):
         return "internal", (f"{where(record)} ({record.uri}): unexpected "
                             f"{type(error).__name__}: {error}")
 
-    def _describe(self, record, outputs) -> str:  # pylint: disable=unused-argument
+    def _describe(self, record, first, emitted) -> str:  # pylint: disable=unused-argument
+        """The progress line of an accepted record, from its first output and their number."""
         return where(record)
+
+    def _accepted(self, record, emitted):  # pylint: disable=unused-argument
+        """Further outputs once `record` is accepted whole (none by default)."""
+        return ()
 
     def _reject(self, record, kind, reason):
         self._count("rejected")
@@ -133,7 +146,7 @@ class AccountedFn(beam.DoFn):
             print(f"[rejected] {reason}", flush=True)
         yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(record, kind, reason))
 
-    def _convert(self, record: ClipRecord) -> list:
+    def _convert(self, record: ClipRecord):
         raise NotImplementedError
 
 
