@@ -8,8 +8,8 @@ import json
 from mbt_keras.config import from_preset, parse_assignments
 from mbt_keras.user_error import (UserError, existing_file, in_range,
                                   writable_parent)
-from pipeline.preprocess_cli import (add_data_arguments, check_data_args, format_splits,
-                                     parse_splits)
+from pipeline.preprocess_cli import (add_data_arguments, check_data_args, check_data_files,
+                                     format_splits, parse_splits)
 from pipeline.settings import PipelineSettings, TrainerMachine, with_class_count
 
 _DEFAULTS = PipelineSettings()
@@ -82,11 +82,12 @@ def settings_from_args(args) -> PipelineSettings:
     return PipelineSettings(**fields)
 
 
-def check_settings(settings: PipelineSettings, local: bool) -> None:
+def check_settings(settings: PipelineSettings, local: bool) -> PipelineSettings:
     """What the user gave, checked before TFX starts a run or compiles one: flag values,
     and for a `local` run the input files (the class maps and the label file's head, as the
     ExampleGen's launcher checks them: its workers read the rows). Each mistake is a
-    UserError naming the flag and the value."""
+    UserError naming the flag and the value. Returns the settings, for a `local` run
+    `counted` (the class map read once)."""
     from components.trainer_module import train_config_of
     # The head the Trainer builds takes its class counts from the class map, which a compile
     # may not read here (gs://): `run` counts them after the other checks.
@@ -101,12 +102,14 @@ def check_settings(settings: PipelineSettings, local: bool) -> None:
         if value is not None:
             in_range(value, flag, **bounds)
     if not local:
-        return
-    check_data_args(settings)
-    model_config = from_preset(settings.preset, **counted(settings).overrides)
+        return settings
+    check_data_files(settings)
+    settings = counted(settings)
+    model_config = from_preset(settings.preset, **settings.overrides)
     if settings.pretrained:
         from mbt_keras.checkpoints import vit_npz
         vit_npz.check_npz(existing_file(settings.pretrained, "--pretrained"), model_config)
+    return settings
 
 
 def check_spec(path: str) -> None:
@@ -183,10 +186,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     if args.action == "run":
-        settings = settings_from_args(args)
-        check_settings(settings, local=True)
+        settings = check_settings(settings_from_args(args), local=True)
         from pipeline.local_runner import run_local
-        run_local(counted(settings))
+        run_local(settings)
         return 0
     if args.action == "compile":
         settings = settings_from_args(args)

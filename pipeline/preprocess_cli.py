@@ -166,8 +166,13 @@ def check_data_args(args, local: bool = True) -> None:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             in_range(value, flag, **bounds)
-    if not local:
-        return
+    if local:
+        check_data_files(args)
+
+
+def check_data_files(args) -> None:
+    """The input files the data flags name: they exist, and the label file and class maps
+    pass label_files.check_source (its head and the maps, not its rows)."""
     existing_file(args.labels, "--labels")
     existing_folder(args.videos, "--videos")
     for flag in ("--class-map", "--noun-class-map"):

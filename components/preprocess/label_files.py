@@ -261,7 +261,7 @@ def label_rows(source: LabelSource,
     marked apart (reject_duplicates, read_labels.MarkDuplicates): they need every row."""
     check_source(source)
     text = _read_text(source.path, source.encoding, errors="surrogateescape")
-    for record in ROW_READERS[source.fmt](text, source):
+    for record in ROW_READERS[source.fmt](text, source, class_map):
         record = _undecoded(record, source.encoding)
         yield record if class_map is None else _check_labels(record, class_map)
 
@@ -448,7 +448,8 @@ def _source_id(uri: str) -> str:
     return stem if not ("://" in uri or os.path.isabs(uri)) else os.path.basename(stem)
 
 
-def _generic_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
+def _generic_rows(text: str, source: LabelSource,
+                  class_map: Optional[ClassMap] = None) -> Iterator[ClipRecord]:
     """CSV with a header, or JSON lines: path or uri, labels, optional start, end, split,
     clip_id and group (rows of one group share a split; default: the source video)."""
     if source.path.endswith((".jsonl", ".json")):
@@ -496,7 +497,8 @@ def _segment_record(ytid, start, end, labels, split, source: LabelSource, row):
                       group=ytid)
 
 
-def _audioset_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
+def _audioset_rows(text: str, source: LabelSource,
+                   class_map: Optional[ClassMap] = None) -> Iterator[ClipRecord]:
     """`YTID, start_seconds, end_seconds, "mid,mid"`; '#' lines are headers."""
     indices = csv.DictReader(io.StringIO(_read_text(source.class_map, source.encoding)))
     mid_to_name = {row["mid"]: row["display_name"] for row in indices}
@@ -513,7 +515,8 @@ def _audioset_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
             yield _bad_row(f"{source.path}:{n}", row, error)
 
 
-def _vggsound_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
+def _vggsound_rows(text: str, source: LabelSource,
+                   class_map: Optional[ClassMap] = None) -> Iterator[ClipRecord]:
     """`youtube_id,start_seconds,label,split` with no header; VGGSound clips are 10 s."""
     for n, line in _lines(text):
         row = next(csv.reader([line]), [])
@@ -560,10 +563,13 @@ def _check_epic_source(source: LabelSource, head: str) -> None:
                         f"{error}") from None
 
 
-def _epic_kitchens_rows(text: str, source: LabelSource) -> Iterator[ClipRecord]:
+def _epic_kitchens_rows(text: str, source: LabelSource,
+                        class_map: Optional[ClassMap] = None) -> Iterator[ClipRecord]:
     """EPIC_100_train.csv / EPIC_100_validation.csv: a header, then one action segment a row.
-    Labels are named by the two class maps (read here, in the worker: a few hundred rows)."""
-    class_map = read_class_maps(source.class_map, source.noun_class_map, source.encoding)
+    Labels are named by the two class maps: the launcher's `class_map`, else read here (a few
+    hundred rows)."""
+    class_map = class_map or read_class_maps(source.class_map, source.noun_class_map,
+                                             source.encoding)
     names = {(prefix, i): name[len(prefix):] for name, i in head_indices(class_map).items()
              for prefix in VERB_NOUN_PREFIXES if name.startswith(prefix)}
     reader = csv.DictReader(io.StringIO(text))
@@ -595,8 +601,10 @@ def _epic_kitchens_record(where: str, row, names, source: LabelSource) -> ClipRe
                       split=row.get("split") or None, row=where, group=row["video_id"])
 
 
-# The parser of each --label-format: (the file's text, its LabelSource) -> its rows, in order.
-ROW_READERS: Dict[str, Callable[[str, LabelSource], Iterator[ClipRecord]]] = {
+# The parser of each --label-format: (the file's text, its LabelSource, its class map or None)
+# -> its rows, in order.
+ROW_READERS: Dict[str, Callable[[str, LabelSource, Optional[ClassMap]],
+                                Iterator[ClipRecord]]] = {
     "generic": _generic_rows, "audioset": _audioset_rows, "vggsound": _vggsound_rows,
     "epic-kitchens": _epic_kitchens_rows}
 FORMATS = tuple(ROW_READERS)

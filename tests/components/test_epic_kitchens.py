@@ -234,16 +234,14 @@ def test_the_evaluator_reports_verb_noun_and_action_top1_of_the_records(preproce
 def test_a_pipeline_run_on_epic_kitchens_sizes_the_heads_and_the_evaluator_from_the_class_files(
         epic, tmp_path):
     from pipeline.pipeline import create_pipeline
-    from pipeline.pipeline_cli import (add_settings_arguments, check_settings, counted,
-                                       settings_from_args)
+    from pipeline.pipeline_cli import add_settings_arguments, check_settings, settings_from_args
     parser = argparse.ArgumentParser()
     add_settings_arguments(parser)
     settings = settings_from_args(parser.parse_args([
         "--labels", epic["labels"], "--videos", epic["videos"], "--label-format",
         "epic-kitchens", "--class-map", epic["verbs"], "--noun-class-map", epic["nouns"],
         "--preset", "mbt-micro", "--set", "head=verb_noun", "--pipeline-root", str(tmp_path)]))
-    check_settings(settings, local=True)
-    settings = counted(settings)
+    settings = check_settings(settings, local=True)  # the settings `mbt pipeline run` runs
     assert settings.overrides["num_classes"] == (3, 4)
     by_id = {c.id: c for c in create_pipeline(settings).components}
     assert json.loads(by_id["Trainer"].exec_properties["custom_config"])["noun_class_map"] == (
