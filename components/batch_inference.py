@@ -17,9 +17,10 @@ import functools
 import gc
 import json
 import os
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List
 
 import apache_beam as beam
+from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.utils import shared
 
 from components.preprocess.clip_decoder import ClipError
@@ -36,6 +37,8 @@ PREDICTIONS_FILE_NAME = "predictions"
 # The dead letters and counts of the job: `DeadLetters/dead_letters-infer-*.jsonl`,
 # `DeadLetters/counts-infer.json` (read_outcome reads them).
 OUTCOME_NAME = "infer"
+# The Beam counter of the files of each extension a folder listing skipped: skipped_file.txt.
+SKIPPED = "skipped_file"
 # A folder listing takes files with these extensions (others are skipped and reported).
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ts",
                     ".flv", ".wmv", ".3gp", ".ogv")
@@ -53,26 +56,38 @@ WindowFn = Callable[[object], Iterable]
 ClassifierFn = Callable[[str], Callable[[Iterable, int], Iterable]]
 
 
-def list_videos(folder: str, all_files: bool = False) -> Tuple[List[ClipRecord], Dict[str, int]]:
-    """(records of the video files under `folder`, recursively, sorted; {extension: count}
-    of the other files, skipped unless `all_files`). A video's id is its path relative to
-    `folder`, which is unique in it. Local or any tf.io.gfile filesystem (gs://)."""
+def folder_rows(folder: str, all_files: bool = False) -> Iterator[ClipRecord]:
+    """The video files under `folder`, recursively, as records, one at a time: run in a
+    worker (read_labels.ReadRows), so a bucket of millions of videos is neither held by the
+    launcher nor written into the job graph. Other files are skipped unless `all_files`,
+    each counted (Beam counter `skipped_file<extension>`, skipped_counts reads them). A video's id
+    is its path relative to `folder`, unique in it. Local or any tf.io.gfile filesystem."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if not tf.io.gfile.isdir(folder):
         raise FileNotFoundError(f"--videos {folder} is not a folder")
-    records, skipped = [], {}
     for directory, _, files in tf.io.gfile.walk(folder):
-        for name in files:
+        for name in sorted(files):
             uri = os.path.join(directory, name)
             extension = os.path.splitext(name)[1].lower()
             if name.startswith("."):
                 continue
             if not all_files and extension not in VIDEO_EXTENSIONS:
-                skipped[extension or "(none)"] = skipped.get(extension or "(none)", 0) + 1
+                Metrics.counter(METRICS_NAMESPACE, SKIPPED + (extension or "(none)")).inc()
                 continue
-            records.append(ClipRecord(clip_id=os.path.relpath(uri, folder), uri=uri, labels=(),
-                                      start=None, end=None, split=None))
-    return sorted(records, key=lambda r: r.clip_id), skipped
+            yield ClipRecord(clip_id=os.path.relpath(uri, folder), uri=uri, labels=(),
+                             start=None, end=None, split=None)
+
+
+def skipped_counts(result) -> Dict[str, int]:
+    """{extension: files} that folder_rows skipped, from a finished job's PipelineResult."""
+    counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    skipped = {}
+    for counter in counters["counters"]:
+        name = counter.key.metric.name
+        if name.startswith(SKIPPED):
+            value = counter.committed if counter.committed is not None else counter.attempted
+            skipped[name[len(SKIPPED):]] = skipped.get(name[len(SKIPPED):], 0) + value
+    return skipped
 
 
 def check_saved_model(saved_model: str) -> None:

@@ -89,33 +89,42 @@ def infer(args) -> dict:
     args.model, args.out = absolute(args.model), absolute(args.out)
     args.listing, args.videos = absolute(args.listing), absolute(args.videos)
     import apache_beam as beam  # Beam and TensorFlow load here, not for --help
+    import tensorflow as tf
 
-    from components.batch_inference import WritePredictions, check_saved_model, list_videos
+    from components.batch_inference import (WritePredictions, check_saved_model, folder_rows,
+                                            skipped_counts)
     from components.preprocess.label_files import check_text, listing_rows
     from components.preprocess.read_labels import ReadRows
     from components.preprocess.transform import DEAD_LETTERS_DIR, read_outcome
     from pipeline.output_folder import replaced_output
     check_saved_model(args.model)
+    if not args.listing and not tf.io.gfile.isdir(args.videos):  # a URI: a worker lists it
+        raise UserError(f"--videos {args.videos}: no such folder")
     window = model_window(args)
     windows = (functools.partial(every_window, hop=args.hop, **window) if args.timeline
                else functools.partial(centre_window, **window))
+    # The workers read the listing or list the folder (a bucket of millions of videos).
     if args.listing:
         check_text(args.listing, args.encoding)
-        read = ReadRows(listing_rows, args.listing, args.encoding)  # by the workers
+        read = ReadRows(listing_rows, args.listing, args.encoding)
     else:
-        records, skipped = list_videos(args.videos, args.all_files)
+        read = ReadRows(folder_rows, args.videos, args.all_files)
+    with replaced_output(args.out, args.overwrite) as out:
+        pipeline = beam.Pipeline(options=pipeline_options)
+        _ = pipeline | "Infer" >> WritePredictions(
+            read, args.model, out, windows, saved_model_classifier,
+            missing_audio=args.missing_audio,
+            progress=not args.quiet, batch_size=args.batch_size)
+        result = pipeline.run()
+        result.wait_until_finish()
+        counts = read_outcome(os.path.join(out, DEAD_LETTERS_DIR))
+    if not args.listing:
+        skipped = skipped_counts(result)
         others = ", ".join(f"{ext} {n}" for ext, n in sorted(skipped.items()))
-        print(f"listed {len(records)} videos under {args.videos}"
+        print(f"listed {counts['read']} videos under {args.videos}"
               + (f"; skipped {sum(skipped.values())} other files ({others}; --all-files "
                  "takes them too)" if skipped else ""))
-        read = beam.Create(records, reshuffle=True)
-    with replaced_output(args.out, args.overwrite) as out:
-        with beam.Pipeline(options=pipeline_options) as pipeline:
-            _ = pipeline | "Infer" >> WritePredictions(
-                read, args.model, out, windows, saved_model_classifier,
-                missing_audio=args.missing_audio,
-                progress=not args.quiet, batch_size=args.batch_size)
-        return read_outcome(os.path.join(out, DEAD_LETTERS_DIR))
+    return counts
 
 
 def run(args) -> int:

@@ -6,7 +6,7 @@ import apache_beam as beam
 import pytest
 import tensorflow as tf
 
-from components.batch_inference import DEAD_LETTERS, VIDEOS, _PredictFn, list_videos
+from components.batch_inference import DEAD_LETTERS, VIDEOS, _PredictFn, folder_rows
 from components.preprocess.clip_decoder import ClipError
 from pipeline.infer_cli import every_window, saved_model_classifier
 from tests.components.conftest import write_clip
@@ -26,7 +26,7 @@ def test_rows_leave_as_they_are_classified_and_a_failure_partway_keeps_them(tmp_
     folder = tmp_path / "videos"
     folder.mkdir()
     write_clip(str(folder / "film.mp4"), 6.0)
-    (record,), _ = list_videos(str(folder))
+    (record,) = folder_rows(str(folder))
     model = export_micro(str(tmp_path / "model"), seed=3)
     taken = []
 
@@ -64,7 +64,7 @@ def test_a_storage_error_partway_propagates_for_the_runner_to_retry(tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
     write_clip(str(folder / "film.mp4"), 3.0)
-    (record,), _ = list_videos(str(folder))
+    (record,) = folder_rows(str(folder))
     model = export_micro(str(tmp_path / "model"), seed=3)
 
     def flaky_windows(source):

@@ -172,6 +172,29 @@ def test_infer_names_a_missing_model_or_folder_in_one_line(library, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
+def test_infer_lists_a_bucket_folder_in_the_job_and_reads_its_videos_from_there(library,
+                                                                                tmp_path, capsys):
+    """A gs:// folder (TensorFlow's ram:// stands in; it lives in this process, so one worker):
+    the folder is listed by the job, not the launcher, and its videos are read through
+    tf.io.gfile; a missing bucket folder is one line before the job."""
+    import tensorflow as tf
+    _, videos, model = library
+    bucket = f"ram://infer_bucket_{os.getpid()}/videos"
+    tf.io.gfile.makedirs(bucket + "/sub")
+    tf.io.gfile.copy(os.path.join(videos, "good.mp4"), bucket + "/good.mp4")
+    tf.io.gfile.copy(os.path.join(videos, "sub", "beeps.mp4"), bucket + "/sub/beeps.mp4")
+    tf.io.gfile.copy(os.path.join(videos, "README.txt"), bucket + "/README.txt")
+    out = str(tmp_path / "out")
+    code, printed, _ = _run(capsys, "--videos", bucket, "--model", model, "--out", out, *WINDOW)
+    assert code == 0, printed
+    assert f"listed 2 videos under {bucket}; skipped 1 other files (.txt 1" in printed
+    assert "read 2 = predicted 2 + rejected 0" in printed
+    assert sorted(row["id"] for row in _rows(out)) == ["good.mp4", "sub/beeps.mp4"]
+    code, _, err = _run(capsys, "--videos", bucket + "_nope", "--model", model, "--out",
+                        str(tmp_path / "out2"))
+    assert code == 2 and err == f"mbt infer: error: --videos {bucket}_nope: no such folder\n"
+
+
 def test_infer_timeline_uses_the_models_window_and_equals_mbt_predict_timeline(library, tmp_path,
                                                                                capsys):
     """No window flags: the model's contract decides (mbt-micro: 2 frames over 0.96 s); with
