@@ -1,6 +1,5 @@
 """`mbt init-from-vit` and `mbt import-scenic`: pretrained weights to a `.keras` model."""
 import argparse
-import os
 
 from mbt_keras.checkpoints import vit_npz
 from mbt_keras.config import FUSIONS, LATE, PRESETS, from_preset
@@ -65,7 +64,8 @@ def run_import_scenic(args) -> int:
     from mbt_keras.checkpoints import scenic_import  # TensorFlow: only when it runs
     overrides = {field: getattr(args, field) for field in ("fusion", "fusion_layer", *INPUT_FLAGS.values())
                  if getattr(args, field) is not None}
-    if not os.path.exists(args.checkpoint):
+    import tensorflow as tf
+    if not tf.io.gfile.exists(args.checkpoint):  # local, or a Scenic workdir on gs://
         raise UserError(f"checkpoint {args.checkpoint}: no such file or folder")
     for flag, field in {"--fusion-layer": "fusion_layer", **INPUT_FLAGS}.items():
         if field in overrides:

@@ -56,10 +56,12 @@ def _unchunk(tree):
 
 
 def latest_checkpoint_file(path: str) -> str:
-    """`path` itself, or the highest-step `checkpoint_<N>` file in a checkpoint directory."""
-    if not os.path.isdir(path):
+    """`path` itself, or the highest-step `checkpoint_<N>` file in a checkpoint directory;
+    local or any tf.io.gfile file system (a Scenic workdir on gs://)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  # only to read files
+    if not tf.io.gfile.isdir(path):
         return path
-    steps = {int(m.group(1)): name for name in os.listdir(path)
+    steps = {int(m.group(1)): name for name in tf.io.gfile.listdir(path)
              if (m := re.fullmatch(r"checkpoint_(\d+)", name))}
     if not steps:
         raise FileNotFoundError(f"no checkpoint_<step> file in directory {path}")
@@ -68,8 +70,9 @@ def latest_checkpoint_file(path: str) -> str:
 
 def read_state(path: str) -> dict:
     """The whole saved train state as nested dicts of NumPy arrays and Python scalars."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     path = latest_checkpoint_file(path)
-    with open(path, "rb") as f:
+    with tf.io.gfile.GFile(path, "rb") as f:
         data = f.read()
     try:
         state = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)

@@ -8,8 +8,11 @@ strict: every checkpoint array sets exactly one model weight and every model wei
 set, or it fails naming the leftovers.
 """
 import csv
+import io
 import math
 import re
+
+import tensorflow as tf
 
 from mbt_keras.checkpoints import flax_msgpack
 from mbt_keras.checkpoints.scenic_names import assign, model_weights, shape_text, vit_block_names
@@ -230,7 +233,9 @@ def load_params(model, params: dict) -> list:
 
 
 def import_scenic(path: str, **overrides):
-    """Reads a Scenic MBT checkpoint (file or directory); returns (model, config, report)."""
+    """Reads a Scenic MBT checkpoint (file, or directory: its newest checkpoint_<N>); returns
+    (model, config, report)."""
+    path = flax_msgpack.latest_checkpoint_file(path)
     raw, where = flax_msgpack.read_params(path)
     params = scenic_layout(raw)
     try:
@@ -248,8 +253,8 @@ def read_class_names(path: str, num_classes: int) -> list:
     Columns index,mid,display_name; names may contain commas (quoted CSV fields).
     """
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        with tf.io.gfile.GFile(path, "rb") as f:
+            rows = list(csv.DictReader(io.StringIO(f.read().decode("utf-8"), newline="")))
         names = {int(r["index"]): r["display_name"].strip() for r in rows}
     except (UnicodeDecodeError, KeyError, ValueError, TypeError, AttributeError):
         names = {}

@@ -547,6 +547,27 @@ def test_cli_import_scenic_writes_a_keras_model(tmp_path, capsys):
     assert "input    rgb: 3136 patch tokens -> num_frames=32, image_size=224" in printed
 
 
+def test_cli_import_scenic_reads_a_workdir_and_class_labels_on_a_bucket(tmp_path, capsys):
+    """A Scenic workdir and AudioSet's CSV on gs:// (TensorFlow's ram:// stands in): the
+    newest checkpoint_<N> of the folder is imported, as from a local folder."""
+    flat = random_arrays(scenic_shapes(hidden=32, heads=2, mlp=64, layers=1, classes=3))
+    bucket = f"ram://scenic_{os.getpid()}/workdir"
+    tf.io.gfile.makedirs(bucket)
+    tf.io.gfile.copy(write_scenic(tmp_path / "old", random_arrays(scenic_shapes(
+        hidden=32, heads=2, mlp=64, layers=1, classes=3))), bucket + "/checkpoint_100")
+    tf.io.gfile.copy(write_scenic(tmp_path / "new", flat), bucket + "/checkpoint_2000")
+    with tf.io.gfile.GFile(bucket + "/labels.csv", "w") as f:
+        f.write('index,mid,display_name\n0,/m/0,"Dog, barking"\n1,/m/1,Cat\n2,/m/2,Bird\n')
+    out = tmp_path / "imported.keras"
+    assert cli.main(["import-scenic", bucket, "--out", str(out), "--fusion-layer", "1",
+                     "--class-labels", bucket + "/labels.csv"]) == 0
+    assert f"read     {len(flat)} arrays from {bucket}/checkpoint_2000" in capsys.readouterr().out
+    kernel = keras.models.load_model(out).get_layer("output_projection").kernel
+    np.testing.assert_array_equal(np.array(kernel), flat["output_projection/kernel"])
+    assert cli.main(["import-scenic", bucket + "_nope", "--out", str(out)]) == 2
+    assert f"checkpoint {bucket}_nope: no such file or folder" in capsys.readouterr().err
+
+
 def test_cli_import_scenic_takes_cross_fusion_and_input_sizes_from_flags(tmp_path, capsys):
     flat = random_arrays(scenic_shapes(hidden=32, heads=2, mlp=64, layers=2, classes=3,
                                        rgb_tokens=8, spec_tokens=12, bottlenecks=None))
