@@ -20,7 +20,7 @@ from google.protobuf import message
 
 from mbt_keras import augment, contract, host_memory, windows
 from mbt_keras.config import ModelConfig
-from mbt_keras.user_error import UserError
+from mbt_keras.user_error import BAD_RECORD, UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 SAMPLINGS = ("sync", "async")
@@ -102,27 +102,49 @@ def _records(patterns, input_context, shuffle: bool, seed=None):
 
 
 def parse(serialized, config: ModelConfig):
-    """The fields the model needs from one SequenceExample: JPEG list, log-mel [T, M], fps, labels."""
+    """The fields the model needs from one SequenceExample: JPEG list, log-mel [T, M], fps,
+    labels. A record that cannot give them (no frame, no whole second of log-mel, fewer labels
+    than heads) fails the input pipeline with `bad_record` naming its clip and what is missing,
+    not deep inside a gather or parser."""
     sequence_spec = {}
     if "rgb" in config.modalities:
-        sequence_spec[contract.IMAGE_ENCODED] = tf.io.FixedLenSequenceFeature([], tf.string)
+        sequence_spec[contract.IMAGE_ENCODED] = tf.io.FixedLenSequenceFeature(
+            [], tf.string, allow_missing=True)
     if "spec" in config.modalities:
         sequence_spec[contract.MELSPEC] = tf.io.FixedLenSequenceFeature(
-            [contract.SPEC_FRAMES_PER_SECOND * config.mel_bins], tf.float32)
+            [contract.SPEC_FRAMES_PER_SECOND * config.mel_bins], tf.float32, allow_missing=True)
     context, sequence = tf.io.parse_single_sequence_example(
         serialized,
         context_features={
             contract.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
             contract.CLIP_FPS: tf.io.FixedLenFeature([], tf.float32, default_value=contract.FPS),
+            contract.CLIP_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
         },
         sequence_features=sequence_spec)
-    parsed = {"fps": context[contract.CLIP_FPS],
-              "labels": tf.sparse.to_dense(context[contract.LABEL_INDEX])}
+    clip = context[contract.CLIP_ID]
+    labels = tf.sparse.to_dense(context[contract.LABEL_INDEX])
+    heads = 0 if config.head == "multilabel" else len(config.num_classes)
+    checks = [bad_record(tf.size(labels) >= heads, clip,
+                         f"fewer than {heads} label(s) for the {config.head} head")]
+    parsed = {"fps": context[contract.CLIP_FPS]}
     if "rgb" in config.modalities:
         parsed["jpegs"] = sequence[contract.IMAGE_ENCODED]
+        checks.append(bad_record(tf.size(parsed["jpegs"]) > 0, clip,
+                                 f"no frame under {contract.IMAGE_ENCODED}"))
     if "spec" in config.modalities:
         parsed["spec"] = tf.reshape(sequence[contract.MELSPEC], [-1, config.mel_bins])
-    return parsed
+        checks.append(bad_record(tf.size(parsed["spec"]) > 0, clip,
+                                 f"no whole second of log-mel under {contract.MELSPEC} (audio "
+                                 "is stored a second per row: a clip under 1 s has none)"))
+    with tf.control_dependencies(checks):
+        parsed["labels"] = tf.identity(labels)
+        return {k: tf.identity(v) for k, v in parsed.items()}
+
+
+def bad_record(condition, clip_id, reason: str):
+    """An assertion that fails with BAD_RECORD's line naming the clip when `condition` is
+    false; pipeline/cli.py shows that line as the user's error (user_error.bad_record_line)."""
+    return tf.debugging.Assert(condition, [f"{BAD_RECORD} clip", clip_id, f": {reason}"])
 
 
 def label_vector(label_index, config: ModelConfig):
@@ -341,14 +363,25 @@ def train_dataset(patterns, config: ModelConfig, batch_size: int, *, sampling: s
 
 
 def eval_dataset(patterns, config: ModelConfig, batch_size: int, *, views: int = 4,
-                 input_context: tf.distribute.InputContext = None):
-    """Batches of ({'rgb': [B,V,F,S,S,3], 'spec': [B,V,T,M]}, labels [B, C]) in file order."""
+                 input_context: tf.distribute.InputContext = None, padded: bool = False):
+    """Batches of ({'rgb': [B,V,F,S,S,3], 'spec': [B,V,T,M]}, labels [B, C]) in file order.
+
+    `padded`: (inputs, labels, valid [B]) batches, every one full: the clips (valid 1)
+    followed by clips of zeros (valid 0) without end. Every replica then computes one static
+    shape (what a TPU compiles once), and workers whose shards differ in length keep stepping
+    together until none has a clip left (Trainer.evaluate stops there)."""
     if views < 1:
         raise ValueError(f"views={views} must be >= 1")
     host_memory.tune_allocator()
     dataset = _records(patterns, input_context, shuffle=False)
     dataset = dataset.map(lambda s: eval_example(s, config, views), num_parallel_calls=AUTOTUNE)
-    return dataset.batch(batch_size).prefetch(AUTOTUNE)
+    if not padded:
+        return dataset.batch(batch_size).prefetch(AUTOTUNE)
+    zeros = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype),
+                                  dataset.element_spec)
+    filler = tf.data.Dataset.from_tensors(zeros + (tf.constant(0.0),)).repeat()
+    dataset = dataset.map(lambda inputs, labels: (inputs, labels, tf.constant(1.0)))
+    return dataset.concatenate(filler).batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def class_names(patterns, num_classes=None):

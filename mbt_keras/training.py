@@ -326,11 +326,12 @@ class Trainer:
             self._steps_fn = run
         return self._steps_fn(iterator, tf.constant(steps), tf.constant(save_due))
 
-    def _replica_scores(self, inputs, labels):
+    def _replica_scores(self, inputs, labels, valid=None):
         """(scores, labels, valid) of every replica's clips, gathered on each: views folded
-        into the batch, their logits averaged per clip. A replica's share may be smaller or
-        empty (the last batch) and gathering needs one shape, so each pads its share to the
-        largest and marks its rows valid."""
+        into the batch, their logits averaged per clip. Padded batches (`valid` given) have one
+        shape on every replica and are gathered as they are. Otherwise a replica's share may
+        be smaller or empty (the last batch) and gathering needs one shape, so each pads its
+        share to the largest and marks its rows valid (a data-dependent pad: not for TPUs)."""
         shape = tf.shape(next(iter(inputs.values())))
         clips, views = shape[0], shape[1]
         flat = {k: tf.reshape(v, tf.concat([[clips * views], tf.shape(v)[2:]], 0))
@@ -339,6 +340,8 @@ class Trainer:
         logits = tf.reshape(logits, [clips, views, sum(self.config.num_classes)])
         scores, labels = scores_and_labels(self.config, logits, labels)
         context = tf.distribute.get_replica_context()
+        if valid is not None:
+            return tuple(context.all_gather(t, axis=0) for t in (scores, labels, valid))
         padding = tf.reduce_max(context.all_gather(clips[None], axis=0)) - clips
         return tuple(context.all_gather(tf.pad(t, [[0, padding]] + [[0, 0]] * (t.shape.rank - 1)),
                                         axis=0)
@@ -348,22 +351,26 @@ class Trainer:
         """Metrics over evaluation clips ([B, V, ...] inputs, [B, C] labels): each replica
         scores its share and every worker gathers all scores, so no worker waits in a
         collective the others skip. `data`: a dataset of global batches, or a function
-        input_context -> this replica's batches (each worker reading its shard)."""
+        input_context -> this replica's batches (each worker reading its shard); batches of
+        eval_dataset(padded=True) are read until no replica has a clip left."""
         distributed = (self.strategy.experimental_distribute_dataset(data)
                        if isinstance(data, tf.data.Dataset)
                        else self.strategy.distribute_datasets_from_function(data))
         if self._eval_fn is None:
             # Shapes relaxed: a batch whose share is statically empty would not trace.
             @tf.function(reduce_retracing=True)
-            def gathered(inputs, labels):
-                per_replica = self.strategy.run(self._replica_scores, args=(inputs, labels))
+            def gathered(inputs, labels, valid=None):
+                per_replica = self.strategy.run(self._replica_scores,
+                                                args=(inputs, labels, valid))
                 scores, labels, valid = (self.strategy.experimental_local_results(t)[0]
                                          for t in per_replica)
                 return tf.boolean_mask(scores, valid > 0), tf.boolean_mask(labels, valid > 0)
             self._eval_fn = gathered
         scores, labels = [], []
-        for inputs, y in distributed:
-            s, y = self._eval_fn(inputs, y)
+        for batch in distributed:
+            s, y = self._eval_fn(*batch)
+            if len(batch) == 3 and not len(s):
+                break  # padding on every replica: the gathered result is every worker's
             scores.append(s.numpy())
             labels.append(y.numpy())
         return evaluation_metrics(self.config, np.concatenate(scores), np.concatenate(labels))
@@ -503,7 +510,7 @@ def train(config: ModelConfig, train_config: TrainConfig, model_dir: str,
         def eval_source(input_context):
             return input_pipeline.eval_dataset(
                 eval_data, config, input_context.get_per_replica_batch_size(cfg.batch_size),
-                views=cfg.eval_views, input_context=input_context)
+                views=cfg.eval_views, input_context=input_context, padded=True)
     with strategies.kept_dtype_policy():
         trainer = Trainer(config, cfg, model_dir, steps, strategy, init_fn, log_dir)
         history = trainer.fit(dataset_fn, eval_source, verbose=verbose)

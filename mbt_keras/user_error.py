@@ -7,11 +7,31 @@ TensorFlow-free and dependency-free, so every layer imports it (the serving clie
 A ValueError: code that catches ValueError around a library call keeps working.
 """
 import os
+import re
 
 
 class UserError(ValueError):
     """A value the user gave that the program cannot use; the message says what and how to
     fix it."""
+
+
+# What a record the input pipeline cannot use says (input_pipeline.bad_record).
+BAD_RECORD = "bad record:"
+
+
+def bad_record_line(message: str):
+    """The one line of an input pipeline's failed BAD_RECORD assertion inside a TensorFlow
+    error message (which wraps it in graph context), or None. TensorFlow prints the
+    assertion's parts as `assertion failed: [part] [part] ...`."""
+    start = message.find("[" + BAD_RECORD)
+    if start < 0:
+        return None
+    parts = re.findall(r"\[([^\]]*)\]", message[start:].split("\n")[0])
+    if len(parts) < 3:
+        return None
+    what, clip, reason = parts[:3]
+    return (f"{what} '{clip}'{reason}; such a record cannot train or be evaluated: rewrite or "
+            "drop it (mbt preprocess never writes one)")
 
 
 def is_local(path: str) -> bool:

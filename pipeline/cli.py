@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 
-from mbt_keras.user_error import UserError
+from mbt_keras.user_error import UserError, bad_record_line
 from pipeline import log_level
 
 DEBUG_ENV = "MBT_DEBUG"
@@ -116,6 +116,8 @@ def user_message(error: BaseException, args=None):
         message = f"{error.filename}: {error.strerror}" if error.filename else str(error)
     elif name in TF_PATH_ERRORS and type(error).__module__.startswith("tensorflow"):
         message = error.message
+    elif name == "InvalidArgumentError" and bad_record_line(str(error)):
+        message = bad_record_line(str(error))
     elif isinstance(error, ConnectionError) or _grpc_code(error) in UNREACHABLE + REFUSED:
         server = getattr(args, "server", None) or "the server"
         code = _grpc_code(error)

@@ -16,25 +16,31 @@ import numpy as np
 VIEWS = 2
 
 
-def _counting(trainer, computed: collections.Counter):
-    """Makes the trainer's evaluation count the views each replica scores."""
+def _counting(trainer, computed: collections.Counter, shapes: set):
+    """Makes the trainer's evaluation count the views each replica scores (`computed`: of
+    clips, not padding) and note the [clips, views] shape of every batch it computes."""
     import tensorflow as tf
     score = trainer._replica_scores
 
-    def counted(inputs, labels):
+    def counted(inputs, labels, valid=None):
         shape = tf.shape(next(iter(inputs.values())))
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        tf.py_function(lambda r, n: computed.update({int(r): int(n)}),
-                       [replica, shape[0] * shape[1]], [])
-        return score(inputs, labels)
+        clips = tf.reduce_sum(valid) if valid is not None else tf.cast(shape[0], tf.float32)
+
+        def note(r, n, c, v):
+            computed.update({int(r): int(n)})
+            shapes.add((int(c), int(v)))
+        tf.py_function(note, [replica, tf.cast(clips, tf.int32) * shape[1], shape[0], shape[1]],
+                       [])
+        return score(inputs, labels, valid)
     trainer._replica_scores = counted
 
 
 def evaluation(work_dir, one, two) -> dict:
     """Metrics of one device and of two replicas over the same clips, read from TFRecords as
-    `training.train` reads them (each replica its batches) and from a dataset of global
-    batches whose last batch leaves replica 1 empty."""
-    import tensorflow as tf
+    `training.train` reads them (each replica its padded batches: 8 clips, and 7, which
+    leave replica 1 a clip short), and from a dataset of global batches whose last batch
+    leaves replica 1 empty."""
     from mbt_keras import input_pipeline, training
     from mbt_keras.config import from_preset
     from tests.mbt_keras.tfrecord_fixtures import sequence_example, write_tfrecord
@@ -42,29 +48,39 @@ def evaluation(work_dir, one, two) -> dict:
     config = from_preset("mbt-micro", num_classes=6)
     # Clips of noise: clips alike would score alike, and ties leave mAP to the clips' order.
     rng = np.random.default_rng(0)
-    records = write_tfrecord(os.path.join(work_dir, "eval.tfrecord.gz"), [
-        sequence_example(rng.integers(0, 256, (20, 40, 48, 3), dtype=np.uint8),
-                         rng.normal(-4.0, 3.0, (200, 128)).astype(np.float32),
-                         [i % 6, (i + 2) % 6], 10.0) for i in range(8)])
+    examples = [sequence_example(rng.integers(0, 256, (20, 40, 48, 3), dtype=np.uint8),
+                                 rng.normal(-4.0, 3.0, (200, 128)).astype(np.float32),
+                                 [i % 6, (i + 2) % 6], 10.0) for i in range(8)]
+    records = write_tfrecord(os.path.join(work_dir, "eval.tfrecord.gz"), examples)
+    seven = write_tfrecord(os.path.join(work_dir, "seven.tfrecord"), examples[:7])
     train_config = training.TrainConfig(batch_size=4, eval_views=VIEWS, seed=0)
     single = training.Trainer(config, train_config, os.path.join(work_dir, "one"), 1, one)
     weights = single.model.get_weights()
     pair = training.Trainer(config, train_config, os.path.join(work_dir, "two"), 1, two,
                             init_fn=lambda model: model.set_weights(weights))
-    computed = collections.Counter()
-    _counting(pair, computed)
+    computed, shapes = collections.Counter(), set()
+    _counting(pair, computed, shapes)
 
-    def per_replica(context):
-        return input_pipeline.eval_dataset(records, config,
-                                           context.get_per_replica_batch_size(4), views=VIEWS,
-                                           input_context=context)
+    def per_replica(files):
+        return lambda context: input_pipeline.eval_dataset(
+            files, config, context.get_per_replica_batch_size(4), views=VIEWS,
+            input_context=context, padded=True)
+
+    def measured(one_device, two_replicas):
+        result = {"one": one_device, "two": two_replicas(),
+                  "views": {str(r): n for r, n in computed.items()}, "shapes": sorted(shapes)}
+        computed.clear()
+        shapes.clear()
+        return result
     five = input_pipeline.eval_dataset(records, config, 5, views=VIEWS).unbatch().take(5).batch(4)
-    result = {"records": {"one": single.evaluate(per_replica), "two": pair.evaluate(per_replica)},
-              "views": {str(r): n for r, n in computed.items()}}
-    computed.clear()
-    result["uneven"] = {"one": single.evaluate(five), "two": pair.evaluate(five),
-                        "views": {str(r): n for r, n in computed.items()}}
-    return result
+    return {
+        "records": measured(single.evaluate(per_replica(records)),
+                            lambda: pair.evaluate(per_replica(records))),
+        "seven": dict(measured(single.evaluate(per_replica(seven)),
+                               lambda: pair.evaluate(per_replica(seven))),
+                      unpadded=single.evaluate(input_pipeline.eval_dataset(seven, config, 4,
+                                                                           views=VIEWS))),
+        "uneven": measured(single.evaluate(five), lambda: pair.evaluate(five))}
 
 
 def loss_scaling(work_dir, two) -> dict:

@@ -24,16 +24,28 @@ def measured(tmp_path_factory):
 
 
 def test_each_replica_scores_half_the_views_and_the_metrics_are_one_devices(measured):
-    evaluation = measured["evaluation"]
-    # 8 clips x 2 views read as `training.train` reads them: 8 views on each replica.
-    assert evaluation["views"] == {"0": 8, "1": 8}
-    assert evaluation["records"]["two"]["mAP"] == pytest.approx(
-        evaluation["records"]["one"]["mAP"], rel=1e-6)
-    assert 0.0 < evaluation["records"]["one"]["mAP"] < 1.0
+    records = measured["evaluation"]["records"]
+    # 8 clips x 2 views read as `training.train` reads them: 8 views on each replica, in
+    # batches of one shape (2 clips x 2 views), the last all padding.
+    assert records["views"] == {"0": 8, "1": 8}
+    assert records["shapes"] == [[2, 2]]
+    assert records["two"]["mAP"] == pytest.approx(records["one"]["mAP"], rel=1e-6)
+    assert 0.0 < records["one"]["mAP"] < 1.0
+
+
+def test_shards_of_different_lengths_keep_one_batch_shape_and_count_every_clip(measured):
+    """7 clips: replica 1's shard is a clip short, its last batch half padding. The padded
+    batches give the metrics of plain batches on one device, every clip counted once."""
+    seven = measured["evaluation"]["seven"]
+    assert seven["views"] == {"0": 8, "1": 6}
+    assert seven["shapes"] == [[2, 2]]
+    assert seven["two"]["mAP"] == pytest.approx(seven["unpadded"]["mAP"], rel=1e-6)
+    assert seven["one"]["mAP"] == pytest.approx(seven["unpadded"]["mAP"], rel=1e-6)
 
 
 def test_a_replica_left_without_clips_by_the_last_batch_still_evaluates(measured):
-    """5 clips in global batches of 4: the last batch gives replica 0 one clip, replica 1 none."""
+    """5 clips in global batches of 4 (a dataset the caller batched, not padded): the last
+    batch gives replica 0 one clip, replica 1 none."""
     uneven = measured["evaluation"]["uneven"]
     assert uneven["views"] == {"0": 6, "1": 4}
     assert uneven["two"]["mAP"] == pytest.approx(uneven["one"]["mAP"], rel=1e-6)

@@ -79,3 +79,27 @@ def test_train_without_a_count_or_steps_per_epoch_is_refused_in_one_line(data, r
                            "examples is unknown")
     assert line.endswith("(mbt train --steps-per-epoch N)")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("seconds, frames, labels, reason", [
+    (0.5, 5, [0], "no whole second of log-mel"),
+    (2.0, 0, [0], "no frame under"),
+    (2.0, 10, [], "fewer than 1 label(s) for the singlelabel head"),
+])
+def test_a_record_the_model_cannot_use_stops_training_with_one_line_naming_it(
+        seconds, frames, labels, reason, tmp_path, capsys):
+    """Records written by other tools than mbt preprocess: the second of three lacks audio,
+    frames or a label. Training stops at it with the clip's id and what it lacks, not an
+    internal error from a gather deep inside the input pipeline."""
+    from tests.mbt_keras.tfrecord_fixtures import clip_arrays, sequence_example, write_tfrecord
+    examples = []
+    for i in range(3):
+        rgb, spec = clip_arrays(seconds if i == 1 else 2.0, 5.0, 40, 48)
+        examples.append(sequence_example(rgb[:frames] if i == 1 else rgb, spec,
+                                         labels if i == 1 else [i % 2], 5.0, clip_id=f"clip{i}"))
+    data = write_tfrecord(tmp_path / "data.tfrecord", examples)
+    assert main(["train", "--data", data, "--model-dir", str(tmp_path / "run"), *TRAIN,
+                 "--batch-size", "1", "--steps-per-epoch", "3", "--set",
+                 "head=singlelabel"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("mbt train: error: bad record: clip 'clip1': " + reason), line
