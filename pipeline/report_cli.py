@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--class-map", default=None,
                         help="CSV of index,name[,group] (names and groups for AP per class; "
                         "default: the class map the run's ExampleGen read)")
+    parser.add_argument("--noun-class-map", default=None,
+                        help="Epic-Kitchens' noun classes, with --class-map its verb classes "
+                        "(default: the run's)")
     parser.add_argument("--attention-clips", type=int, default=ATTENTION_CLIPS,
                         help="evaluation clips per class whose attention maps go to "
                         "TensorBoard (0: none)")
@@ -44,12 +47,15 @@ def newest_output(run_dir: str, component: str, output: str):
     return os.path.join(parent, str(max(ids))) if ids else None
 
 
-def class_names_and_groups(path, encoding: str = "utf-8"):
-    """([class names by index], {name: group}) from a class map file; nothing without one."""
+def class_names_and_groups(path, encoding: str = "utf-8", noun_path=None):
+    """([class names by index], {name: group}) from a class map file, with `noun_path` the
+    verbs' then the nouns' (`verb:<name>`, `noun:<name>`, the model's output order); nothing
+    without one."""
     if not path or not os.path.isfile(path):
         return [], {}
-    from components.preprocess.label_files import class_names, read_class_groups, read_class_map
-    return class_names(read_class_map(path, encoding)), read_class_groups(path, encoding)
+    from components.preprocess.label_files import class_names, read_class_groups, read_class_maps
+    return (class_names(read_class_maps(path, noun_path, encoding)),
+            {} if noun_path else read_class_groups(path, encoding))
 
 
 def push_dir(args, record) -> str:
@@ -102,10 +108,11 @@ def run(args) -> int:
         return 1
     log_dir = model_run or evaluation
     class_map = args.class_map or record.class_map
-    names, groups = class_names_and_groups(class_map, record.encoding)
+    nouns = args.noun_class_map or (None if args.class_map else record.noun_class_map)
+    names, groups = class_names_and_groups(class_map, record.encoding, nouns)
     source = "--class-map" if args.class_map else "the run's"
-    print(f"class map:    {class_map} ({source})" if class_map
-          else "class map:    none (classes by index)")
+    print((f"class map:    {class_map} ({source})" + (f", nouns {nouns}" if nouns else ""))
+          if class_map else "class map:    none (classes by index)")
     summary = eval_report.write_eval_summaries(evaluation, log_dir, names,
                                                step=int(os.path.basename(evaluation)),
                                                groups=groups)

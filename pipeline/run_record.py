@@ -18,6 +18,7 @@ from pipeline.settings import PipelineSettings
 class RunRecord:
     metadata_path: Optional[str] = None   # None: no store found
     class_map: Optional[str] = None       # the class map file ExampleGen read
+    noun_class_map: Optional[str] = None  # with it, Epic-Kitchens' nouns (class_map: verbs)
     encoding: str = "utf-8"               # its text encoding
     push_dir: Optional[str] = None        # <serving base>/<model name> the Pusher pushes to
     pushed: Optional[str] = None          # the newest version this run pushed
@@ -64,6 +65,7 @@ def read(run_dir: str, metadata_path: Optional[str] = None) -> RunRecord:
     if examples is not None:
         preprocess = json.loads(_property(producer(examples), PREPROCESS_CONFIG_KEY) or "{}")
         record.update(class_map=preprocess.get("class_map"),
+                      noun_class_map=preprocess.get("noun_class_map") or None,
                       encoding=preprocess.get("encoding", "utf-8"))
     pushed = newest("PushedModel", lambda a: a.custom_properties["pushed"].int_value == 1)
     if pushed is not None:

@@ -198,8 +198,8 @@ def test_records_carry_verb_and_noun_in_the_heads_index_spaces(preprocessed):
     assert seen == set(GOOD)
 
 
-def test_the_evaluator_reports_verb_noun_and_action_top1_of_the_records(preprocessed,
-                                                                         tmp_path):
+def test_the_evaluator_reports_verb_noun_and_action_top1_of_the_records(preprocessed, epic,
+                                                                         tmp_path, capsys):
     from tests.components.test_eval_config import SERVING_SUBDIR, _scores, run_evaluator
     from tests.serving.conftest import export_micro
     from tfx.components.util import examples_utils
@@ -229,6 +229,18 @@ def test_the_evaluator_reports_verb_noun_and_action_top1_of_the_records(preproce
     assert summary.metrics[eval_metrics.NOUN_TOP_1] == pytest.approx(noun_right.mean())
     assert summary.metrics[eval_metrics.ACTION_TOP_1] == pytest.approx(
         (verb_right & noun_right).mean())
+
+    # `mbt report` takes the nouns' names too (the names of its attention maps' classes).
+    from pipeline import report_cli
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    assert report_cli.run(parser.parse_args([
+        str(tmp_path), "--class-map", epic["verbs"], "--noun-class-map", epic["nouns"],
+        "--serving-base", str(tmp_path / "serving"), "--attention-clips", "0"])) == 0
+    assert (f"class map:    {epic['verbs']} (--class-map), nouns {epic['nouns']}\n"
+            in capsys.readouterr().out)
+    names, _ = report_cli.class_names_and_groups(epic["verbs"], noun_path=epic["nouns"])
+    assert names == [f"verb:{v[0]}" for v in VERBS] + [f"noun:{n[0]}" for n in NOUNS]
 
 
 def test_a_pipeline_run_on_epic_kitchens_sizes_the_heads_and_the_evaluator_from_the_class_files(

@@ -51,7 +51,8 @@ def test_the_record_is_the_runs_class_map_and_newest_push_not_another_roots(tmp_
             store.put_events([pb.Event(artifact_id=artifact_id, execution_id=execution_id,
                                        type=pb.Event.OUTPUT)])
 
-    ours = {"class_map": "/data/class_map.csv", "encoding": "latin-1"}
+    ours = {"class_map": "/data/class_map.csv", "noun_class_map": "/data/nouns.csv",
+            "encoding": "latin-1"}
     produce("Examples", root / "ClipExampleGen/examples/1", execution_ids=2,
             config=("preprocess_config", json.dumps(ours)))
     produce("Examples", tmp_path / "other_root/ClipExampleGen/examples/9",
@@ -63,4 +64,5 @@ def test_the_record_is_the_runs_class_map_and_newest_push_not_another_roots(tmp_
             pushed_destination="/other/mbt/999")
     assert run_record.read(str(root)) == run_record.RunRecord(
         metadata_path=str(tmp_path / "metadata.sqlite"), class_map="/data/class_map.csv",
-        encoding="latin-1", push_dir="/serving/mbt", pushed="/serving/mbt/200")
+        noun_class_map="/data/nouns.csv", encoding="latin-1", push_dir="/serving/mbt",
+        pushed="/serving/mbt/200")
