@@ -30,6 +30,10 @@ LOG = logging.getLogger("mbt.serve")
 # level): a signature's inputs are tensors of rank < 10, in a request two levels deep.
 MAX_JSON_DEPTH = 64
 _SCAN_CHUNK = 1 << 18  # bytes the depth scan looks at per step: its temporaries stay small
+# The depth scan's view of a byte: whether it is a quote or a bracket, and its depth step.
+_MARKS = np.isin(np.arange(256), [ord(c) for c in '"[]{}'])
+_STEPS = np.zeros(256, np.int32)
+_STEPS[[ord("["), ord("{")]], _STEPS[[ord("]"), ord("}")]] = 1, -1
 _URL = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                   r"(?P<verb>/metadata|:predict|:classify|:regress)?")
 
@@ -139,17 +143,22 @@ def _predict_json(outputs: dict, form: str) -> dict:
 def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether brackets outside strings nest deeper than `limit` in `body`, found without
     recursion (json.loads would raise RecursionError, or use a C stack frame per level).
-    Escaped backslashes and quotes are dropped first, so every quote left opens or closes a
-    string; a chunk at a time, carrying the depth and whether a string is open."""
+    A body with at most `limit` opening brackets anywhere cannot be (a real request has a
+    dozen: no scan). Otherwise escaped backslashes and quotes are dropped, so every quote left
+    opens or closes a string, and only quotes and brackets are followed, a chunk at a time,
+    carrying the depth and whether a string is open."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
     text = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
     depth, in_string = 0, 0
     for start in range(0, len(text), _SCAN_CHUNK):
         chunk = np.frombuffer(text, np.uint8, min(_SCAN_CHUNK, len(text) - start), start)
-        quotes = np.cumsum(chunk == ord('"'), dtype=np.int32)
+        marks = chunk[_MARKS[chunk]]
+        if not len(marks):
+            continue
+        quotes = np.cumsum(marks == ord('"'), dtype=np.int32)
         outside = (quotes + in_string) % 2 == 0
-        steps = (np.isin(chunk, (ord("["), ord("{"))).astype(np.int32)
-                 - np.isin(chunk, (ord("]"), ord("}")))) * outside
-        levels = np.cumsum(steps, dtype=np.int32) + depth
+        levels = np.cumsum(_STEPS[marks] * outside, dtype=np.int32) + depth
         if levels.max() > limit:
             return True
         depth, in_string = int(levels[-1]), int(quotes[-1] + in_string) % 2
