@@ -443,7 +443,9 @@ class _AudioTrack:
 
 class _FramePicker:
     """Streams decoded frames and keeps, for each target time start + k / fps, the one whose
-    timestamp is nearest; only kept frames are scaled and converted to RGB."""
+    timestamp is nearest; only kept frames are scaled and converted to RGB, and turned upright
+    as a player shows them: a phone's portrait video is stored landscape with a display
+    matrix (rotation) that FFmpeg's decoder reports on each frame but does not apply."""
 
     def __init__(self, start, end, fps, stream, short_side):
         self.start, self.end, self.fps = start, end, fps
@@ -460,6 +462,7 @@ class _FramePicker:
         self.scaler, self.converter = VideoReformatter(), VideoReformatter()
         self.frames, self.previous, self.previous_rgb, self.count = [], None, None, 0
         self.kept, self.taken, self.last_time, self.finished = 0, 0, None, False
+        self.turns = None  # counterclockwise quarter turns to show a frame upright
 
     def covers(self, time):
         """Whether every frame with a target time before `time` is known."""
@@ -469,6 +472,11 @@ class _FramePicker:
         return self.start + self.kept / self.fps
 
     def add(self, frame):
+        if self.turns is None:  # the stream's display matrix, carried by every frame
+            angle = frame.rotation or 0  # NaN for a singular matrix: shown as stored
+            self.turns = int(round(angle / 90.0)) % 4 if math.isfinite(angle) else 0
+            if self.turns % 2:
+                self.size = self.size[::-1]
         time = frame.time if frame.time is not None else self.count * self.frame_period
         self.count += 1
         if self.previous is not None:
@@ -483,9 +491,13 @@ class _FramePicker:
 
     def _keep_previous(self):
         if self.previous_rgb is None:
-            scaled = self.scaler.reformat(self.previous[1], width=self.size[0],
-                                          height=self.size[1], interpolation=self.interpolation)
-            self.previous_rgb = self.converter.reformat(scaled, format="rgb24").to_ndarray()
+            width, height = self.size[::-1] if self.turns % 2 else self.size
+            scaled = self.scaler.reformat(self.previous[1], width=width, height=height,
+                                          interpolation=self.interpolation)
+            rgb = self.converter.reformat(scaled, format="rgb24").to_ndarray()
+            # rotation: the angle the display turns the stored frame counterclockwise.
+            self.previous_rgb = np.ascontiguousarray(np.rot90(rgb, self.turns)) \
+                if self.turns else rgb
         self.frames.append(self.previous_rgb)
         self.kept += 1
 

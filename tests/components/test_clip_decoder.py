@@ -132,3 +132,28 @@ def test_chunks_of_a_window_are_the_window_frame_for_frame_and_sample_for_sample
     np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]), whole.frames)
     np.testing.assert_array_equal(np.concatenate([c.waveform for c in chunks]), whole.waveform)
     assert sum(c.packets_read for c in chunks) == whole.packets_read
+
+
+@pytest.mark.parametrize("rotation, red", [(-90, "top"), (90, "bottom"), (180, "right"),
+                                           (0, "left")])
+def test_a_phones_rotated_video_is_decoded_upright_as_players_show_it(tmp_path, rotation, red):
+    """Phones store portrait video as landscape frames plus a display matrix (ffprobe: 'rotation
+    of -90.00 degrees' for an iPhone held upright); FFmpeg's decoder leaves the turn to the
+    player. Stored here: 64x32 frames whose left half is red."""
+    path = str(tmp_path / f"phone_{rotation}.mp4")
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(rotation)
+        stored = np.zeros((32, 64, 3), np.uint8)
+        stored[:, :32] = (255, 0, 0)
+        for _ in range(10):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        out.mux(stream.encode())
+    clip = decode_clip(path, fps=5, short_side=16, missing_audio="silence")
+    portrait = rotation in (90, -90)
+    assert clip.frames.shape[1:] == ((32, 16, 3) if portrait else (16, 32, 3))
+    halves = {"top": clip.frames[:, :8], "bottom": clip.frames[:, -8:],
+              "left": clip.frames[:, :, :8], "right": clip.frames[:, :, -8:]}
+    opposite = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}[red]
+    assert halves[red][..., 0].mean() > 200 and halves[opposite][..., 0].mean() < 50
