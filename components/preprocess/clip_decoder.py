@@ -443,8 +443,8 @@ class _AudioTrack:
 
 class _FramePicker:
     """Streams decoded frames and keeps, for each target time start + k / fps, the one whose
-    timestamp is nearest; only kept frames are scaled and converted to RGB, and turned upright
-    as a player shows them: a phone's portrait video is stored landscape with a display
+    timestamp is nearest; only kept frames are scaled (to square pixels) and converted to RGB,
+    and turned upright as a player shows them: a phone's portrait video is stored landscape with a display
     matrix (rotation) that FFmpeg's decoder reports on each frame but does not apply."""
 
     def __init__(self, start, end, fps, stream, short_side):
@@ -452,7 +452,11 @@ class _FramePicker:
         rate = stream.average_rate or stream.guessed_rate or fps
         self.frame_period = 1.0 / float(rate)
         width, height = stream.codec_context.width, stream.codec_context.height
-        self.size = _resized(width, height, short_side) or (width, height)
+        # Non-square pixels (anamorphic DVD, DV, some broadcast files) are shown, and so
+        # kept, at the display's width.
+        pixel = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+        shown = max(1, int(round(width * pixel))) if pixel and pixel > 0 else width
+        self.size = _resized(shown, height, short_side) or (shown, height)
         # AREA averages when shrinking (no aliasing); BILINEAR is 2x cheaper when enlarging.
         self.interpolation = "AREA" if self.size[0] <= width else "BILINEAR"
         # Reused reformatters keep FFmpeg's scaler contexts (20x faster than a fresh one per

@@ -157,3 +157,22 @@ def test_a_phones_rotated_video_is_decoded_upright_as_players_show_it(tmp_path, 
               "left": clip.frames[:, :, :8], "right": clip.frames[:, :, -8:]}
     opposite = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}[red]
     assert halves[red][..., 0].mean() > 200 and halves[opposite][..., 0].mean() < 50
+
+
+def test_non_square_pixels_are_decoded_at_the_display_aspect(tmp_path):
+    """An anamorphic file: 32x32 stored pixels, each twice as wide as high (SAR 2:1), shown
+    64x32 by players; the left half of the picture is red."""
+    from fractions import Fraction
+    path = str(tmp_path / "anamorphic.mp4")
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(2, 1)
+        stored = np.zeros((32, 32, 3), np.uint8)
+        stored[:, :16] = (255, 0, 0)
+        for _ in range(10):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        out.mux(stream.encode())
+    clip = decode_clip(path, fps=5, short_side=16, missing_audio="silence")
+    assert clip.frames.shape[1:] == (16, 32, 3)
+    assert clip.frames[:, :, :14, 0].mean() > 200 and clip.frames[:, :, 18:, 0].mean() < 50
