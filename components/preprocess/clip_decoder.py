@@ -238,10 +238,22 @@ def _opened(source, label):
 
 
 def _video_stream(container, label):
-    """The container's first video stream; a file without one is `not_a_video`."""
+    """The container's main video stream, as players choose it (FFmpeg's best stream: the
+    default one with frames, not a cover picture or a thumbnail track stored before it); a
+    file without one, or with only a cover picture (music with album art), is `not_a_video`."""
     if not container.streams.video:
         raise ClipError("not_a_video", f"not a video file: {label} has no video stream")
-    return container.streams.video[0]
+    video = container.streams.best("video")
+    if video.disposition & (av.stream.Disposition.attached_pic
+                            | av.stream.Disposition.timed_thumbnails):
+        raise ClipError("not_a_video", f"not a video file: {label} holds only a still "
+                        "picture (cover art), no video stream")
+    return video
+
+
+def _audio_stream(container):
+    """The audio players play: FFmpeg's best stream (the default track of several), or None."""
+    return container.streams.best("audio") if container.streams.audio else None
 
 
 def _unreadable(source, label, error) -> ClipError:
@@ -273,7 +285,7 @@ class _Stream:
             raise ValueError(f"missing_audio={missing_audio!r}: expected one of "
                              f"{MISSING_AUDIO_POLICIES}")
         video = _video_stream(container, label)
-        audio = container.streams.audio[0] if container.streams.audio else None
+        audio = _audio_stream(container)
         if audio is None and missing_audio == "reject":
             raise ClipError("no_audio", f"no audio stream in {label} (missing_audio='reject'; "
                             "'silence' keeps it with silent audio and has_audio=0)")

@@ -176,3 +176,45 @@ def test_non_square_pixels_are_decoded_at_the_display_aspect(tmp_path):
     clip = decode_clip(path, fps=5, short_side=16, missing_audio="silence")
     assert clip.frames.shape[1:] == (16, 32, 3)
     assert clip.frames[:, :, :14, 0].mean() > 200 and clip.frames[:, :, 18:, 0].mean() < 50
+
+
+def _with_cover_art(path, cover_only=False):
+    """A file as music and phone apps write them: a one-frame MJPEG cover stream stored first
+    (Matroska keeps it as a video stream), then the video (frames of rising grey) and audio."""
+    with av.open(path, "w") as out:
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 16, 16, "yuvj420p"
+        if cover_only:
+            cover.disposition = av.stream.Disposition.attached_pic
+        else:
+            video = out.add_stream("libx264", rate=10)
+            video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = out.add_stream("aac", rate=16000)
+        picture = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 200, np.uint8), format="rgb24")
+        out.mux(cover.encode(picture.reformat(format="yuvj420p")))
+        out.mux(cover.encode())
+        for i in range(0 if cover_only else 20):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(
+                np.full((32, 32, 3), i * 10, np.uint8), format="rgb24")))
+        if not cover_only:
+            out.mux(video.encode())
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 32000), np.float32), format="fltp",
+                                           layout="mono")
+        sound.sample_rate = 16000
+        out.mux(audio.encode(sound))
+        out.mux(audio.encode())
+    return path
+
+
+def test_the_video_is_decoded_not_the_cover_art_stored_before_it(tmp_path):
+    clip = decode_clip(_with_cover_art(str(tmp_path / "with_cover.mkv")), fps=10,
+                       short_side=None)
+    assert clip.frames.shape == (20, 32, 32, 3)  # the cover was 16x16, one frame
+    np.testing.assert_allclose(clip.frames.mean(axis=(1, 2, 3)), np.arange(20) * 10, atol=3)
+
+
+def test_music_with_only_cover_art_is_not_a_video(tmp_path):
+    path = _with_cover_art(str(tmp_path / "song.mp4"), cover_only=True)
+    with pytest.raises(ClipError, match="holds only a still picture") as error:
+        decode_clip(path, missing_audio="silence")
+    assert error.value.kind == "not_a_video"
