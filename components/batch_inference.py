@@ -40,8 +40,9 @@ OUTCOME_NAME = "infer"
 # The Beam counter of the files of each extension a folder listing skipped: skipped_file.txt.
 SKIPPED = "skipped_file"
 # A folder listing takes files with these extensions (others are skipped and reported).
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ts",
-                    ".flv", ".wmv", ".3gp", ".ogv")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".avi", ".mpg", ".mpeg",
+                    ".ts", ".mts", ".m2ts", ".vob", ".mxf", ".flv", ".f4v", ".wmv", ".asf",
+                    ".3gp", ".3g2", ".ogv")
 
 
 # `windows(source)` -> the windows of a video to classify, in order: objects with `start`,
