@@ -341,7 +341,10 @@ class Trainer:
         scores, labels = scores_and_labels(self.config, logits, labels)
         context = tf.distribute.get_replica_context()
         if valid is not None:
-            return tuple(context.all_gather(t, axis=0) for t in (scores, labels, valid))
+            # Gathered as tensors of this replica (an input tensor straight from the iterator
+            # has no device for MultiWorkerMirroredStrategy's collective).
+            return tuple(context.all_gather(tf.identity(t), axis=0)
+                         for t in (scores, labels, valid))
         padding = tf.reduce_max(context.all_gather(clips[None], axis=0)) - clips
         return tuple(context.all_gather(tf.pad(t, [[0, padding]] + [[0, 0]] * (t.shape.rank - 1)),
                                         axis=0)

@@ -3,7 +3,8 @@ MODEL_DIR OUT.npz`. Uses MultiWorkerMirroredStrategy when TF_CONFIG names a clus
 
 Deterministic on purpose: fixed data in file order, no augmentation, no dropout or
 drop-path (mbt-micro), a seeded initialisation. Each epoch ends with an evaluation of 7
-clips in global batches of 4, which every worker takes part in.
+clips from two files, read as `training.train` reads them (each worker its file, in padded
+batches of one shape), which every worker takes part in.
 """
 import sys
 
@@ -27,16 +28,17 @@ def dataset_fn(input_context):
     return dataset.batch(input_context.get_per_replica_batch_size(GLOBAL_BATCH)).repeat()
 
 
-def eval_dataset():
-    """7 clips x 2 views of noise (clips alike would tie, leaving mAP to their order)."""
-    import tensorflow as tf
+def eval_files(out_path):
+    """7 clips of noise (clips alike would tie, leaving mAP to their order) in two TFRecord
+    files of 4 and 3, which `training.train` shards by file: worker 1 runs out a clip before
+    worker 0 and steps on with padding. Each process writes its own copy beside its output."""
+    from tests.mbt_keras.tfrecord_fixtures import sequence_example, write_tfrecord
     rng = np.random.default_rng(1)
-    features = {"rgb": rng.random((7, 2, 2, 32, 32, 3), dtype=np.float32),
-                "spec": rng.normal(-4.0, 3.0, (7, 2, 96, 128)).astype(np.float32)}
-    labels = (rng.random((7, 4)) < 0.4).astype(np.float32)
-    labels[:, 0] = np.arange(7) % 2  # every class has a positive and a negative
-    labels[:, 1] = 1 - labels[:, 0]
-    return tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)
+    clips = [sequence_example(rng.integers(0, 256, (20, 40, 48, 3), dtype=np.uint8),
+                              rng.normal(-4.0, 3.0, (200, 128)).astype(np.float32),
+                              [i % 2, 2 + int(i % 3 == 0)], 10.0) for i in range(7)]
+    return [write_tfrecord(f"{out_path}.eval{n}.tfrecord", part)
+            for n, part in enumerate((clips[:4], clips[4:]))]
 
 
 def main(model_dir, out_path):
@@ -56,7 +58,7 @@ def main(model_dir, out_path):
         initial.extend(np.array(w) for w in model.weights)
 
     model, history = training.train(config, train_config, model_dir, dataset_fn,
-                                    eval_data=eval_dataset(), strategy=strategy,
+                                    eval_data=eval_files(out_path), strategy=strategy,
                                     init_fn=remember_initial, verbose=False)
     final = [np.array(w) for w in model.weights]
     moved = max(float(np.abs(a - b).max()) for a, b in zip(initial, final))
