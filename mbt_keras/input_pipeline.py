@@ -20,7 +20,7 @@ from google.protobuf import message
 
 from mbt_keras import augment, contract, host_memory, windows
 from mbt_keras.config import ModelConfig
-from mbt_keras.user_error import BAD_RECORD, UserError
+from mbt_keras.user_error import BAD_RECORD, BAD_RECORD_ADVICE, UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 SAMPLINGS = ("sync", "async")
@@ -126,6 +126,15 @@ def parse(serialized, config: ModelConfig):
     heads = 0 if config.head == "multilabel" else len(config.num_classes)
     checks = [bad_record(tf.size(labels) >= heads, clip,
                          f"fewer than {heads} label(s) for the {config.head} head")]
+    # Each label inside its head's classes: tf.one_hot would make one outside them all zeros.
+    limits = (tf.constant(config.num_classes[:heads], tf.int64) if config.head == "verb_noun"
+              else tf.fill(tf.shape(labels), tf.constant(config.num_classes[0], tf.int64)))
+    within = labels[:tf.size(limits)]
+    checks.append(bad_record(
+        tf.reduce_all((within >= 0) & (within < limits[:tf.size(within)])), clip,
+        f"a label index outside the model's classes ({' + '.join(map(str, config.num_classes))})",
+        labels, advice="the model's num_classes must be the class map's count (mbt train takes "
+        "it from the class_map.csv beside the records, or --set num_classes=N)"))
     parsed = {"fps": context[contract.CLIP_FPS]}
     if "rgb" in config.modalities:
         parsed["jpegs"] = sequence[contract.IMAGE_ENCODED]
@@ -141,10 +150,12 @@ def parse(serialized, config: ModelConfig):
         return {k: tf.identity(v) for k, v in parsed.items()}
 
 
-def bad_record(condition, clip_id, reason: str):
-    """An assertion that fails with BAD_RECORD's line naming the clip when `condition` is
-    false; pipeline/cli.py shows that line as the user's error (user_error.bad_record_line)."""
-    return tf.debugging.Assert(condition, [f"{BAD_RECORD} clip", clip_id, f": {reason}"])
+def bad_record(condition, clip_id, reason: str, *values, advice: str = BAD_RECORD_ADVICE):
+    """An assertion that fails with BAD_RECORD's line naming the clip (and `values`, e.g. its
+    labels) when `condition` is false; pipeline/cli.py shows that line as the user's error
+    (user_error.bad_record_line)."""
+    return tf.debugging.Assert(condition, [f"{BAD_RECORD} clip", clip_id, f": {reason}",
+                                           *values, f"; {advice}"])
 
 
 def label_vector(label_index, config: ModelConfig):

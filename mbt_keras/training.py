@@ -376,6 +376,9 @@ class Trainer:
                 break  # padding on every replica: the gathered result is every worker's
             scores.append(s.numpy())
             labels.append(y.numpy())
+        if not scores:
+            raise UserError("the evaluation data holds no clip: an empty eval split or file "
+                            "pattern (evaluate on some clips, or leave the evaluation out)")
         return evaluation_metrics(self.config, np.concatenate(scores), np.concatenate(labels))
 
     def _call_size(self, epoch: int, step: int) -> int:

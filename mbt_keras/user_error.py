@@ -15,23 +15,26 @@ class UserError(ValueError):
     fix it."""
 
 
-# What a record the input pipeline cannot use says (input_pipeline.bad_record).
+# What a record the input pipeline cannot use says (input_pipeline.bad_record), and what to do.
 BAD_RECORD = "bad record:"
+BAD_RECORD_ADVICE = ("such a record cannot train or be evaluated: rewrite or drop it (mbt "
+                     "preprocess never writes one)")
 
 
 def bad_record_line(message: str):
     """The one line of an input pipeline's failed BAD_RECORD assertion inside a TensorFlow
     error message (which wraps it in graph context), or None. TensorFlow prints the
-    assertion's parts as `assertion failed: [part] [part] ...`."""
+    assertion's parts as `assertion failed: [part] [part] ...`: the words, the clip id, the
+    reason, any values (shown in brackets) and the advice."""
     start = message.find("[" + BAD_RECORD)
     if start < 0:
         return None
     parts = re.findall(r"\[([^\]]*)\]", message[start:].split("\n")[0])
-    if len(parts) < 3:
+    if len(parts) < 4:
         return None
-    what, clip, reason = parts[:3]
-    return (f"{what} '{clip}'{reason}; such a record cannot train or be evaluated: rewrite or "
-            "drop it (mbt preprocess never writes one)")
+    what, clip, reason, *values, advice = parts
+    shown = "".join(f" [{v}]" for v in values)
+    return f"{what} '{clip}'{reason}{shown}{advice}".replace("\\'", "'")  # TF escapes quotes
 
 
 def is_local(path: str) -> bool:

@@ -165,6 +165,17 @@ def test_single_label_evaluation_reports_top1_and_top5(tmp_path, records):
     assert history[0]["val_top1"] <= history[0]["val_top5"] <= 1.0
 
 
+def test_an_evaluation_without_a_clip_is_one_clear_error(tmp_path, records):
+    empty = write_clips(tmp_path / "empty.tfrecord", 0, 6)
+    trainer = training.Trainer(MICRO.replace(num_classes=6), training.TrainConfig(batch_size=2),
+                               str(tmp_path / "run"), 1)
+    padded = lambda context: input_pipeline.eval_dataset(empty, trainer.config, 2,  # noqa: E731
+                                                         input_context=context, padded=True)
+    for data in (padded, input_pipeline.eval_dataset(empty, trainer.config, 2)):
+        with pytest.raises(UserError, match="^the evaluation data holds no clip"):
+            trainer.evaluate(data)
+
+
 def test_gradient_clipping_bounds_the_first_update(tmp_path, records):
     def first_step_change(clip_norm):
         train_config = training.TrainConfig(epochs=1, batch_size=4, steps_per_epoch=1,

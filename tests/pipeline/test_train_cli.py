@@ -85,6 +85,7 @@ def test_train_without_a_count_or_steps_per_epoch_is_refused_in_one_line(data, r
     (0.5, 5, [0], "no whole second of log-mel"),
     (2.0, 0, [0], "no frame under"),
     (2.0, 10, [], "fewer than 1 label(s) for the singlelabel head"),
+    (2.0, 10, [7], "a label index outside the model's classes (2) [7]; the model's num_classes"),
 ])
 def test_a_record_the_model_cannot_use_stops_training_with_one_line_naming_it(
         seconds, frames, labels, reason, tmp_path, capsys):
