@@ -134,22 +134,29 @@ def test_chunks_of_a_window_are_the_window_frame_for_frame_and_sample_for_sample
     assert sum(c.packets_read for c in chunks) == whole.packets_read
 
 
+def _left_half_red(path, width, height, setup):
+    """A real H.264 file of 10 stored frames whose left half is red; `setup(stream)` sets what
+    the test is about (display matrix, pixel aspect) before encoding."""
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        setup(stream)
+        stored = np.zeros((height, width, 3), np.uint8)
+        stored[:, :width // 2] = (255, 0, 0)
+        for _ in range(10):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
 @pytest.mark.parametrize("rotation, red", [(-90, "top"), (90, "bottom"), (180, "right"),
                                            (0, "left")])
 def test_a_phones_rotated_video_is_decoded_upright_as_players_show_it(tmp_path, rotation, red):
     """Phones store portrait video as landscape frames plus a display matrix (ffprobe: 'rotation
     of -90.00 degrees' for an iPhone held upright); FFmpeg's decoder leaves the turn to the
     player. Stored here: 64x32 frames whose left half is red."""
-    path = str(tmp_path / f"phone_{rotation}.mp4")
-    with av.open(path, "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
-        stream.set_display_rotation(rotation)
-        stored = np.zeros((32, 64, 3), np.uint8)
-        stored[:, :32] = (255, 0, 0)
-        for _ in range(10):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
-        out.mux(stream.encode())
+    path = _left_half_red(str(tmp_path / f"phone_{rotation}.mp4"), 64, 32,
+                          lambda stream: stream.set_display_rotation(rotation))
     clip = decode_clip(path, fps=5, short_side=16, missing_audio="silence")
     portrait = rotation in (90, -90)
     assert clip.frames.shape[1:] == ((32, 16, 3) if portrait else (16, 32, 3))
@@ -163,16 +170,10 @@ def test_non_square_pixels_are_decoded_at_the_display_aspect(tmp_path):
     """An anamorphic file: 32x32 stored pixels, each twice as wide as high (SAR 2:1), shown
     64x32 by players; the left half of the picture is red."""
     from fractions import Fraction
-    path = str(tmp_path / "anamorphic.mp4")
-    with av.open(path, "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+
+    def anamorphic(stream):
         stream.codec_context.sample_aspect_ratio = Fraction(2, 1)
-        stored = np.zeros((32, 32, 3), np.uint8)
-        stored[:, :16] = (255, 0, 0)
-        for _ in range(10):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
-        out.mux(stream.encode())
+    path = _left_half_red(str(tmp_path / "anamorphic.mp4"), 32, 32, anamorphic)
     clip = decode_clip(path, fps=5, short_side=16, missing_audio="silence")
     assert clip.frames.shape[1:] == (16, 32, 3)
     assert clip.frames[:, :, :14, 0].mean() > 200 and clip.frames[:, :, 18:, 0].mean() < 50
